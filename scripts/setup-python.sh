@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The kit's Python environment: .venv at the repository root with requirements.txt and the
+# kit itself (editable). Idempotent: reinstalls only when requirements.txt changed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
+PY=${P4CF_PYTHON:-python3}
+venv="$root/.venv"
+stamp="$venv/.p4cf-requirements.sha256"
+
+make_venv() {
+    if [ ! -x "$venv/bin/python" ]; then
+        "$PY" -m venv "$venv" || p4cf_die "could not create $venv with $PY; install python3-venv (apt-get install python3-venv) or set P4CF_PYTHON"
+        "$venv/bin/pip" install -q --upgrade pip
+    fi
+}
+
+install_requirements() {
+    local want
+    want=$(cat "$root/requirements.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    "$venv/bin/pip" install -q -r "$root/requirements.txt"
+    "$venv/bin/pip" install -q --no-deps -e "$root"
+    echo "$want" > "$stamp"
+}
+
+p4cf_step "python venv" make_venv
+p4cf_step "python packages" install_requirements
