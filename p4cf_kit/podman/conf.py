@@ -1,0 +1,58 @@
+"""The kit-owned containers.conf, passed to Podman through `CONTAINERS_CONF`.
+
+Why: checkpoint/restore needs a runtime with CRIU support (runc; Debian 12's crun
+has none), and Podman's default rlimits exceed what these VMs allow, so containers
+fail with `setrlimit ... Operation not permitted`. The system's own files stay
+untouched; the kit writes its file under its state directory on every call, so a
+changed host limit is picked up.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+from p4cf_kit.paths import state_dir
+
+RUNTIME = "runc"
+
+
+def _hard_limit(which: int, fallback: int) -> int:
+    soft, hard = resource.getrlimit(which)
+    limit = hard if hard != resource.RLIM_INFINITY else fallback
+    return int(limit)
+
+
+def render_containers_conf() -> str:
+    """The text of the kit's containers.conf for this host's limits."""
+    nofile = min(_hard_limit(resource.RLIMIT_NOFILE, 1 << 20), 1 << 20)
+    nproc = min(_hard_limit(resource.RLIMIT_NPROC, 1 << 20), 1 << 20)
+    return (
+        "# Written by P4ContainerFlow Kit (p4cf_kit.podman.conf); used only through CONTAINERS_CONF.\n"
+        "[containers]\n"
+        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+        "\n"
+        "[engine]\n"
+        f'runtime = "{RUNTIME}"\n'
+        'events_logger = "file"\n'
+        "\n"
+        "[network]\n"
+        'network_backend = "netavark"\n'
+    )
+
+
+def containers_conf_path() -> Path:
+    """Write (if changed) and return the kit's containers.conf."""
+    path = state_dir() / "containers.conf"
+    text = render_containers_conf()
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def podman_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a Podman process: the caller's, plus the kit's CONTAINERS_CONF."""
+    env = dict(os.environ if base is None else base)
+    env["CONTAINERS_CONF"] = str(containers_conf_path())
+    return env
