@@ -54,4 +54,5 @@ def test_p4cf_console_script_runs() -> None:
     exe = Path(sys.executable).parent / "p4cf"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     assert "usage: p4cf" in out
-    assert re.search(r"\{.*\}", out), "no subcommands registered"
+    for command in ["switch", "p4"]:
+        assert re.search(rf"^\s+{command}\s", out, re.M), f"subcommand {command} not registered"

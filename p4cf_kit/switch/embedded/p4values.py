@@ -1,0 +1,47 @@
+"""P4Runtime bytestrings: canonical encoding, width checks, and the error every check raises.
+
+P4Runtime carries bit<W> values as big-endian bytestrings. Writers may pad with leading zero
+bytes; the server accepts any length whose value fits W bits and always answers with the
+canonical form (shortest string, b"\\x00" for zero), so reads are byte-identical to what
+p4runtime-shell sends.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class P4RuntimeError(Exception):
+    """A request the server refuses; `code` is the canonical gRPC code the spec asks for."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encode(value: int) -> bytes:
+    """The canonical bytestring of a non-negative int (shortest big-endian, zero is b"\\x00")."""
+    if value < 0:
+        raise ValueError(f"P4Runtime bytestrings hold unsigned values, got {value}")
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+
+
+def decode(data: bytes, bitwidth: int, what: str) -> int:
+    """The int a bytestring holds, checked against `bitwidth` bits.
+
+    Empty strings are INVALID_ARGUMENT; values wider than the field are OUT_OF_RANGE, however
+    many zero bytes pad them (spec: the receiver checks the value, not the string's length).
+    """
+    if not data:
+        raise P4RuntimeError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: empty bytestring")
+    value = int.from_bytes(data, "big")
+    if value.bit_length() > bitwidth:
+        raise P4RuntimeError(grpc.StatusCode.OUT_OF_RANGE,
+                             f"{what}: value 0x{value:x} does not fit in {bitwidth} bits")
+    return value
+
+
+def canonical(data: bytes, bitwidth: int, what: str) -> bytes:
+    """The canonical form of an accepted bytestring (validates like `decode`)."""
+    return encode(decode(data, bitwidth, what))

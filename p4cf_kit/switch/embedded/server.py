@@ -1,0 +1,303 @@
+"""The P4Runtime v1 gRPC service of the embedded switch.
+
+One `P4RuntimeService` serves one device. It checks requests (device, arbitration, pipeline)
+and translates between gRPC and the modules that hold the rules: `arbitration.Arbiter` for
+primaries and backups, `entries.EntryStore` for the tables, `p4info` for what pipeline is
+acceptable. The data plane is injected (`pipeline`), so the same server runs with the real
+program logic or control-plane only.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent import futures
+from importlib import metadata
+from typing import Iterator
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, status_pb2
+from p4.config.v1 import p4info_pb2
+from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from p4cf_kit.switch.embedded.arbitration import Arbiter, Controller, election_id_of
+from p4cf_kit.switch.embedded.entries import DataPlaneTables, EntryStore, Undo
+from p4cf_kit.switch.embedded.p4info import P4Schema, shipped_p4info, substance_difference
+from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+
+log = logging.getLogger("p4cf.switch.p4runtime")
+Code = grpc.StatusCode
+SetAction = p4runtime_pb2.SetForwardingPipelineConfigRequest
+GetType = p4runtime_pb2.GetForwardingPipelineConfigRequest
+
+
+def api_version() -> str:
+    """The P4Runtime API version we implement: that of the installed p4runtime protos."""
+    try:
+        return metadata.version("p4runtime")
+    except metadata.PackageNotFoundError:
+        return "1.4.1"
+
+
+class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
+    """P4Runtime for one device running the load balancer program."""
+
+    def __init__(self, device_id: int = 1, pipeline: DataPlaneTables | None = None,
+                 accepted_p4info: p4info_pb2.P4Info | None = None) -> None:
+        self.device_id = device_id
+        self.pipeline = pipeline
+        self.arbiter = Arbiter(device_id)
+        self._accepted = P4Schema(accepted_p4info or shipped_p4info())
+        self._lock = threading.Lock()  # one Write/Read/pipeline change at a time
+        self._config: p4runtime_pb2.ForwardingPipelineConfig | None = None
+        self._saved: p4runtime_pb2.ForwardingPipelineConfig | None = None
+        self._store: EntryStore | None = None
+        self._version = api_version()
+
+    # --- pipeline ----------------------------------------------------------------------------
+
+    def load_pipeline(self, config: p4runtime_pb2.ForwardingPipelineConfig) -> None:
+        """Commit a pipeline without a controller (the `--p4info` preload of the CLI)."""
+        self._verify(config)
+        with self._lock:
+            self._commit(config)
+
+    def _verify(self, config: p4runtime_pb2.ForwardingPipelineConfig) -> P4Schema:
+        if not config.HasField("p4info"):
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, "the config has no p4info")
+        offered = P4Schema(config.p4info)
+        diff = substance_difference(self._accepted, offered)
+        if diff is not None:
+            raise P4RuntimeError(Code.INVALID_ARGUMENT,
+                                 "the embedded switch runs only p4/load_balance.p4 and this "
+                                 f"P4Info differs from it: {diff}")
+        return offered
+
+    def _commit(self, config: p4runtime_pb2.ForwardingPipelineConfig) -> None:
+        self._config = p4runtime_pb2.ForwardingPipelineConfig()
+        self._config.CopyFrom(config)
+        self._store = EntryStore(P4Schema(self._config.p4info), self.pipeline)
+        log.info("pipeline committed (cookie %d)", config.cookie.cookie)
+
+    def SetForwardingPipelineConfig(self, request, context):
+        try:
+            self._check_device(request.device_id)
+            self.arbiter.check_primary(request.role, self._election(request))
+            action = request.action
+            if action == SetAction.UNSPECIFIED:
+                raise P4RuntimeError(Code.INVALID_ARGUMENT, "action is UNSPECIFIED")
+            if action == SetAction.COMMIT:
+                with self._lock:
+                    if self._saved is None:
+                        raise P4RuntimeError(Code.FAILED_PRECONDITION,
+                                             "COMMIT without a config saved by VERIFY_AND_SAVE")
+                    self._commit(self._saved)
+                    self._saved = None
+                return p4runtime_pb2.SetForwardingPipelineConfigResponse()
+            self._verify(request.config)
+            with self._lock:
+                if action == SetAction.VERIFY_AND_SAVE:
+                    self._saved = p4runtime_pb2.ForwardingPipelineConfig()
+                    self._saved.CopyFrom(request.config)
+                elif action == SetAction.VERIFY_AND_COMMIT:
+                    self._commit(request.config)
+                elif action == SetAction.RECONCILE_AND_COMMIT:
+                    # Same program (the only one accepted): keep the entries, take the new config.
+                    if self._store is None:
+                        self._commit(request.config)
+                    else:
+                        self._config = p4runtime_pb2.ForwardingPipelineConfig()
+                        self._config.CopyFrom(request.config)
+                elif action != SetAction.VERIFY:
+                    raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown action {action}")
+            return p4runtime_pb2.SetForwardingPipelineConfigResponse()
+        except P4RuntimeError as exc:
+            context.abort(exc.code, exc.message)
+
+    def GetForwardingPipelineConfig(self, request, context):
+        try:
+            self._check_device(request.device_id)
+            with self._lock:
+                if self._config is None:
+                    raise P4RuntimeError(Code.FAILED_PRECONDITION, "no forwarding pipeline is set")
+                config = self._config
+                reply = p4runtime_pb2.GetForwardingPipelineConfigResponse()
+                out = reply.config
+                out.cookie.CopyFrom(config.cookie)
+                kind = request.response_type
+                if kind in (GetType.ALL, GetType.P4INFO_AND_COOKIE):
+                    out.p4info.CopyFrom(config.p4info)
+                if kind in (GetType.ALL, GetType.DEVICE_CONFIG_AND_COOKIE):
+                    out.p4_device_config = config.p4_device_config
+                if kind not in (GetType.ALL, GetType.COOKIE_ONLY, GetType.P4INFO_AND_COOKIE,
+                                GetType.DEVICE_CONFIG_AND_COOKIE):
+                    raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown response_type {kind}")
+            return reply
+        except P4RuntimeError as exc:
+            context.abort(exc.code, exc.message)
+
+    # --- Write / Read ------------------------------------------------------------------------
+
+    def Write(self, request, context):
+        try:
+            self._check_device(request.device_id)
+            self.arbiter.check_primary(request.role, self._election(request))
+            atomicity = request.atomicity
+            if atomicity == p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC:
+                raise P4RuntimeError(Code.UNIMPLEMENTED, "DATAPLANE_ATOMIC is not supported")
+            if atomicity not in (p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR,
+                                 p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR):
+                raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown atomicity {atomicity}")
+            with self._lock:
+                store = self._require_store()
+                errors = self._apply(store, request.updates,
+                                     rollback=atomicity == p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR)
+        except P4RuntimeError as exc:
+            context.abort(exc.code, exc.message)
+        if errors is not None:
+            self._abort_with_update_errors(context, errors)
+        return p4runtime_pb2.WriteResponse()
+
+    @staticmethod
+    def _apply(store: EntryStore, updates, rollback: bool) -> list[P4RuntimeError | None] | None:
+        """Apply a batch; None if all succeeded, else one error (or None) per update."""
+        results: list[P4RuntimeError | None] = []
+        undo: list[Undo] = []
+        failed = False
+        for update in updates:
+            if failed and rollback:
+                results.append(P4RuntimeError(Code.ABORTED, "not applied: an earlier update failed"))
+                continue
+            try:
+                store.write(update.type, update.entity, undo)
+                results.append(None)
+            except P4RuntimeError as exc:
+                results.append(exc)
+                failed = True
+            except Exception as exc:  # a data plane bug must not take the server down
+                log.exception("update %d failed inside the switch", len(results))
+                results.append(P4RuntimeError(Code.INTERNAL, f"switch error: {exc!r}"))
+                failed = True
+        if not failed:
+            return None
+        if rollback:
+            store.rollback(undo)
+            results = [r if r is not None else
+                       P4RuntimeError(Code.ABORTED, "rolled back: another update failed")
+                       for r in results]
+        return results
+
+    @staticmethod
+    def _abort_with_update_errors(context, errors: list[P4RuntimeError | None]) -> None:
+        """Report per-update results as the spec says: UNKNOWN + google.rpc.Status details."""
+        status = status_pb2.Status(code=code_pb2.UNKNOWN)
+        failures = [e for e in errors if e is not None]
+        status.message = f"{len(failures)} of {len(errors)} updates failed: {failures[0].message}"
+        for err in errors:
+            p4err = p4runtime_pb2.Error(canonical_code=code_pb2.OK)
+            if err is not None:
+                p4err.canonical_code = err.code.value[0]
+                p4err.message = err.message
+            detail = any_pb2.Any()
+            detail.Pack(p4err)
+            status.details.append(detail)
+        context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+        context.abort(Code.UNKNOWN, status.message)
+
+    def Read(self, request, context):
+        try:
+            self._check_device(request.device_id)
+            with self._lock:
+                store = self._require_store()
+                reply = p4runtime_pb2.ReadResponse()
+                for entity in request.entities:
+                    reply.entities.extend(store.read(entity))
+        except P4RuntimeError as exc:
+            context.abort(exc.code, exc.message)
+        yield reply
+
+    def Capabilities(self, request, context):
+        return p4runtime_pb2.CapabilitiesResponse(p4runtime_api_version=self._version)
+
+    # --- StreamChannel -----------------------------------------------------------------------
+
+    def StreamChannel(self, request_iterator, context) -> Iterator[p4runtime_pb2.StreamMessageResponse]:
+        """Arbitration over the stream; replies come from a queue so others can notify us."""
+        outbox: queue.Queue = queue.Queue()
+        ctl = Controller(send=outbox.put, peer=context.peer())
+        done = object()
+
+        def reader() -> None:
+            try:
+                for msg in request_iterator:
+                    kind = msg.WhichOneof("update")
+                    if kind == "arbitration":
+                        self.arbiter.arbitrate(ctl, msg.arbitration)
+                    elif not ctl.arbitrated:
+                        raise P4RuntimeError(Code.FAILED_PRECONDITION,
+                                             "the first stream message must be an arbitration update")
+                    else:
+                        outbox.put(self._stream_error(msg, kind))
+            except P4RuntimeError as exc:
+                outbox.put(exc)
+            except Exception:  # the client went away mid-read
+                pass
+            finally:
+                self.arbiter.disconnect(ctl)
+                outbox.put(done)
+
+        context.add_callback(lambda: outbox.put(done))
+        threading.Thread(target=reader, name=f"p4rt-stream-{ctl.peer}", daemon=True).start()
+        try:
+            while True:
+                item = outbox.get()
+                if item is done:
+                    return
+                if isinstance(item, P4RuntimeError):
+                    context.abort(item.code, item.message)
+                yield item
+        finally:
+            self.arbiter.disconnect(ctl)
+
+    @staticmethod
+    def _stream_error(msg: p4runtime_pb2.StreamMessageRequest, kind: str | None) -> p4runtime_pb2.StreamMessageResponse:
+        """The program has no packet I/O or digests: answer such messages with a StreamError."""
+        reply = p4runtime_pb2.StreamMessageResponse()
+        reply.error.canonical_code = code_pb2.UNIMPLEMENTED
+        reply.error.message = f"{kind} is not supported: the program has no controller packet metadata"
+        if kind == "packet":
+            reply.error.packet_out.packet_out.CopyFrom(msg.packet)
+        return reply
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _check_device(self, device_id: int) -> None:
+        if device_id != self.device_id:
+            raise P4RuntimeError(Code.NOT_FOUND,
+                                 f"this switch is device {self.device_id}, not {device_id}")
+
+    @staticmethod
+    def _election(request) -> int | None:
+        return election_id_of(request.election_id) if request.HasField("election_id") else None
+
+    def _require_store(self) -> EntryStore:
+        if self._store is None:
+            raise P4RuntimeError(Code.FAILED_PRECONDITION,
+                                 "no forwarding pipeline is set: SetForwardingPipelineConfig first")
+        return self._store
+
+
+def start_server(service: P4RuntimeService, address: str = "127.0.0.1:9559",
+                 max_workers: int = 32) -> tuple[grpc.Server, int]:
+    """Serve `service` on `address`; returns the started server and the bound port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                    thread_name_prefix="p4rt"))
+    p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(service, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    log.info("P4Runtime server for device %d on %s", service.device_id, address)
+    return server, port
