@@ -1,7 +1,7 @@
 # P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 or Ubuntu.
 #   make demo   set up everything, run the main experiment headless, results under results/
 #   make test   set up everything and run the whole test suite
-.PHONY: setup system criu python images p4 demo test doctor lab clean-lab bench
+.PHONY: setup system test-system criu python images p4 demo test doctor clean-lab bench
 
 PY      := .venv/bin/python
 P4CF    := .venv/bin/p4cf
@@ -30,7 +30,10 @@ doctor: setup
 demo: setup images
 	@$(P4CF) demo
 
-test: setup images
+test-system:
+	@bash scripts/setup-system.sh --test
+
+test: setup test-system images
 	@$(PYTEST) -ra tests
 
 bench: setup images

@@ -4,14 +4,18 @@
 p4cf_log() { printf '[p4cf setup] %s\n' "$*"; }
 p4cf_die() { printf '[p4cf setup] error: %s\n' "$*" >&2; exit 1; }
 
-# p4cf_step NAME COMMAND...: run a step and report how long it took.
+# p4cf_step NAME COMMAND...: run a step and report how long it took. A step that had
+# nothing to do (under half a second) stays quiet unless P4CF_VERBOSE=1.
 p4cf_step() {
     local name=$1; shift
-    local t0 t1
-    t0=$(date +%s.%N)
+    local t0 t1 ms
+    t0=$(date +%s%N)
     "$@" || p4cf_die "step '$name' failed (see the output above)"
-    t1=$(date +%s.%N)
-    printf '[p4cf setup] %-28s %6.1f s\n' "$name" "$(echo "$t1 - $t0" | bc 2>/dev/null || echo 0)"
+    t1=$(date +%s%N)
+    ms=$(( (t1 - t0) / 1000000 ))
+    if [ "$ms" -ge 500 ] || [ "${P4CF_VERBOSE:-0}" = 1 ]; then
+        printf '[p4cf setup] %-28s %4d.%01d s\n' "$name" $((ms / 1000)) $(((ms % 1000) / 100))
+    fi
 }
 
 p4cf_need_root() {

@@ -29,3 +29,8 @@ install_requirements() {
 
 p4cf_step "python venv" make_venv
 p4cf_step "python packages" install_requirements
+
+# pycriu (from scripts/setup-criu.sh) into the venv, when CRIU's set-up has run.
+if [ -f "${P4CF_PYCRIU_DIR:-/usr/local/lib/p4cf/python}/pycriu/__init__.py" ]; then
+    bash "$here/link-pycriu.sh"
+fi
