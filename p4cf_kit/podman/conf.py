@@ -16,6 +16,9 @@ from pathlib import Path
 from p4cf_kit.paths import state_dir
 
 RUNTIME = "runc"
+# Podman 4.3 lowers its own RLIMIT_NPROC to this at start-up; a container asking for more
+# fails with `error setting rlimit type 6` where root lacks CAP_SYS_RESOURCE (our VMs).
+PODMAN_NPROC_CEILING = 32768
 
 
 def _hard_limit(which: int, fallback: int) -> int:
@@ -27,7 +30,7 @@ def _hard_limit(which: int, fallback: int) -> int:
 def render_containers_conf() -> str:
     """The text of the kit's containers.conf for this host's limits."""
     nofile = min(_hard_limit(resource.RLIMIT_NOFILE, 1 << 20), 1 << 20)
-    nproc = min(_hard_limit(resource.RLIMIT_NPROC, 1 << 20), 1 << 20)
+    nproc = min(_hard_limit(resource.RLIMIT_NPROC, PODMAN_NPROC_CEILING), PODMAN_NPROC_CEILING)
     return (
         "# Written by P4ContainerFlow Kit (p4cf_kit.podman.conf); used only through CONTAINERS_CONF.\n"
         "[containers]\n"

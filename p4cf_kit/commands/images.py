@@ -1,0 +1,44 @@
+"""`p4cf images build|list`: the kit's container images (offline, rebuilt only on change)."""
+
+from __future__ import annotations
+
+import argparse
+
+from p4cf_kit.podman import images
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _build(args: argparse.Namespace) -> int:
+    for outcome in images.build_all(force=args.force, base=args.base):
+        what = f"built in {outcome.seconds:.1f} s" if outcome.built else "up to date"
+        print(f"{outcome.ref:40} {what:18} {_mb(outcome.size_bytes)}")
+    return 0
+
+
+def _list(_args: argparse.Namespace) -> int:
+    rows = images.list_images()
+    if not rows:
+        print("no kit images; run `p4cf images build`")
+        return 0
+    print(f"{'IMAGE':40} {'ID':12}  {'SIZE':>9}  {'INPUTS':12}  CREATED")
+    for row in rows:
+        print(f"{row.ref:40} {row.image_id:12}  {_mb(row.size_bytes):>9}  {row.inputs:12}  {row.created}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("images", help="build or list the kit's container images")
+    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+    actions = parser.add_subparsers(dest="images_action", metavar="ACTION")
+    build = actions.add_parser(
+        "build", help="build localhost/p4cf-base, -tcp-server and -tcp-client offline (skips unchanged ones)")
+    build.add_argument("--force", action="store_true", help="rebuild even when the inputs did not change")
+    build.add_argument("--base", metavar="IMAGE",
+                       help="build the workload images on IMAGE (present locally, e.g. pulled "
+                            "docker.io/library/python:3.11-slim) instead of the kit's own base")
+    build.set_defaults(func=_build)
+    lst = actions.add_parser("list", help="kit images (label p4cf=1) with size and input hash")
+    lst.set_defaults(func=_list)
