@@ -23,6 +23,10 @@
  *     options (ihl == 5, fragOffset == 0); anything else is routed as plain
  *     IPv4 with the ports hashed as 0.
  *   - TTL 0 or 1 is dropped rather than forwarded with TTL 0.
+ *   - `ecmp_nhop` is applied only when `ecmp_group` chose a forwarding action:
+ *     mark_to_drop only sets egress_spec, so in the original a packet that
+ *     missed `ecmp_group` went on to `ecmp_nhop` with ecmp_select 0 and was
+ *     forwarded to the client (and counted) instead of dropped.
  */
 #include <core.p4>
 #include <v1model.p4>
@@ -163,8 +167,10 @@ control MyIngress(inout headers hdr,
     }
     apply {
         if (hdr.ipv4.isValid() && hdr.ipv4.ttl > 8w1) {
-            ecmp_group.apply();
-            ecmp_nhop.apply();
+            switch (ecmp_group.apply().action_run) {
+                drop: { }
+                default: { ecmp_nhop.apply(); }
+            }
         } else {
             drop();
         }
