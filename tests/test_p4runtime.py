@@ -1,9 +1,13 @@
-"""The embedded switch's P4Runtime service over real gRPC on loopback.
+"""The switch targets' P4Runtime service over real gRPC, written once, run on each target.
 
 Clients are p4runtime-shell (what the kit's control plane uses) and raw gRPC stubs (for the
-error cases and arbitration, which the shell hides). The switch runs in-process on a free
-loopback port, with the real program logic (`LoadBalancerPipeline`) when that module exists;
-one test also runs the CLI as a subprocess and stops it with SIGTERM.
+error cases and arbitration, which the shell hides). Every test taking `switch` (directly or
+through `addr`, `stub`, `shell`, `primary`) runs on each target of `tests/targets.py`: the
+embedded switch in-process on a free loopback port, with the real program logic
+(`LoadBalancerPipeline`) when that module exists, and BMv2's simple_switch_grpc where it is
+installed (skipped otherwise, with the reason). Checks of the embedded switch's own insides
+(its pipeline object, its error texts) run on it only; the last tests run its CLI as a
+subprocess and stop it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from p4cf_kit.switch.embedded.p4info import P4Schema, load_p4info
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch, default_pipeline
 
+from targets import RunningSwitch, only_embedded, switch_netns, switch_ports, switch_target  # noqa: F401
+
 SCHEMA = P4Schema(load_p4info(P4INFO_TXT))
 T_GROUP = SCHEMA.table_by_name("MyIngress.ecmp_group").id
 T_NHOP = SCHEMA.table_by_name("MyIngress.ecmp_nhop").id
@@ -51,17 +57,25 @@ HAS_DATAPLANE = default_pipeline() is not None
 # --- fixtures ------------------------------------------------------------------------------
 
 @pytest.fixture
-def switch() -> Iterator[EmbeddedSwitch]:
-    """A switch with no pipeline set yet (as simple_switch_grpc starts without --p4info)."""
-    sw = EmbeddedSwitch(grpc_addr="127.0.0.1:0")
-    sw.start()
-    yield sw
-    sw.stop(grace=0)
+def switch(switch_target: RunningSwitch) -> RunningSwitch:
+    """A switch with no pipeline set yet (as simple_switch_grpc starts with --no-p4), per target."""
+    return switch_target
 
 
 @pytest.fixture
-def addr(switch: EmbeddedSwitch) -> str:
-    return f"127.0.0.1:{switch.port}"
+def addr(switch: RunningSwitch) -> str:
+    return switch.grpc_addr
+
+
+@pytest.fixture
+def device_config(switch: RunningSwitch) -> bytes:
+    """The p4_device_config to push: BMv2's JSON; for the embedded switch, which ignores it, any bytes."""
+    return switch.pipeline.device_config_bytes() if switch.pipeline.device_config else b"anything"
+
+
+def embedded_pipeline(switch: RunningSwitch):
+    """The embedded switch's program object, to look inside it (None on other targets)."""
+    return switch.embedded.pipeline if HAS_DATAPLANE and switch.embedded is not None else None
 
 
 @pytest.fixture
@@ -72,12 +86,14 @@ def stub(addr: str) -> Iterator[p4runtime_pb2_grpc.P4RuntimeStub]:
 
 
 @pytest.fixture
-def shell(addr: str, tmp_path: Path) -> Iterator[None]:
+def shell(switch: RunningSwitch, addr: str, tmp_path: Path) -> Iterator[None]:
     """p4runtime-shell as primary (election id (0,1)) that set the pipeline itself."""
-    device_config = tmp_path / "device_config.bin"
-    device_config.write_bytes(b"")
+    device_config = switch.pipeline.device_config
+    if device_config is None:
+        device_config = tmp_path / "device_config.bin"
+        device_config.write_bytes(b"")
     sh.setup(device_id=1, grpc_addr=addr, election_id=(0, 1), verbose=False,
-             config=sh.FwdPipeConfig(str(P4INFO_TXT), str(device_config)))
+             config=sh.FwdPipeConfig(str(switch.pipeline.p4info), str(device_config)))
     yield
     sh.teardown()
 
@@ -127,23 +143,24 @@ def election(low: int, high: int = 0) -> p4runtime_pb2.Uint128:
 
 
 def set_pipeline(stub, low: int = 1, action=p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT,
-                 p4info: p4info_pb2.P4Info | None = None, cookie: int = 0) -> None:
+                 p4info: p4info_pb2.P4Info | None = None, cookie: int = 0,
+                 device_config: bytes = b"anything") -> None:
     req = p4runtime_pb2.SetForwardingPipelineConfigRequest(device_id=1, election_id=election(low),
                                                            action=action)
     if action != p4runtime_pb2.SetForwardingPipelineConfigRequest.COMMIT:
         req.config.p4info.CopyFrom(p4info if p4info is not None else SCHEMA.p4info)
-        req.config.p4_device_config = b"anything"
+        req.config.p4_device_config = device_config
         req.config.cookie.cookie = cookie
     stub.SetForwardingPipelineConfig(req)
 
 
 @pytest.fixture
-def primary(stub) -> Iterator[Stream]:
+def primary(stub, device_config: bytes) -> Iterator[Stream]:
     """A raw primary (election id 1) that has committed the pipeline."""
     stream = Stream(stub)
     stream.arbitrate(1)
     assert stream.status() == code_pb2.OK
-    set_pipeline(stub)
+    set_pipeline(stub, device_config=device_config)
     yield stream
     stream.close()
 
@@ -238,9 +255,11 @@ def test_bytestrings_are_canonical_and_checked() -> None:
 
 # --- Capabilities ------------------------------------------------------------------------------
 
-def test_capabilities_reports_the_proto_version(stub) -> None:
+def test_capabilities_reports_the_proto_version(stub, switch) -> None:
     reply = stub.Capabilities(p4runtime_pb2.CapabilitiesRequest())
-    assert reply.p4runtime_api_version == "1.4.1"
+    assert reply.p4runtime_api_version
+    if switch.target == "embedded":
+        assert reply.p4runtime_api_version == "1.4.1"
 
 
 # --- p4runtime-shell end to end ----------------------------------------------------------------
@@ -327,7 +346,7 @@ def test_shell_direct_counters(shell) -> None:
 
 # --- arbitration -------------------------------------------------------------------------------
 
-def test_arbitration_primary_backup_and_takeover(stub) -> None:
+def test_arbitration_primary_backup_and_takeover(stub, device_config) -> None:
     a, b, c = Stream(stub), Stream(stub), Stream(stub)
     try:
         a.arbitrate(5)
@@ -341,9 +360,9 @@ def test_arbitration_primary_backup_and_takeover(stub) -> None:
         assert a.status() == code_pb2.ALREADY_EXISTS
         assert b.status() == code_pb2.ALREADY_EXISTS
         with pytest.raises(grpc.RpcError) as info:  # the old primary may not write any more
-            set_pipeline(stub, low=5)
+            set_pipeline(stub, low=5, device_config=device_config)
         assert info.value.code() == Code.PERMISSION_DENIED
-        set_pipeline(stub, low=9)
+        set_pipeline(stub, low=9, device_config=device_config)
         c.close()  # primary leaves: no primary until someone arbitrates with id >= 9
         assert a.status() == code_pb2.NOT_FOUND
         assert b.status() == code_pb2.NOT_FOUND
@@ -417,13 +436,13 @@ def test_dying_primary_stream_keeps_forwarding(stub, primary, switch) -> None:
     time.sleep(0.2)
     assert len(read_table(stub, T_NHOP)) == 1
     assert len(read_table(stub, T_GROUP)) == 1
-    if HAS_DATAPLANE:
-        assert switch.pipeline.nhop_counter(1) == (0, 0)  # the entry is still in the data plane
+    if embedded_pipeline(switch) is not None:
+        assert embedded_pipeline(switch).nhop_counter(1) == (0, 0)  # the entry is still in the data plane
 
 
 # --- forwarding pipeline config ----------------------------------------------------------------
 
-def test_no_pipeline_is_failed_precondition(stub) -> None:
+def test_no_pipeline_is_failed_precondition(stub, device_config) -> None:
     s = Stream(stub)
     try:
         s.arbitrate(1)
@@ -438,7 +457,8 @@ def test_no_pipeline_is_failed_precondition(stub) -> None:
             stub.GetForwardingPipelineConfig(p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=1))
         assert info.value.code() == Code.FAILED_PRECONDITION
         # VERIFY checks but does not commit
-        set_pipeline(stub, action=p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY)
+        set_pipeline(stub, action=p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY,
+                     device_config=device_config)
         with pytest.raises(grpc.RpcError) as info:
             read_table(stub)
         assert info.value.code() == Code.FAILED_PRECONDITION
@@ -446,12 +466,13 @@ def test_no_pipeline_is_failed_precondition(stub) -> None:
         s.close()
 
 
-def test_set_pipeline_needs_the_primary(stub) -> None:
+def test_set_pipeline_needs_the_primary(stub, device_config) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        set_pipeline(stub)
+        set_pipeline(stub, device_config=device_config)
     assert info.value.code() == Code.PERMISSION_DENIED
 
 
+@only_embedded  # the embedded switch runs only its own program; BMv2 takes it from the JSON
 def test_other_p4info_is_refused_with_the_reason(stub, primary) -> None:
     other = p4info_pb2.P4Info()
     other.CopyFrom(SCHEMA.p4info)
@@ -474,30 +495,31 @@ def test_other_p4info_is_refused_with_the_reason(stub, primary) -> None:
     assert info.value.code() == Code.INVALID_ARGUMENT
 
 
-def test_commit_reconcile_and_response_types(stub, primary) -> None:
+def test_commit_reconcile_and_response_types(stub, primary, device_config) -> None:
     Set = p4runtime_pb2.SetForwardingPipelineConfigRequest
     Get = p4runtime_pb2.GetForwardingPipelineConfigRequest
+    dc = device_config
     write(stub, (INSERT, nhop_entry(b"\x01")))
-    set_pipeline(stub, action=Set.RECONCILE_AND_COMMIT, cookie=7)  # same program: entries stay
+    set_pipeline(stub, action=Set.RECONCILE_AND_COMMIT, cookie=7, device_config=dc)  # same program: entries stay
     assert len(read_table(stub, T_NHOP)) == 1
     with pytest.raises(grpc.RpcError) as info:  # nothing saved to commit
         set_pipeline(stub, action=Set.COMMIT)
     assert info.value.code() == Code.FAILED_PRECONDITION
-    set_pipeline(stub, action=Set.VERIFY_AND_SAVE, cookie=8)
+    set_pipeline(stub, action=Set.VERIFY_AND_SAVE, cookie=8, device_config=dc)
     assert len(read_table(stub, T_NHOP)) == 1
     set_pipeline(stub, action=Set.COMMIT)  # a new pipeline: entries gone
     assert read_table(stub, T_NHOP) == []
     replies = {t: stub.GetForwardingPipelineConfig(Get(device_id=1, response_type=t)).config
                for t in (Get.ALL, Get.COOKIE_ONLY, Get.P4INFO_AND_COOKIE, Get.DEVICE_CONFIG_AND_COOKIE)}
     assert all(c.cookie.cookie == 8 for c in replies.values())
-    assert replies[Get.ALL].p4info == SCHEMA.p4info and replies[Get.ALL].p4_device_config == b"anything"
+    assert replies[Get.ALL].p4info == SCHEMA.p4info and replies[Get.ALL].p4_device_config == dc
     assert not replies[Get.COOKIE_ONLY].HasField("p4info") and not replies[Get.COOKIE_ONLY].p4_device_config
     assert replies[Get.P4INFO_AND_COOKIE].HasField("p4info")
     assert not replies[Get.P4INFO_AND_COOKIE].p4_device_config
-    assert replies[Get.DEVICE_CONFIG_AND_COOKIE].p4_device_config == b"anything"
+    assert replies[Get.DEVICE_CONFIG_AND_COOKIE].p4_device_config == dc
     assert not replies[Get.DEVICE_CONFIG_AND_COOKIE].HasField("p4info")
     write(stub, (INSERT, nhop_entry(b"\x01")))
-    set_pipeline(stub)  # VERIFY_AND_COMMIT also starts from empty tables
+    set_pipeline(stub, device_config=dc)  # VERIFY_AND_COMMIT also starts from empty tables
     assert read_table(stub, T_NHOP) == []
 
 
@@ -518,7 +540,7 @@ def test_unknown_ids_are_not_found(stub, primary) -> None:
     assert [code for code, _ in errors] == [code_pb2.NOT_FOUND, code_pb2.NOT_FOUND]
 
 
-def test_invalid_entries_are_refused(stub, primary) -> None:
+def test_invalid_entries_are_refused(stub, primary, switch) -> None:
     wrong_action = nhop_entry(b"\x01")
     wrong_action.action.action.action_id = A_REWRITE  # an egress action on an ingress table
     unknown_field = nhop_entry(b"\x02")
@@ -540,7 +562,8 @@ def test_invalid_entries_are_refused(stub, primary) -> None:
         wrong_action, unknown_field, missing_param, unknown_param, lpm_host_bits, lpm_zero_len,
         exact_as_lpm, with_priority, no_action, empty_value)))
     assert [code for code, _ in errors] == [code_pb2.INVALID_ARGUMENT] * 10
-    assert "bits beyond the /24 prefix" in errors[4][1]
+    if switch.target == "embedded":  # the embedded switch's own wording
+        assert "bits beyond the /24 prefix" in errors[4][1]
     assert read_table(stub) == []
 
 
@@ -599,8 +622,8 @@ def test_batch_rollback_on_error_applies_nothing(stub, primary, switch) -> None:
     ent.direct_counter_entry.table_entry.table_id = T_NHOP
     (got,) = read(stub, ent)
     assert (got.direct_counter_entry.data.packet_count, got.direct_counter_entry.data.byte_count) == (4, 40)
-    if HAS_DATAPLANE:
-        assert switch.pipeline.nhop_counter(1) == (4, 40)
+    if embedded_pipeline(switch) is not None:
+        assert embedded_pipeline(switch).nhop_counter(1) == (4, 40)
     with pytest.raises(grpc.RpcError) as info:
         write(stub, (INSERT, nhop_entry(b"\x03")), atomicity=p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC)
     assert info.value.code() == Code.UNIMPLEMENTED
@@ -679,8 +702,8 @@ def test_direct_counters_over_raw_grpc(stub, primary, switch) -> None:
     with pytest.raises(grpc.RpcError) as info:
         read(stub, no_counter)
     assert info.value.code() == Code.INVALID_ARGUMENT
-    if HAS_DATAPLANE:
-        assert switch.pipeline.nhop_counter(2) == (5, 500)
+    if embedded_pipeline(switch) is not None:
+        assert embedded_pipeline(switch).nhop_counter(2) == (5, 500)
 
 
 # --- with and without the data plane -----------------------------------------------------------
@@ -693,8 +716,10 @@ def _tcp_frame(src: int, dst: int, sport: int, dport: int) -> bytes:
     return eth + ip + tcp
 
 
+@only_embedded  # runs frames through the embedded pipeline object; packets over veths: test_dataplane.py
 @pytest.mark.skipif(not HAS_DATAPLANE, reason="p4cf_kit/switch/embedded/pipeline.py is not there yet")
 def test_entries_written_over_p4runtime_forward_packets(stub, primary, switch) -> None:
+    pipeline = embedded_pipeline(switch)
     write(stub, (INSERT, group_entry(0x0A000064, 32, base=1, count=1)),
           (INSERT, nhop_entry(b"\x01", port=3, ipv4=0x0A000003)))
     for egress in (3, 4):  # without a send_frame entry egress drops (the program's default)
@@ -704,7 +729,7 @@ def test_entries_written_over_p4runtime_forward_packets(stub, primary, switch) -
         send.action.action.params.add(param_id=1, value=bytes.fromhex("0200000000ff"))
         write(stub, (INSERT, send))
     frame = _tcp_frame(0x0A000001, 0x0A000064, 40000, 80)
-    port, out = switch.pipeline.process(frame, 1)
+    port, out = pipeline.process(frame, 1)
     assert port == 3 and out[26 + 4:26 + 8] == bytes([10, 0, 0, 3])  # DNAT to the backend
     ent = p4runtime_pb2.Entity()
     ent.direct_counter_entry.table_entry.table_id = T_NHOP
@@ -712,7 +737,7 @@ def test_entries_written_over_p4runtime_forward_packets(stub, primary, switch) -
     assert counted.direct_counter_entry.data.packet_count == 1
     assert counted.direct_counter_entry.data.byte_count == len(frame)
     write(stub, (MODIFY, nhop_entry(b"\x01", port=4, ipv4=0x0A000004)))  # the migration's MODIFY
-    assert switch.pipeline.process(frame, 1)[0] == 4
+    assert pipeline.process(frame, 1)[0] == 4
     (counted,) = read(stub, ent)
     assert counted.direct_counter_entry.data.packet_count == 2  # counters survive the MODIFY
 

@@ -1,46 +1,43 @@
-"""`p4cf p4 compile`: compile p4/load_balance.p4 with p4c where the user has it."""
+"""`p4cf p4 compile`: compile p4/load_balance.p4 for BMv2 with p4c (host binary or local image).
+
+The embedded target needs no compiler (it ships the P4Info); this is for the BMv2 target, which
+needs the BMv2 JSON. After compiling, p4c's P4Info is compared with the shipped one.
+"""
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 from pathlib import Path
 
-from p4cf_kit.errors import PrerequisiteError
-from p4cf_kit.paths import P4_PROGRAM, REPO_ROOT
-
-
-def p4c_command(program: Path, out_dir: Path, p4c: str = "p4c") -> list[str]:
-    """The p4c invocation for the BMv2 v1model target, with P4Info in text format."""
-    return [p4c, "--target", "bmv2", "--arch", "v1model", "--std", "p4-16",
-            "-o", str(out_dir),
-            "--p4runtime-files", str(out_dir / "load_balance.p4info.txtpb"),
-            str(program)]
-
-
-def compile_program(out_dir: Path) -> Path:
-    """Compile the load balancer; returns the output directory (BMv2 JSON and P4Info)."""
-    p4c = shutil.which("p4c")
-    if p4c is None:
-        raise PrerequisiteError(
-            "p4c is not installed; the embedded target needs no compiler (it ships the P4Info). "
-            "To use BMv2, install p4c (README, 'BMv2 target')")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(p4c_command(P4_PROGRAM, out_dir, p4c), check=True)
-    return out_dir
+from p4cf_kit.paths import P4_PROGRAM
 
 
 def _compile(args: argparse.Namespace) -> int:
-    out = compile_program(Path(args.out))
-    print(f"compiled {P4_PROGRAM.name} into {out}")
+    from p4cf_kit.switch.bmv2.compile import compile_program, ensure_compiled, p4info_difference
+    from p4cf_kit.switch.bmv2.toolchain import require_p4c
+    tool = require_p4c()
+    out_dir = Path(args.out) if args.out else None
+    build = compile_program if args.force else ensure_compiled
+    out = build(P4_PROGRAM, out_dir, tool)
+    print(f"{P4_PROGRAM.name} ({tool.describe()}):\n  BMv2 JSON  {out.json}\n  P4Info     {out.p4info}")
+    diff = p4info_difference(out.p4info)
+    if diff is not None:
+        print(f"warning: p4c's P4Info differs from the shipped p4/load_balance.p4info.txtpb: {diff}; "
+              "the embedded target and the controller use the shipped file")
+        return 1
+    print("  P4Info matches the shipped p4/load_balance.p4info.txtpb")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from p4cf_kit.switch.bmv2.compile import BUILD_DIR_ENV
     parser = sub.add_parser("p4", help="compile the P4 program with p4c (BMv2 target)")
     parser.set_defaults(func=lambda _args: parser.print_help() or 2)
     actions = parser.add_subparsers(dest="p4_action", metavar="ACTION")
-    comp = actions.add_parser("compile", help="p4c → build/p4/ (BMv2 JSON and P4Info)")
-    comp.add_argument("--out", default=str(REPO_ROOT / "build" / "p4"), help="output directory")
+    comp = actions.add_parser("compile", help="p4c → build/p4/ (BMv2 JSON and P4Info)",
+                              description="Compile the load balancer with p4c (a host binary, or the "
+                                          "local image p4lang/p4c, never pulled).")
+    comp.add_argument("--out", default=None,
+                      help=f"output directory (default: ${BUILD_DIR_ENV} or build/p4 in the checkout)")
+    comp.add_argument("--force", action="store_true", help="compile even when the outputs are up to date")
     comp.set_defaults(func=_compile)
