@@ -1,0 +1,29 @@
+"""`p4cf down`: remove everything a lab made (by label and name prefix; idempotent)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
+
+
+def _run(args: argparse.Namespace) -> int:
+    from p4cf_kit.topology import cleanup
+    t0 = time.monotonic()
+    removed = cleanup.down_all() if args.all else {lab_name(args): cleanup.down(lab_name(args))}
+    seconds = time.monotonic() - t0
+    lines = []
+    for lab, kinds in removed.items():
+        what = ", ".join(f"{len(v)} {k}" for k, v in kinds.items() if v) or "nothing left"
+        lines.append(f"lab {lab}: removed {what}")
+    emit(args, {"removed": removed, "down_s": round(seconds, 3)},
+         "\n".join(lines or ["no kit lab found"]) + f" ({seconds:.1f} s)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("down", help="remove a lab (also after a crash)")
+    add_lab_options(p, with_config=True)
+    p.add_argument("--all", action="store_true", help="every kit lab on this machine")
+    p.set_defaults(func=_run)

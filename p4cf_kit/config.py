@@ -1,0 +1,292 @@
+"""Lab configuration: a TOML (or YAML) file turned into typed, validated dataclasses.
+
+Why one module: every other room reads the lab through these types and never
+parses files itself, so a bad value is reported once, here, naming the field.
+
+Layout (all keys optional; the defaults are the classic four-host lab):
+
+    [lab]
+    name = "default"          # label p4cf.lab=<name>; other names prefix objects p4cf-<name>-
+    vip = "10.0.0.100"        # virtual IP, outside every host subnet
+    port = 8000               # TCP port of the servers behind the VIP
+    hosts = 4                 # h1..hN, 2..8
+    client = "h1"
+    backends = ["h2", "h3"]   # hosts not named are idle (migration targets)
+    subnet_pattern = "10.0.{n}.0/24"
+
+    [switch]
+    target = "embedded"       # or "bmv2" (simple_switch_grpc; see p4cf_kit.switch.targets)
+    grpc_addr = ""            # empty: a unix socket in the state dir (netns mode) or 127.0.0.1:9559
+    device_id = 1
+    netns = true              # switch ports live in a kit netns (no kernel path at all)
+
+    [images]
+    server = "localhost/p4cf-tcp-server:latest"
+    client = "localhost/p4cf-tcp-client:latest"
+
+Addresses per host hN (n = N): subnet from `subnet_pattern`, host .10, the switch
+gateway .254 (an address nobody owns: hosts reach it through a static neighbour
+entry whose MAC is switch port N's), MACs 02:cf:00:<lab byte>:01:<n> for hosts and
+02:cf:00:<lab byte>:02:<n> for switch ports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from p4cf_kit.errors import ConfigError
+from p4cf_kit.labels import NAME_PREFIX
+
+DEFAULT_LAB = "default"
+TARGETS = ("embedded", "bmv2")
+ROLES = ("client", "backend", "idle")
+MIN_HOSTS, MAX_HOSTS = 2, 8
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """One emulated host hN: its own Podman network, pod, and switch port N."""
+
+    name: str
+    index: int
+    role: str
+    subnet: ipaddress.IPv4Network
+    ip: ipaddress.IPv4Address
+    mac: str
+    gateway: ipaddress.IPv4Address
+    switch_mac: str
+
+    @property
+    def port(self) -> int:
+        """Switch port number of this host (= its index)."""
+        return self.index
+
+
+@dataclass(frozen=True)
+class SwitchConfig:
+    """Which switch target runs, and where its P4Runtime server listens."""
+
+    target: str = "embedded"
+    grpc_addr: str = ""
+    device_id: int = 1
+    netns: bool = True
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    """Container images of the workload."""
+
+    server: str = "localhost/p4cf-tcp-server:latest"
+    client: str = "localhost/p4cf-tcp-client:latest"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """A whole lab: hosts, VIP, switch, images. Build it with `parse_config` or `load_config`."""
+
+    name: str
+    vip: ipaddress.IPv4Address
+    port: int
+    hosts: tuple[HostConfig, ...]
+    switch: SwitchConfig = field(default_factory=SwitchConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def client(self) -> HostConfig:
+        return next(h for h in self.hosts if h.role == "client")
+
+    @property
+    def backends(self) -> tuple[HostConfig, ...]:
+        return tuple(h for h in self.hosts if h.role == "backend")
+
+    @property
+    def idle(self) -> tuple[HostConfig, ...]:
+        return tuple(h for h in self.hosts if h.role == "idle")
+
+    def host(self, name: str) -> HostConfig:
+        """The host called `name` (e.g. "h2"); ConfigError lists the valid names."""
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise ConfigError(f"unknown host {name!r}: this lab has {', '.join(h.name for h in self.hosts)}")
+
+    @property
+    def prefix(self) -> str:
+        """Name prefix of this lab's Podman objects: `p4cf-` for the default lab, else `p4cf-<name>-`."""
+        return NAME_PREFIX if self.name == DEFAULT_LAB else f"{NAME_PREFIX}{self.name}-"
+
+
+def _section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{key}] must be a table, got {type(value).__name__}")
+    return dict(value)
+
+
+def _check_keys(section: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"[{section}] has unknown key(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _int(section: str, key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{section}.{key} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{section}.{key} = {value} is out of range; use {lo}..{hi}")
+    return value
+
+
+def _lab_byte(name: str) -> int:
+    """A per-lab byte in MACs, so two labs on one machine never share a MAC."""
+    return 0 if name == DEFAULT_LAB else 1 + hashlib.sha256(name.encode()).digest()[0] % 254
+
+
+def _hosts(lab: dict[str, Any], name: str) -> tuple[HostConfig, ...]:
+    count = _int("lab", "hosts", lab.get("hosts", 4), MIN_HOSTS, MAX_HOSTS)
+    names = [f"h{n}" for n in range(1, count + 1)]
+    client = lab.get("client", "h1")
+    if client not in names:
+        raise ConfigError(f"lab.client = {client!r} is not a host of this lab ({', '.join(names)})")
+    backends = lab.get("backends", [n for n in ("h2", "h3") if n in names and n != client])
+    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
+        raise ConfigError(f"lab.backends must be a list of host names, got {backends!r}")
+    for b in backends:
+        if b not in names:
+            raise ConfigError(f"lab.backends names {b!r}, which is not a host ({', '.join(names)})")
+    if client in backends:
+        raise ConfigError(f"lab.backends contains the client {client!r}; a host is either client or backend")
+    if len(set(backends)) != len(backends):
+        raise ConfigError(f"lab.backends lists a host twice: {backends}")
+    if not backends:
+        raise ConfigError("lab.backends is empty; name at least one backend host, e.g. backends = [\"h2\"]")
+    pattern = lab.get("subnet_pattern", "10.0.{n}.0/24")
+    if not isinstance(pattern, str) or "{n}" not in pattern:
+        raise ConfigError(f"lab.subnet_pattern = {pattern!r} must contain '{{n}}', e.g. \"10.0.{{n}}.0/24\"")
+    lab_byte = _lab_byte(name)
+    hosts: list[HostConfig] = []
+    for n, host_name in enumerate(names, start=1):
+        try:
+            subnet = ipaddress.IPv4Network(pattern.format(n=n))
+        except ValueError as exc:
+            raise ConfigError(f"lab.subnet_pattern gives an invalid subnet for {host_name}: {exc}") from exc
+        if subnet.num_addresses < 256:
+            raise ConfigError(f"lab.subnet_pattern: {subnet} is smaller than a /24; use /24 or larger")
+        role = "client" if host_name == client else "backend" if host_name in backends else "idle"
+        hosts.append(HostConfig(
+            name=host_name, index=n, role=role, subnet=subnet,
+            ip=subnet.network_address + 10, gateway=subnet.network_address + 254,
+            mac=f"02:cf:00:{lab_byte:02x}:01:{n:02x}",
+            switch_mac=f"02:cf:00:{lab_byte:02x}:02:{n:02x}"))
+    for a in hosts:
+        for b in hosts:
+            if a.index < b.index and a.subnet.overlaps(b.subnet):
+                raise ConfigError(f"lab.subnet_pattern gives overlapping subnets {a.subnet} ({a.name}) "
+                                  f"and {b.subnet} ({b.name})")
+    return tuple(hosts)
+
+
+def _switch(raw: dict[str, Any]) -> SwitchConfig:
+    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns"})
+    target = raw.get("target", "embedded")
+    if target not in TARGETS:
+        raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
+    grpc_addr = raw.get("grpc_addr", "")
+    if not isinstance(grpc_addr, str):
+        raise ConfigError(f"switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
+    netns = raw.get("netns", True)
+    if not isinstance(netns, bool):
+        raise ConfigError(f"switch.netns must be true or false, got {netns!r}")
+    if grpc_addr and not grpc_addr.startswith("unix:"):
+        host, sep, port = grpc_addr.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"switch.grpc_addr = {grpc_addr!r} needs HOST:PORT (e.g. 127.0.0.1:9559) or unix:/path")
+        if netns and host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(
+                f"switch.grpc_addr = {grpc_addr!r} is loopback, but with switch.netns = true the switch's "
+                "loopback is inside its own netns and unreachable; leave grpc_addr empty (a unix socket "
+                "is used) or set switch.netns = false")
+    device_id = _int("switch", "device_id", raw.get("device_id", 1), 0, 2**32 - 1)
+    return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns)
+
+
+def _images(raw: dict[str, Any]) -> ImagesConfig:
+    _check_keys("images", raw, {"server", "client"})
+    out = ImagesConfig(**{k: v for k, v in raw.items()})
+    for key in ("server", "client"):
+        if not isinstance(getattr(out, key), str) or not getattr(out, key):
+            raise ConfigError(f"images.{key} must be an image reference such as localhost/p4cf-tcp-{key}:latest")
+    return out
+
+
+def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
+    """Validate a parsed config document (dict) and return the typed LabConfig."""
+    raw = dict(raw or {})
+    _check_keys("top level", raw, {"lab", "switch", "images"})
+    lab = _section(raw, "lab")
+    _check_keys("lab", lab, {"name", "vip", "port", "hosts", "client", "backends", "subnet_pattern"})
+    name = lab.get("name", DEFAULT_LAB)
+    if not isinstance(name, str) or (name != DEFAULT_LAB and not _NAME_RE.match(name)):
+        raise ConfigError(f"lab.name = {name!r}: use \"default\" or 1-6 lowercase letters/digits starting "
+                          "with a letter (it becomes part of interface names, which are limited to 15 characters)")
+    hosts = _hosts(lab, name)
+    try:
+        vip = ipaddress.IPv4Address(lab.get("vip", "10.0.0.100"))
+    except ValueError as exc:
+        raise ConfigError(f"lab.vip = {lab.get('vip')!r} is not an IPv4 address") from exc
+    for h in hosts:
+        if vip in h.subnet:
+            raise ConfigError(f"lab.vip = {vip} lies inside {h.name}'s subnet {h.subnet}; choose a VIP outside "
+                              "every host subnet (e.g. 10.0.0.100)")
+    port = _int("lab", "port", lab.get("port", 8000), 1, 65535)
+    return LabConfig(name=name, vip=vip, port=port, hosts=hosts,
+                     switch=_switch(_section(raw, "switch")), images=_images(_section(raw, "images")),
+                     source=raw)
+
+
+def load_config(path: str | Path | None = None) -> LabConfig:
+    """Read a lab config file (.toml, or .yaml/.yml); None gives the packaged default."""
+    if path is None:
+        path = Path(__file__).resolve().parent / "configs" / "default.toml"
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing .toml or .yaml file")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = tomllib.loads(text)
+    except Exception as exc:  # the parsers' own error types differ
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a table/mapping")
+    return parse_config(raw)
+
+
+def default_config(hosts: int = 4, **lab: Any) -> LabConfig:
+    """The classic lab with `hosts` hosts (h1 client, h2 h3 backends, the rest idle); keyword overrides go to [lab]."""
+    return parse_config({"lab": {"hosts": hosts, **lab}})
+
+
+def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
+    """A plain, JSON-able view of the resolved config (for status and results folders)."""
+    return {
+        "lab": {"name": cfg.name, "vip": str(cfg.vip), "port": cfg.port, "hosts": len(cfg.hosts),
+                "client": cfg.client.name, "backends": [b.name for b in cfg.backends]},
+        "switch": {"target": cfg.switch.target, "grpc_addr": cfg.switch.grpc_addr,
+                   "device_id": cfg.switch.device_id, "netns": cfg.switch.netns},
+        "images": {"server": cfg.images.server, "client": cfg.images.client},
+        "hosts": [{"name": h.name, "role": h.role, "subnet": str(h.subnet), "ip": str(h.ip), "mac": h.mac,
+                   "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port} for h in cfg.hosts],
+    }

@@ -1,0 +1,174 @@
+"""One P4Runtime session to the switch through p4runtime-shell.
+
+Why wrap it: p4runtime-shell keeps a single client in module globals and calls
+`sys.exit` when the stream handshake fails (e.g. the switch is still starting).
+`SwitchConnection` retries the handshake until a deadline (polling, no fixed
+sleep), turns failures into SwitchError, pushes the pipeline (P4Info plus an
+empty device config for the embedded target, BMv2 JSON for bmv2) only when asked,
+and otherwise adopts the P4Info already on the device, so reconnecting never wipes
+the switch's entries. Only one session per Python process can be open at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from p4cf_kit.errors import SwitchError
+from p4cf_kit.paths import P4INFO_TXT, state_dir
+
+_LOCK = threading.RLock()
+_OPEN: "SwitchConnection | None" = None
+
+
+def _close_open_session() -> None:
+    """Close the session at interpreter exit: p4runtime-shell's stream thread is not a
+    daemon, so an open session would otherwise keep the process alive forever."""
+    if _OPEN is not None:
+        _OPEN.close()
+
+
+if hasattr(threading, "_register_atexit"):  # runs before non-daemon threads are joined
+    threading._register_atexit(_close_open_session)
+
+
+def _shell():
+    import p4runtime_sh.shell as sh  # imported late: it pulls in all of the protos
+    return sh
+
+
+def empty_device_config() -> Path:
+    """An empty p4_device_config file (the embedded target needs none)."""
+    path = state_dir() / "empty-device-config.bin"
+    if not path.exists():
+        path.write_bytes(b"")
+    return path
+
+
+class SwitchConnection:
+    """A primary P4Runtime session. Use as a context manager or call connect()/close()."""
+
+    def __init__(self, grpc_addr: str, device_id: int = 1, election_id: tuple[int, int] | None = None,
+                 p4info: Path = P4INFO_TXT, device_config: Path | None = None) -> None:
+        self.grpc_addr = grpc_addr
+        self.device_id = device_id
+        # Default: milliseconds since the epoch, so the newest session always becomes primary
+        # (servers remember the highest election id they saw; a fixed id can lose to an old one).
+        self.election_id = election_id or (0, time.time_ns() // 1_000_000)
+        self.p4info = Path(p4info)
+        self.device_config = device_config
+        self.connected = False
+        self.primary = False
+
+    def connect(self, push_pipeline: bool = False, timeout: float = 10.0,
+                require_primary: bool = True) -> "SwitchConnection":
+        """Open the session (retrying until `timeout`); push the pipeline when `push_pipeline`.
+
+        With `require_primary` a session that ends up as a backup (another controller holds
+        a higher election id) is closed and reported; reads work as backup, writes do not.
+        """
+        global _OPEN
+        sh = _shell()
+        with _LOCK:
+            if _OPEN is not None and _OPEN is not self:
+                _OPEN.close()
+            deadline = time.monotonic() + timeout
+            config = None
+            if push_pipeline:
+                if not self.p4info.exists():
+                    raise SwitchError(f"P4Info {self.p4info} is missing; run `p4cf p4 compile` or restore the file")
+                config = sh.FwdPipeConfig(str(self.p4info), str(self.device_config or empty_device_config()))
+            last = "no attempt"
+            refusals = 0  # the server answered but refused: retry a little, not until the deadline
+            while True:
+                try:
+                    self._wait_channel(max(0.1, deadline - time.monotonic()))
+                    said = io.StringIO()
+                    with contextlib.redirect_stdout(said):  # it prints "not the primary"
+                        sh.setup(device_id=self.device_id, grpc_addr=self.grpc_addr,
+                                 election_id=self.election_id, config=config, verbose=False)
+                    self.primary = "not the primary" not in said.getvalue()
+                    if require_primary and not self.primary:
+                        self._drop_client()
+                        raise SwitchError(
+                            f"another controller is primary on {self.grpc_addr} (its election id is higher "
+                            f"than {self.election_id}); close it or connect with a higher election id")
+                    break
+                except SystemExit:
+                    last = ("handshake or pipeline push refused (p4runtime-shell exited; its log says why, "
+                            f"e.g. a newer primary than election id {self.election_id})")
+                    self._drop_client()
+                    refusals += 1
+                    if refusals >= 3:
+                        raise SwitchError(f"P4Runtime session to {self.grpc_addr} refused: {last}") from None
+                except SwitchError:
+                    raise
+                except Exception as exc:  # grpc and p4runtime-shell errors
+                    last = str(exc).strip() or type(exc).__name__
+                    self._drop_client()
+                if time.monotonic() >= deadline:
+                    raise SwitchError(f"cannot open a P4Runtime session to {self.grpc_addr} "
+                                      f"(device {self.device_id}) within {timeout:.0f} s: {last}; "
+                                      "is the switch running (`p4cf status`)?")
+                time.sleep(0.05)
+            self.connected = True
+            _OPEN = self
+        return self
+
+    def _wait_channel(self, timeout: float) -> None:
+        channel = grpc.insecure_channel(self.grpc_addr)
+        ready = grpc.channel_ready_future(channel)
+        try:
+            ready.result(timeout=timeout)
+        except grpc.FutureTimeoutError as exc:
+            raise ConnectionError(f"{self.grpc_addr} not reachable") from exc
+        finally:
+            ready.cancel()  # stop its polling thread before the channel goes away
+            channel.close()
+
+    @staticmethod
+    def _drop_client() -> None:
+        sh = _shell()
+        client = getattr(sh, "client", None)
+        if client is not None:
+            try:
+                client.tear_down()
+            except Exception:
+                pass
+        sh.client = None
+
+    def close(self) -> None:
+        """End the session (the switch keeps its entries)."""
+        global _OPEN
+        with _LOCK:
+            if self.connected:
+                try:
+                    _shell().teardown()
+                except Exception:
+                    self._drop_client()
+                self.connected = False
+            if _OPEN is self:
+                _OPEN = None
+
+    def alive(self) -> bool:
+        """True while the session's stream to the switch is up (False after the switch went away)."""
+        client = getattr(_shell(), "client", None)
+        thread = getattr(client, "stream_recv_thread", None)
+        return bool(self.connected and thread is not None and thread.is_alive())
+
+    def require(self) -> None:
+        if not self.connected:
+            raise SwitchError("no P4Runtime session: call connect() first (or Lab.up())")
+
+    def __enter__(self) -> "SwitchConnection":
+        if not self.connected:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,338 @@
+"""`Lab`: the facade notebooks and the CLI use to bring a lab up, drive it, and tear it down.
+
+    with Lab(default_config()) as lab:      # up() on enter, down() on exit
+        run = lab.traffic(connections=32, duration=10)
+        run.wait(); df = run.read()
+        lab.pool(["h2", "h3", "h4"])
+        lab.counters()
+
+Bring-up runs independent steps concurrently: per host, network -> pod -> server ->
+port attach -> host routes form one chain (hosts in parallel), while the switch
+netns, its veth ports and the switch process start beside them. Any failure rolls
+everything back with `cleanup.down` (which finds objects by label and prefix, so it
+also removes what a crashed bring-up left). The resolved config is saved in the
+lab's state folder, so another process (`p4cf status`, `p4cf pool`) can attach to a
+running lab with `Lab.attach(name)`; the pool itself is always read from the switch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
+from p4cf_kit.control.connection import SwitchConnection
+from p4cf_kit.control.counters import read_counters
+from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
+from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
+from p4cf_kit.podman.runner import podman
+from p4cf_kit.switch import targets as switch_targets
+from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
+from p4cf_kit.topology.commands import netns_path
+from p4cf_kit.labels import LABEL
+from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
+from p4cf_kit.topology.pods import PodNet
+from p4cf_kit.topology.traffic import TrafficRun
+
+STATE_FILE = "lab.json"
+
+
+@dataclass
+class UpReport:
+    """Timings of one bring-up, in seconds per phase."""
+
+    total_s: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+class Lab:
+    """One lab: its config, names, switch session and load balancer."""
+
+    def __init__(self, config: LabConfig | None = None) -> None:
+        self.config = config or default_config()
+        self.names = LabNames(self.config.name)
+        self.pod_nets: dict[str, PodNet] = {}
+        self.bridges: dict[str, str] = {}
+        self.conn: SwitchConnection | None = None
+        self.lb: LoadBalancer | None = None
+        self.last_up: UpReport | None = None
+
+    # --- attach to a running lab -------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, name: str = DEFAULT_LAB) -> "Lab":
+        """A Lab for an already running lab `name` (config from its state folder)."""
+        path = LabNames(name).state / STATE_FILE
+        if not path.exists():
+            raise KitError(f"lab {name!r} is not up (no {path}); run `p4cf up` first")
+        return cls(parse_config(json.loads(path.read_text())))
+
+    # --- addresses ---------------------------------------------------------------------------
+
+    @property
+    def grpc_addr(self) -> str:
+        sw = self.config.switch
+        if sw.grpc_addr:
+            return sw.grpc_addr
+        return self.names.default_grpc_addr() if sw.netns else "127.0.0.1:9559"
+
+    def next_hop(self, host: str | HostConfig) -> NextHop:
+        """Where the switch reaches `host` (its MAC, IP and switch port)."""
+        h = self.config.host(host) if isinstance(host, str) else host
+        return NextHop(h.mac, str(h.ip), h.port)
+
+    # --- up / down ---------------------------------------------------------------------------
+
+    def up(self, timeout: float = 30.0) -> UpReport:
+        """Create networks, pods, servers, switch and entries; roll back on any failure."""
+        why_not = switch_targets.get_target(self.config.switch.target).unavailable()
+        if why_not:
+            raise PrerequisiteError(f"switch.target = {self.config.switch.target!r}: {why_not}")
+        if switch_targets.running_pid(self.names.state) is not None:
+            raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
+        self._require_images([self.config.images.server] if self.config.backends else [])
+        cleanup.down(self.config.name)  # leftovers of a crashed run, if any
+        report = UpReport()
+        t0 = time.monotonic()
+        (self.names.state / STATE_FILE).write_text(json.dumps(self.config.source or
+                                                              config_to_dict_source(self.config)))
+        try:
+            self._ports_ready: Future[None] = Future()
+            with ThreadPoolExecutor(max_workers=2 * len(self.config.hosts) + 2) as pool:
+                chains = {h.name: pool.submit(self._host_chain, h) for h in self.config.hosts}
+                sw_future = pool.submit(self._switch_chain, timeout)
+                sw_future.result()
+                report.phases["switch_programmed"] = time.monotonic() - t0
+                for name, fut in chains.items():
+                    fut.result()
+                report.phases["hosts_ready"] = time.monotonic() - t0
+            isolation.install(self.names, sorted(self.bridges.values()),
+                              [] if self.config.switch.netns else
+                              [self.names.switch_port(h.port) for h in self.config.hosts])
+            report.phases["isolated"] = time.monotonic() - t0
+            cfg = self.config
+            for b in cfg.backends:
+                host_ctrs.wait_listening(self.pod_nets[b.name].netns_path, cfg.port,
+                                         self.names.server(b.name), timeout=timeout)
+            report.phases["servers_listening"] = time.monotonic() - t0
+        except BaseException:
+            self.down()
+            raise
+        report.total_s = time.monotonic() - t0
+        self.last_up = report
+        return report
+
+    def _host_chain(self, host: HostConfig) -> None:
+        bridge = networks.create_network(self.names, host)
+        self.bridges[host.name] = bridge
+        if host.role == "backend":  # running the server starts the pod too
+            pods.create_pod(self.names, host, start=False)
+            host_ctrs.start_server(self.config, self.names, host)
+            net = pods.pod_net(self.names, host)
+        else:
+            net = pods.create_pod(self.names, host)
+            assert net is not None
+        self.pod_nets[host.name] = net
+        wiring.configure_host(self.config, host, net.netns_path)
+        wiring.quiet_bridge_members(bridge)
+        self._ports_ready.result()
+        wiring.attach_port(self.names, host, bridge)
+
+    def _switch_chain(self, timeout: float) -> None:
+        try:
+            in_ns = self.config.switch.netns
+            if in_ns:
+                wiring.create_switch_netns(self.names)
+            ports = {h.port: wiring.create_port(self.names, h, in_ns) for h in self.config.hosts}
+        except BaseException as exc:
+            self._ports_ready.set_exception(exc)
+            raise
+        self._ports_ready.set_result(None)
+        switch_targets.get_target(self.config.switch.target).start(
+            self.names.state, ports, self.grpc_addr, self.config.switch.device_id,
+            netns_path(self.names.switch_netns) if in_ns else None, timeout=timeout,
+            container_name=f"{self.names.prefix}s1",
+            labels=(LABEL, self.names.lab_label, f"{ROLE_LABEL_KEY}=switch"))
+        # The entries depend on the config only, so the switch is programmed while pods start.
+        lb = self._connect(push_pipeline=True)
+        cfg = self.config
+        lb.install(str(cfg.vip), str(cfg.client.subnet), self.next_hop(cfg.client),
+                   [self.next_hop(b) for b in cfg.backends], {h.port: h.switch_mac for h in cfg.hosts})
+
+    def _connect(self, push_pipeline: bool = False) -> LoadBalancer:
+        if self.conn is not None and not self.conn.alive():
+            self.close()  # the switch restarted or went away: open a fresh session, state is read back
+        if self.conn is None or not self.conn.connected:
+            files = switch_targets.get_target(self.config.switch.target).pipeline() if push_pipeline \
+                else switch_targets.PipelineFiles(P4INFO_TXT)
+            self.conn = SwitchConnection(self.grpc_addr, self.config.switch.device_id,
+                                         election_id=(0, time.time_ns() // 1_000_000),
+                                         p4info=files.p4info, device_config=files.device_config)
+            self.conn.connect(push_pipeline=push_pipeline)
+            self.lb = LoadBalancer(self.conn, str(self.config.vip))
+        assert self.lb is not None
+        return self.lb
+
+    def down(self) -> dict[str, list[str]]:
+        """Remove everything this lab made (idempotent; also after a crash)."""
+        self.close()
+        removed = cleanup.down(self.config.name)
+        self.pod_nets.clear()
+        self.bridges.clear()
+        return removed
+
+    def close(self) -> None:
+        """End this process's P4Runtime session; the lab keeps running."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+            self.lb = None
+
+    def __enter__(self) -> "Lab":
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What runs: switch pid and address, per-host pod/container state, the pool from the switch."""
+        pid = switch_targets.running_pid(self.names.state)
+        out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
+                                                                    "running": pid is not None},
+                               "hosts": {}, "pool": None}
+        ps = podman("ps", "-a", "--pod", "--filter", f"label={self.names.lab_label}", "--format", "json",
+                    check=False).stdout.strip()
+        containers = json.loads(ps) if ps else []
+        for h in self.config.hosts:
+            ctrs = {c["Names"][0]: c.get("State", "") for c in containers
+                    if c.get("PodName") == self.names.pod(h.name) and not c.get("IsInfra")}
+            out["hosts"][h.name] = {"role": h.role, "ip": str(h.ip), "mac": h.mac, "port": h.port,
+                                    "containers": ctrs}
+        if pid is not None:
+            try:
+                out["pool"] = self._pool_view(self._read_state())
+            except KitError as exc:
+                out["pool"] = {"error": str(exc)}
+        return out
+
+    def _read_state(self) -> PoolState:
+        """The pool as the switch has it. Without a session of our own, read through a short
+        *backup* session (lowest election id), so `p4cf status` never takes the primary role
+        away from a notebook that is driving the lab."""
+        if self.conn is not None and self.conn.connected:
+            assert self.lb is not None
+            return self.lb.state()
+        conn = SwitchConnection(self.grpc_addr, self.config.switch.device_id, election_id=(0, 1))
+        try:
+            conn.connect(timeout=5.0, require_primary=False)
+            return LoadBalancer(conn, str(self.config.vip)).state()
+        finally:
+            conn.close()
+
+    # --- pool --------------------------------------------------------------------------------
+
+    def _host_of(self, ip: str) -> str:
+        for h in self.config.hosts:
+            if str(h.ip) == ip:
+                return h.name
+        return ip
+
+    def _pool_view(self, st: PoolState) -> dict[str, Any]:
+        return {"vip": st.vip, "base": st.base, "count": st.count,
+                "backends": [{"host": self._host_of(nh.ip), "ip": nh.ip, "mac": nh.mac, "port": nh.port}
+                             for nh in st.backends]}
+
+    def pool(self, hosts: Sequence[str] | None = None) -> list[str]:
+        """The backend hosts in slot order; with `hosts`, make the pool exactly those (starting
+        servers on hosts that run none). Changing the count remaps most flows (hash mod n)."""
+        lb = self._connect()
+        if hosts is not None:
+            targets = [self.config.host(h) for h in hosts]
+            for h in targets:
+                if h.role == "client":
+                    raise ConfigError(f"{h.name} is the client; it cannot be a backend")
+            self._ensure_servers(targets)
+            lb.set_pool([self.next_hop(h) for h in targets])
+        return [self._host_of(nh.ip) for nh in lb.state().backends]
+
+    def add_backend(self, host: str) -> list[str]:
+        h = self.config.host(host)
+        self._ensure_servers([h])
+        self._connect().add_backend(self.next_hop(h))
+        return self.pool()
+
+    def remove_backend(self, host: str) -> list[str]:
+        self._connect().remove_backend(str(self.config.host(host).ip))
+        return self.pool()
+
+    def replace_backend(self, old: str, new: str) -> list[str]:
+        """Put `new` into `old`'s slot (only `old`'s flows move)."""
+        h = self.config.host(new)
+        self._ensure_servers([h])
+        self._connect().replace_backend(str(self.config.host(old).ip), self.next_hop(h))
+        return self.pool()
+
+    def move_backend(self, which: str | int, mac: str, ip: str, port: int) -> int:
+        """One MODIFY of a backend's slot (migration); `which` is its current IP or slot index."""
+        return self._connect().move_backend(which, mac, ip, port)
+
+    def _ensure_servers(self, targets: Sequence[HostConfig]) -> None:
+        for h in targets:
+            name = self.names.server(h.name)
+            if not host_ctrs.container_running(name):
+                podman("rm", "-f", "-t", "0", name, check=False)
+                host_ctrs.start_server(self.config, self.names, h)
+        for h in targets:
+            net = self.pod_nets.get(h.name) or pods.pod_net(self.names, h)
+            host_ctrs.wait_listening(net.netns_path, self.config.port, self.names.server(h.name))
+
+    # --- traffic and counters ----------------------------------------------------------------
+
+    def traffic(self, connections: int = 32, rate: float = 50.0, duration: float = 0.0,
+                log_dir: str | Path | None = None, extra_args: Sequence[str] = ()) -> TrafficRun:
+        """Start the client in the client host's pod; returns a handle to read its live CSV and stop it."""
+        if connections < 1:
+            raise ConfigError(f"connections = {connections}: use 1 or more")
+        self._require_images([self.config.images.client])
+        if log_dir is None:
+            log_dir = self.names.state / f"traffic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+        log_dir = Path(log_dir).resolve()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        name = self.names.client(self.config.client.name)
+        podman("rm", "-f", "-t", "0", name, check=False)
+        host_ctrs.start_client(self.config, self.names, self.config.client, log_dir, connections, rate,
+                               duration, list(extra_args))
+        return TrafficRun(container=name, log_dir=log_dir, csv_path=log_dir / "client.csv")
+
+    def counters(self) -> pd.DataFrame:
+        """Per-next-hop packets/bytes from the switch, with the host each next hop belongs to."""
+        lb = self._connect()
+        st = lb.state()
+        df = read_counters(st.base, st.count)
+        df.insert(1, "host", [self._host_of(ip) for ip in df["ip"]])
+        return df
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_images(images: Sequence[str]) -> None:
+        for image in images:
+            if podman("image", "exists", image, check=False).returncode != 0:
+                raise PrerequisiteError(f"image {image} is missing; build it with `p4cf images build`")
+
+
+def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
+    """A parse_config-able document equivalent to `cfg` (when it was not built from one)."""
+    d = config_to_dict(cfg)
+    return {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
+            "switch": d["switch"], "images": d["images"]}

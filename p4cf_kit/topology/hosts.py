@@ -1,0 +1,74 @@
+"""The containers inside the host pods: a TCP server on each backend, the client in h1.
+
+Idle hosts (migration targets) run nothing until a migration restores a server
+there. Servers get their identity and port through the image's environment
+(P4CF_HOST_ID, P4CF_PORT); readiness is polled from the pod's /proc/net/tcp, so
+no fixed sleep and no tool inside the image is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from p4cf_kit.config import HostConfig, LabConfig
+from p4cf_kit.errors import PodmanError
+from p4cf_kit.podman.runner import podman
+from p4cf_kit.topology.commands import in_netns
+from p4cf_kit.topology.names import LabNames
+
+CLIENT_LOG_DIR = "/data"
+
+
+def start_server(cfg: LabConfig, names: LabNames, host: HostConfig) -> str:
+    """Run the TCP server in `host`'s pod; returns the container name."""
+    name = names.server(host.name)
+    podman("run", "-d", "--pod", names.pod(host.name), "--name", name, *names.labels("backend"),
+           "-e", f"P4CF_HOST_ID={host.name}", "-e", f"P4CF_PORT={cfg.port}", cfg.images.server)
+    return name
+
+
+def listening(netns_path: str, port: int) -> bool:
+    """True when some socket in that netns listens on TCP `port` (read from /proc/net/tcp)."""
+    text = in_netns(netns_path, ["cat", "/proc/net/tcp"]).stdout
+    want = f":{port:04X}"
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) > 3 and cols[1].endswith(want) and cols[3] == "0A":
+            return True
+    return False
+
+
+def wait_listening(netns_path: str, port: int, what: str, timeout: float = 10.0) -> None:
+    """Poll until `port` listens in the netns; PodmanError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while not listening(netns_path, port):
+        if time.monotonic() > deadline:
+            raise PodmanError(f"{what} does not listen on TCP {port} after {timeout:.0f} s; "
+                              f"see `podman logs {what}`")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def start_client(cfg: LabConfig, names: LabNames, host: HostConfig, log_dir: Path,
+                 connections: int, rate: float, duration: float, extra: list[str] | None = None) -> str:
+    """Run the TCP client in `host`'s pod against VIP:port; its CSV lands in `log_dir`."""
+    name = names.client(host.name)
+    podman("run", "-d", "--pod", names.pod(host.name), "--name", name, *names.labels("client"),
+           "-v", f"{log_dir}:{CLIENT_LOG_DIR}", cfg.images.client,
+           "--vip", str(cfg.vip), "--port", str(cfg.port), "--connections", str(connections),
+           "--rate", str(rate), "--duration", str(duration), "--csv", f"{CLIENT_LOG_DIR}/client.csv",
+           *(extra or []))
+    return name
+
+
+def stop_container(name: str, timeout_s: int = 5) -> None:
+    """Stop (SIGTERM, then kill after `timeout_s`) and remove a kit container; missing is fine."""
+    podman("stop", "-t", str(timeout_s), name, check=False)
+    podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def container_running(name: str) -> bool:
+    proc = podman("inspect", "--type", "container", "--format", "{{.State.Running}}", name, check=False)
+    return proc.returncode == 0 and proc.stdout.strip() == "true"

@@ -1,0 +1,23 @@
+"""One Podman network per host: `--internal` (no gateway on the bridge, no NAT or
+masquerade rules from netavark) and without DNS, so the kernel has no route between
+host networks and the switch's veth port is the only way out of each bridge."""
+
+from __future__ import annotations
+
+from p4cf_kit.config import HostConfig
+from p4cf_kit.podman.runner import podman, podman_json
+from p4cf_kit.topology.names import LabNames
+
+
+def create_network(names: LabNames, host: HostConfig) -> str:
+    """Create host `host`'s network and return the name of its Linux bridge."""
+    net = names.network(host.name)
+    podman("network", "create", "--internal", "--disable-dns", "--driver", "bridge",
+           "--subnet", str(host.subnet), *names.labels("network"), net)
+    return bridge_of(net)
+
+
+def bridge_of(network: str) -> str:
+    """The Linux bridge behind a Podman network (4.3 has no --interface-name, so ask)."""
+    info = podman_json("network", "inspect", network)
+    return str(info[0]["network_interface"])

@@ -1,0 +1,100 @@
+"""A running traffic client: read its CSV while it runs, wait for it, stop it.
+
+Why a handle: the client runs in a container (in the client host's pod) and writes
+its CSV into a bind-mounted folder; notebooks want live DataFrames without knowing
+Podman. The CSV is flushed by the client in whole lines, but a read can still meet
+a half-written last line, which is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from p4cf_kit.errors import PodmanError
+from p4cf_kit.podman.runner import podman
+
+
+@dataclass
+class TrafficRun:
+    """The client container `container`, logging to `csv_path` (inside `log_dir`)."""
+
+    container: str
+    log_dir: Path
+    csv_path: Path
+
+    def read(self) -> pd.DataFrame:
+        """The client's CSV so far (complete lines only)."""
+        try:
+            text = self.csv_path.read_text()
+        except FileNotFoundError:
+            return pd.DataFrame()
+        if not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        if not text.strip():
+            return pd.DataFrame()
+        return pd.read_csv(io.StringIO(text))
+
+    def replies(self) -> pd.DataFrame:
+        """Only the `reply` rows of the log."""
+        df = self.read()
+        return df[df["event"] == "reply"] if "event" in df else df
+
+    def state(self) -> dict[str, Any]:
+        proc = podman("inspect", "--type", "container", "--format", "json", self.container, check=False)
+        if proc.returncode != 0:
+            return {}
+        info = json.loads(proc.stdout)
+        return info[0]["State"] if info else {}
+
+    def running(self) -> bool:
+        return bool(self.state().get("Running"))
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """Poll until the client exits; returns its exit code (PodmanError on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state()
+            if not st:
+                raise PodmanError(f"client container {self.container} is gone")
+            if not st.get("Running"):
+                return int(st.get("ExitCode", 0))
+            if time.monotonic() > deadline:
+                raise PodmanError(f"client {self.container} still runs after {timeout:.0f} s; call stop()")
+            time.sleep(0.1)
+
+    def wait_rows(self, n: int, timeout: float = 20.0) -> pd.DataFrame:
+        """Poll the CSV until it has at least `n` reply rows; returns the replies."""
+        deadline = time.monotonic() + timeout
+        while True:
+            df = self.replies()
+            if len(df) >= n:
+                return df
+            if time.monotonic() > deadline:
+                logs = podman("logs", "--tail", "20", self.container, check=False)
+                raise PodmanError(f"only {len(df)} replies logged after {timeout:.0f} s (wanted {n}); "
+                                  f"client output:\n{(logs.stdout + logs.stderr).strip()}")
+            time.sleep(0.1)
+
+    def stop(self, timeout_s: int = 10) -> int:
+        """SIGTERM the client (it drains and writes its summary), then remove the container."""
+        podman("stop", "-t", str(timeout_s), self.container, check=False)
+        code = int(self.state().get("ExitCode", 0) or 0)
+        podman("rm", "-f", "-t", "0", self.container, check=False)
+        return code
+
+    def summary(self) -> dict[str, Any]:
+        """The client's summary JSON (written at exit), or {} before that."""
+        path = self.csv_path.with_suffix(".summary.json")
+        if not path.exists():
+            cands = sorted(self.log_dir.glob("*.summary.json"))
+            if not cands:
+                return {}
+            path = cands[0]
+        return json.loads(path.read_text())
