@@ -1,0 +1,143 @@
+"""The notebook's lab: attach to a running one, or bring it up and make sure it goes down.
+
+Why not `with Lab(...)` in a cell: a notebook spans many cells, and a cell that fails
+would leave the lab up. `open_lab` registers the teardown outside the cells: closing
+the session (or losing it) runs `lab.down()`, and when the kernel exits with the lab
+still up (after a failed cell, or "Shut Down Kernel") an exit hook starts
+`p4cf down --lab NAME` in its own session, because a kernel manager kills a kernel
+that takes more than a few seconds to exit, which would cut an in-process teardown
+short. A lab that was already running (the demo and the tests bring one up for
+several notebooks) is attached to, never torn down: a session only removes what it
+started. The config comes from `$P4CF_CONFIG` (a .toml/.yaml path), else the
+packaged classic lab.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from p4cf_kit.config import LabConfig, load_config
+
+ENV_CONFIG = "P4CF_CONFIG"
+
+
+def notebook_config() -> LabConfig:
+    """The lab the notebooks use: `$P4CF_CONFIG` when set, else the packaged default."""
+    return load_config(os.environ.get(ENV_CONFIG) or None)
+
+
+def lab_is_up(config: LabConfig) -> bool:
+    """True when the switch of lab `config.name` runs (someone brought it up)."""
+    from p4cf_kit.switch.process import running_pid
+    from p4cf_kit.topology.names import LabNames
+    return running_pid(LabNames(config.name).state) is not None
+
+
+def _teardown(lab: Any) -> None:
+    try:
+        lab.down()
+    except Exception as exc:  # at exit nobody can act on a traceback; say what to run instead
+        print(f"p4cf: tearing down lab {lab.config.name!r} failed ({exc}); run `p4cf down --lab {lab.config.name}`")
+
+
+def _teardown_detached(name: str) -> None:
+    """Start `p4cf down --lab name` outside this process group, so it outlives a killed kernel."""
+    from p4cf_kit.paths import state_dir
+    log = open(state_dir() / f"teardown-{name}.log", "ab")
+    subprocess.Popen([sys.executable, "-m", "p4cf_kit", "down", "--lab", name], stdin=subprocess.DEVNULL,
+                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    log.close()
+
+
+def _teardown_at_exit(finalizer: weakref.finalize, name: str) -> None:
+    if finalizer.detach() is not None:  # still up: the interpreter is going away (runs once)
+        _teardown_detached(name)
+
+
+def lab_leftovers(config: LabConfig) -> list[str]:
+    """Names of Podman containers and pods of lab `config.name` still present (plus "switch" if it runs)."""
+    from p4cf_kit.podman.runner import podman
+    from p4cf_kit.topology.names import LabNames
+    label = LabNames(config.name).lab_label
+    names = []
+    for kind in (["ps", "-a"], ["pod", "ps"]):
+        out = podman(*kind, "--filter", f"label={label}", "--format", "{{.Names}}", check=False).stdout
+        names += [n for n in out.split() if n]
+    return (["switch"] if lab_is_up(config) else []) + names
+
+
+def wait_lab_gone(config: LabConfig, timeout: float = 90.0) -> bool:
+    """Wait for a teardown running elsewhere (e.g. a detached one) to finish; True when nothing is left."""
+    deadline = time.monotonic() + timeout
+    while lab_leftovers(config):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+@dataclass
+class LabSession:
+    """A lab used by one notebook; `started` says whether closing it tears the lab down."""
+
+    lab: Any
+    started: bool
+    up_s: float = 0.0
+    _finalizer: weakref.finalize | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Tear the lab down if this session brought it up, else only drop the switch connection
+        (its threads would otherwise hold the kernel at exit). Idempotent."""
+        if self._finalizer is not None:
+            self._finalizer()
+        elif getattr(self.lab, "conn", None) is not None:
+            self.lab.conn.close()
+            self.lab.conn, self.lab.lb = None, None
+
+    def describe(self) -> str:
+        cfg = self.lab.config
+        how = f"brought up in {self.up_s:.1f} s" if self.started else "already running (attached; left up at the end)"
+        return (f"lab {cfg.name!r}: {how}; VIP {cfg.vip}:{cfg.port}; "
+                f"hosts {', '.join(f'{h.name}={h.role}' for h in cfg.hosts)}")
+
+
+def open_lab(config: LabConfig | None = None) -> LabSession:
+    """Attach to the running lab of `config`, or bring it up and register its teardown."""
+    from p4cf_kit.lab import Lab
+    cfg = config or notebook_config()
+    if lab_is_up(cfg):
+        return LabSession(Lab.attach(cfg.name), started=False)
+    lab = Lab(cfg)
+    t0 = time.monotonic()
+    lab.up()  # rolls itself back on failure
+    session = LabSession(lab, started=True, up_s=time.monotonic() - t0)
+    finalizer = weakref.finalize(session, _teardown, lab)
+    finalizer.atexit = False  # at exit the detached teardown takes over (see module doc)
+    atexit.register(_teardown_at_exit, finalizer, cfg.name)
+    # The P4Runtime client keeps non-daemon threads; the interpreter joins them *before*
+    # atexit runs, so a kernel asked to exit would hang there until it is killed. Hooks
+    # registered here run before that join (how concurrent.futures shuts its workers down).
+    register_early = getattr(threading, "_register_atexit", None)
+    if register_early is not None:
+        register_early(_teardown_at_exit, finalizer, cfg.name)
+    session._finalizer = finalizer
+    return session
+
+
+@contextmanager
+def lab_session(config: LabConfig | None = None) -> Iterator[Any]:
+    """`with lab_session() as lab:` for scripts: the lab is torn down on exit, also on error."""
+    session = open_lab(config)
+    try:
+        yield session.lab
+    finally:
+        session.close()

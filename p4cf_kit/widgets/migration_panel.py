@@ -1,0 +1,213 @@
+"""Migration panel: pick a backend and a destination host, Migrate, watch the phases, read the result.
+
+Migrate calls `lab.migrate(src, dst)` (or `p4cf_kit.migration.migrate(lab, src, dst)`
+while the facade lacks it) in a background thread. When `lab.migrate`
+takes a progress callback (`on_phase=`), the chips follow the phases live;
+otherwise they are filled from the record's phase timings at the end. With a
+running traffic client attached, the panel also measures the client-visible
+downtime and draws the client timeline of the migration (plots.timeline), saved
+as PNG/SVG/PDF + CSV in `out_dir`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ipywidgets as widgets
+import pandas as pd
+
+from p4cf_kit import analysis as an
+from p4cf_kit.errors import MigrationError
+from p4cf_kit.notebook import migrate_call, migration_unavailable_reason, record_dict, serving_hosts
+from p4cf_kit.plots import timeline
+from p4cf_kit.widgets import table
+from p4cf_kit.widgets.progress import PhaseProgress
+from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
+
+PROGRESS_PARAMS = ("on_phase", "progress")
+TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "migration": ("#", table.plain), "move": ("move", table.plain),
+    **{c: (c.replace("_s", " (s)"), table.seconds) for c in an.PHASE_COLUMNS},
+    "total_s": ("total (s)", table.seconds), "downtime_ms": ("client downtime (ms)", table.milliseconds),
+    "survived": ("connections kept", table.plain), "ok": ("ok", table.yes_no)}
+
+
+def _parameters(lab: Any) -> Any:
+    """Parameters of the migrate function in use (to find a progress callback it accepts)."""
+    fn = getattr(lab, "migrate", None)
+    if not callable(fn):
+        from p4cf_kit import migration
+        fn = migration.migrate
+    return inspect.signature(fn).parameters
+
+
+class MigrationPanel:
+    """Source and destination dropdowns, Migrate button, phase progress, result table, timeline plot."""
+
+    def __init__(self, lab: Any, traffic: Any = None, out_dir: str | Path | None = None,
+                 margin_s: float = 2.0) -> None:
+        self.lab = lab
+        self.traffic = traffic
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="p4cf-migrations-"))
+        self.margin_s = margin_s
+        self.records: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.figures: list[Any] = []
+        self.src = widgets.Dropdown(description="backend", layout=widgets.Layout(width="180px"))
+        self.dst = widgets.Dropdown(description="to host", layout=widgets.Layout(width="180px"))
+        self.migrate_button = widgets.Button(description="Migrate", button_style="warning", icon="truck",
+                                             tooltip="checkpoint the backend, restore it on the destination "
+                                                     "host, repoint the switch")
+        self.progress = PhaseProgress(an.PHASES)
+        self.status = widgets.HTML()
+        self.table = widgets.HTML()
+        self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="900px",
+                                                                      display="none"))
+        self.runner = TaskRunner(self.status, [self.src, self.dst, self.migrate_button])
+        self.runner.after_each = self._refresh_choices
+        self.migrate_button.on_click(lambda _b: self.migrate())
+        self.widget = widgets.VBox([
+            widgets.HTML("<b>Live migration of a backend</b>"),
+            widgets.HBox([self.src, widgets.HTML("&nbsp;→&nbsp;"), self.dst, self.migrate_button]),
+            self.progress.widget, self.status, self.table, self.plot,
+        ])
+        self.unavailable = migration_unavailable_reason()
+        self._refresh_choices()
+        if self.unavailable:
+            self.status.value = status_html(self.unavailable, "error")
+        else:
+            self.status.value = status_html("choose a backend and a host, then Migrate")
+
+    # --- choices ---------------------------------------------------------------------------------
+
+    def _refresh_choices(self) -> None:
+        """Sources: the pool as the switch holds it; destinations: non-client hosts outside it that
+        run no server (a server left over from a pool change would refuse the migration)."""
+        with lab_lock(self.lab):
+            pool = list(self.lab.pool())
+            serving = set(serving_hosts(self.lab))
+        free = [h.name for h in self.lab.config.hosts if h.role != "client" and h.name not in pool
+                and h.name not in serving]
+        self.src.options, self.dst.options = pool, free
+        if pool:
+            self.src.value = pool[0]
+        if free:
+            self.dst.value = free[0]
+        blocked = bool(self.unavailable) or not pool or not free
+        self.migrate_button.disabled = blocked
+        if not free and not self.unavailable and not self.runner.running:
+            self.status.value = status_html("no destination left: every other host runs a server "
+                                            "(nb.restore_pool(lab) stops those outside the pool)", "info")
+
+    # --- migrating -------------------------------------------------------------------------------
+
+    def migrate(self, src: str | None = None, dst: str | None = None) -> bool:
+        """Start migrating `src` (default: the chosen one) to `dst`, in the background (= clicking Migrate)."""
+        if self.unavailable:
+            self.status.value = status_html(self.unavailable, "error")
+            return False
+        src, dst = src or self.src.value, dst or self.dst.value
+        if not src or not dst:
+            self.status.value = status_html("choose a backend and a destination host first", "error")
+            return False
+        self.progress.reset()
+        number = len(self.records) + 1
+        return self.runner.start(lambda: self._migrate(number, src, dst), f"migrating {src} → {dst}…",
+                                 self._done, on_error=self._failed, show_elapsed=False)
+
+    def wait(self, timeout: float | None = 300.0) -> bool:
+        """Block until the running migration (and its analysis) is done."""
+        return self.runner.wait(timeout)
+
+    def _migrate(self, number: int, src: str, dst: str) -> dict[str, Any]:
+        call = migrate_call(self.lab)
+        assert call is not None
+        kwargs: dict[str, Any] = {}
+        params = _parameters(self.lab)
+        for name in PROGRESS_PARAMS:
+            if name in params:
+                kwargs[name] = self._on_phase
+                break
+        else:  # no progress callback: the first phase is running now, the rest fill in at the end
+            self.progress.start(an.PHASES[0])
+        with lab_lock(self.lab):
+            record = record_dict(call(src, dst, **kwargs))
+        record.setdefault("migration", number)
+        record["migration"] = number  # numbered per panel: m1, m2, ... as in the figures
+        self.records.append(record)
+        # every chip shown (the analysis phases, and any other the callback reported, e.g. cleanup)
+        self.progress.finish({p: record[f"{p}_s"] for p in self.progress.phases
+                              if record.get(f"{p}_s") is not None})
+        row = self._analyse(record)
+        self.rows.append(row)
+        return row
+
+    def _on_phase(self, phase: str, *_args: Any, **_kwargs: Any) -> None:
+        self.progress.start(str(phase))
+
+    def _analyse(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The result row; with traffic, downtime and survival of the moved connections and the timeline."""
+        frame = an.phases_frame([record])
+        rec = frame.iloc[0]
+        row: dict[str, Any] = {"migration": int(rec["migration"]), "move": f"{rec['src']} → {rec['dst']}",
+                               **{c: rec[c] for c in an.PHASE_COLUMNS}, "total_s": rec["total_s"],
+                               "downtime_ms": None, "survived": None, "ok": bool(rec["ok"])}
+        if self.traffic is None:
+            return row
+        self.status.value = status_html(f"migrated; watching the client for {self.margin_s:.0f} s more…", "busy")
+        time.sleep(self.margin_s + 0.5)
+        log = an.load_client_log(self.traffic.csv_path)
+        downtimes = an.downtime_for_record(log, rec, self.margin_s)
+        moved = downtimes[downtimes["migrated"]]
+        row["downtime_ms"] = an.migration_downtime_ms(downtimes)
+        row["survived"] = f"{int(moved['survived'].sum())} of {len(moved)}"
+        files = timeline.plot_client_timeline(an.timeline_points(log, rec, self.margin_s), an.timeline_phases(rec),
+                                              self.out_dir, f"{timeline.NAME}-m{int(rec['migration'])}",
+                                              errors=an.timeline_errors(log, rec, self.margin_s))
+        self.figures.append(files)
+        self.plot.value = files.png.read_bytes()
+        self.plot.layout.display = ""
+        return row
+
+    def _done(self, row: dict[str, Any]) -> str:
+        self._render_table()
+        extra = f", client downtime {row['downtime_ms']:.0f} ms" if isinstance(row.get("downtime_ms"), float) \
+            and row["downtime_ms"] == row["downtime_ms"] else ""
+        return f"migrated {row['move']}: {row['total_s']:.2f} s from checkpoint to switch update{extra}"
+
+    def _failed(self, exc: BaseException) -> None:
+        """Mark the failed phase; a failed migration (rolled back) still gets its row in the table."""
+        self.progress.fail(exc.phase if isinstance(exc, MigrationError) else None)
+        record = getattr(exc, "record", None)
+        if record is None:
+            return
+        row = record_dict(record)
+        row["migration"] = len(self.records) + 1
+        self.records.append(row)
+        self.rows.append({"migration": row["migration"], "move": f"{row['src']} → {row['dst']}",
+                          **{c: row.get(c) for c in an.PHASE_COLUMNS}, "total_s": row.get("total_s"),
+                          "downtime_ms": None, "survived": None, "ok": False})
+        self._render_table()
+
+    # --- display ---------------------------------------------------------------------------------
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """One row per migration done through this panel (the table it shows): seconds to the ms,
+        downtime to the ms."""
+        frame = pd.DataFrame(self.rows, columns=list(TABLE_COLUMNS))
+        seconds = [*an.PHASE_COLUMNS, "total_s"]
+        frame[seconds] = frame[seconds].astype(float).round(3)
+        frame["downtime_ms"] = frame["downtime_ms"].astype(float).round(0)
+        return frame
+
+    def _render_table(self) -> None:
+        text = table.html_table(self.rows, TABLE_COLUMNS, "p4cf-migrations")
+        self.table.value = f'<div class="p4cf-result-table" style="margin:6px 0"><b>Migrations</b>{text}</div>'
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
