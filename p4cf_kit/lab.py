@@ -22,7 +22,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 
@@ -40,6 +40,9 @@ from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
 from p4cf_kit.topology.traffic import TrafficRun
+
+if TYPE_CHECKING:
+    from p4cf_kit.migration import MigrationRecord
 
 STATE_FILE = "lab.json"
 
@@ -285,6 +288,13 @@ class Lab:
     def move_backend(self, which: str | int, mac: str, ip: str, port: int) -> int:
         """One MODIFY of a backend's slot (migration); `which` is its current IP or slot index."""
         return self._connect().move_backend(which, mac, ip, port)
+
+    def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
+                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> "MigrationRecord":
+        """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`)."""
+        from p4cf_kit.migration import migrate
+        return migrate(self, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
+                       on_phase=on_phase)
 
     def _ensure_servers(self, targets: Sequence[HostConfig]) -> None:
         for h in targets:

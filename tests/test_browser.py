@@ -165,7 +165,7 @@ def drive(page: Any, url: str, shot: Path) -> None:
     button = panel.locator("button", has_text="Migrate")
     reason = migration_unavailable_reason()
     if reason is not None:
-        expect(panel).to_contain_text("migration not available yet")
+        expect(panel).to_contain_text("migration needs")
         expect(button).to_be_disabled()
         panel.screenshot(path=str(shot))
         pytest.skip(f"{reason} (panel shows it; screenshot {shot})")

@@ -384,19 +384,9 @@ def _describe_timings(timings: Any) -> str:
 
 def check_criu_deep() -> CheckResult:
     """A real checkpoint/restore of a container holding an established TCP connection,
-    through `p4cf_kit.criu.tcp_checkpoint_roundtrip()` (skipped while that does not exist)."""
+    through `p4cf_kit.criu.tcp_checkpoint_roundtrip()`."""
+    from p4cf_kit.criu import tcp_checkpoint_roundtrip as roundtrip
     name = "criu-deep"
-    try:
-        module = importlib.import_module("p4cf_kit.criu")
-    except ModuleNotFoundError as exc:
-        if exc.name != "p4cf_kit.criu":
-            raise
-        return CheckResult(name, False, True, "not available yet (p4cf_kit.criu is not in this checkout)",
-                           skipped=True)
-    roundtrip = getattr(module, "tcp_checkpoint_roundtrip", None)
-    if roundtrip is None:
-        return CheckResult(name, False, True,
-                           "not available yet (p4cf_kit.criu has no tcp_checkpoint_roundtrip)", skipped=True)
     try:
         result = roundtrip()
     except KitError as exc:

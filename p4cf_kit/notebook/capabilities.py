@@ -1,8 +1,8 @@
-"""What this kit can do on this machine now: migrate, run the experiment series.
+"""What this machine can do now: migrate (CRIU >= 4.2 with pycriu), run the experiment series.
 
-Why: notebooks 03/04 and the migration panel depend on the migration room; until it
-is there they must say so in one sentence instead of failing with an ImportError,
-and `p4cf demo` skips them with that sentence.
+Why: notebooks 03/04 and the migration panel need CRIU; on a machine without it they
+must say so in one sentence (with the fix) instead of failing mid-notebook, and
+`p4cf demo` skips them with that sentence.
 """
 
 from __future__ import annotations
@@ -10,46 +10,35 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Callable
 
+from p4cf_kit.errors import KitError
 
-def migrate_call(lab: Any) -> Callable[..., Any] | None:
-    """How to migrate in this kit: `lab.migrate(src, dst)`, else `p4cf_kit.migration.migrate(lab, src, dst)`
-    (until the facade has it), else None."""
-    method = getattr(lab, "migrate", None)
-    if callable(method):
-        return method
-    if importlib.util.find_spec("p4cf_kit.migration") is None:
-        return None
-    from p4cf_kit import migration
-    fn = getattr(migration, "migrate", None)
-    return (lambda src, dst, **kw: fn(lab, src, dst, **kw)) if callable(fn) else None
+
+def migrate_call(lab: Any) -> Callable[..., Any]:
+    """The migration entry point notebooks and panels use: `lab.migrate(src, dst, ...)`."""
+    return lab.migrate
 
 
 def migration_unavailable_reason() -> str | None:
-    """None when this kit can migrate, else why the migration notebooks cannot run yet."""
-    from p4cf_kit.lab import Lab
-    if callable(getattr(Lab, "migrate", None)):
-        return None
-    if importlib.util.find_spec("p4cf_kit.migration") is not None:
-        from p4cf_kit import migration
-        if callable(getattr(migration, "migrate", None)):
-            return None
-    return "migration not available yet: this kit has neither Lab.migrate nor p4cf_kit.migration.migrate"
+    """None when this machine can live-migrate, else why not and how to fix it."""
+    from p4cf_kit.checkpoint.criu import require_criu
+    try:
+        require_criu()
+    except KitError as exc:
+        return f"migration needs CRIU: {exc}"
+    if importlib.util.find_spec("pycriu") is None:
+        return "migration needs pycriu in the kit's Python: run `make setup` (scripts/link-pycriu.sh)"
+    return None
 
 
 def experiment_unavailable_reason() -> str | None:
-    """None when the migration room's experiment runner is there, else why notebook 04 cannot run."""
-    if importlib.util.find_spec("p4cf_kit.migration") is None or \
-            importlib.util.find_spec("p4cf_kit.migration.experiment") is None:
-        return "experiment runner not available yet: p4cf_kit.migration.experiment is missing"
-    return None
+    """None when the experiment series can run (it is a series of migrations)."""
+    return migration_unavailable_reason()
 
 
 def tune_for_migration(lab: Any) -> str:
     """Apply the TCP tuning the experiment runner applies (rto_min on every pod's gateway
     routes, p4cf_kit.migration), so a single migration here is measured like the series of
     notebook 4: without it a stalled connection waits for its next retransmission backoff."""
-    if experiment_unavailable_reason() is not None:
-        return "no TCP tuning: p4cf_kit.migration.experiment is missing"
     from p4cf_kit.migration.experiment import tune_routes
     from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS
     tune_routes(lab, DEFAULT_RTO_MIN_MS)

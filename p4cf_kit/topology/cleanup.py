@@ -87,6 +87,9 @@ def down(lab: str) -> dict[str, list[str]]:
     if names.nft_table in isolation.kit_tables():
         isolation.remove(names)
         removed["nft"].append(names.nft_table)
+    if names.checkpoint_dir.exists():
+        shutil.rmtree(names.checkpoint_dir, ignore_errors=True)
+        removed.setdefault("checkpoints", []).append(str(names.checkpoint_dir))
     state = state_dir() / "labs" / lab
     for leftover in ("lab.json", "s1.grpc.sock"):
         (state / leftover).unlink(missing_ok=True)

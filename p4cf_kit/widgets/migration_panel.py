@@ -1,9 +1,7 @@
 """Migration panel: pick a backend and a destination host, Migrate, watch the phases, read the result.
 
-Migrate calls `lab.migrate(src, dst)` (or `p4cf_kit.migration.migrate(lab, src, dst)`
-while the facade lacks it) in a background thread. When `lab.migrate`
-takes a progress callback (`on_phase=`), the chips follow the phases live;
-otherwise they are filled from the record's phase timings at the end. With a
+Migrate calls `lab.migrate(src, dst, on_phase=...)` in a background thread, so the
+chips follow the phases live while the kernel stays responsive. With a
 running traffic client attached, the panel also measures the client-visible
 downtime and draws the client timeline of the migration (plots.timeline), saved
 as PNG/SVG/PDF + CSV in `out_dir`.
@@ -11,7 +9,6 @@ as PNG/SVG/PDF + CSV in `out_dir`.
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 import time
 from pathlib import Path
@@ -28,21 +25,11 @@ from p4cf_kit.widgets import table
 from p4cf_kit.widgets.progress import PhaseProgress
 from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
 
-PROGRESS_PARAMS = ("on_phase", "progress")
 TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "migration": ("#", table.plain), "move": ("move", table.plain),
     **{c: (c.replace("_s", " (s)"), table.seconds) for c in an.PHASE_COLUMNS},
     "total_s": ("total (s)", table.seconds), "downtime_ms": ("client downtime (ms)", table.milliseconds),
     "survived": ("connections kept", table.plain), "ok": ("ok", table.yes_no)}
-
-
-def _parameters(lab: Any) -> Any:
-    """Parameters of the migrate function in use (to find a progress callback it accepts)."""
-    fn = getattr(lab, "migrate", None)
-    if not callable(fn):
-        from p4cf_kit import migration
-        fn = migration.migrate
-    return inspect.signature(fn).parameters
 
 
 class MigrationPanel:
@@ -125,15 +112,7 @@ class MigrationPanel:
 
     def _migrate(self, number: int, src: str, dst: str) -> dict[str, Any]:
         call = migrate_call(self.lab)
-        assert call is not None
-        kwargs: dict[str, Any] = {}
-        params = _parameters(self.lab)
-        for name in PROGRESS_PARAMS:
-            if name in params:
-                kwargs[name] = self._on_phase
-                break
-        else:  # no progress callback: the first phase is running now, the rest fill in at the end
-            self.progress.start(an.PHASES[0])
+        kwargs: dict[str, Any] = {"on_phase": self._on_phase}
         with lab_lock(self.lab):
             record = record_dict(call(src, dst, **kwargs))
         record.setdefault("migration", number)

@@ -1,0 +1,69 @@
+"""`p4cf experiment --migrations N`: traffic plus N live migrations, into a results folder.
+
+Brings the lab up when it is not (from --config), starts the client, migrates the
+first backend back and forth between its home and the first idle host every
+--interval seconds, and writes raw/ (client.csv, migrations.json/.csv with the
+phase timings, downtime.csv per connection, migration_downtime.csv per migration,
+switch_counters.csv, server logs), config.toml, versions.json (tools, packages,
+kernel) and the figures (`p4cf plot DIR` redraws them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
+
+
+def _lab(args: argparse.Namespace):
+    from p4cf_kit.config import load_config
+    from p4cf_kit.lab import STATE_FILE, Lab
+    from p4cf_kit.topology.names import LabNames
+
+    name = lab_name(args)
+    if (LabNames(name).state / STATE_FILE).exists():
+        return Lab.attach(name), False
+    lab = Lab(load_config(args.config))
+    lab.up()
+    return lab, True
+
+
+def _run(args: argparse.Namespace) -> int:
+    from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment
+
+    opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval, connections=args.connections,
+                             rate=args.rate, rto_min_ms=args.rto_min or None, fail_at=args.fail_at)
+    lab, started = _lab(args)
+    try:
+        result = run_experiment(lab, opts, out=args.out,
+                                progress=(lambda line: print(line, file=sys.stderr)) if not args.json else
+                                (lambda _: None))
+    finally:
+        lab.down() if started and args.down else lab.close()
+    s = result.summary
+    gap = s.get("gap_ms", {})
+    emit(args, {"folder": str(result.folder), **s},
+         f"{s['succeeded']}/{s['migrations']} migrations ok; client gap median {gap.get('median', float('nan')):.0f} ms, "
+         f"p95 {gap.get('p95', float('nan')):.0f} ms over {s['connections_migrated']} migrated connections, "
+         f"{s['connections_broken']} broken, {s['client_errors']} client errors\nresults: {result.folder}")
+    return 0 if s["succeeded"] == s["migrations"] and s["connections_broken"] == 0 else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from p4cf_kit.migration.record import PHASES
+    from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS
+
+    p = subparsers.add_parser("experiment", help="run N live migrations under traffic and record everything",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--migrations", "-n", type=int, required=True, help="number of migrations")
+    p.add_argument("--interval", type=float, default=3.0, help="seconds between migrations (default 3)")
+    p.add_argument("--out", help="parent folder of the results folder (default: results/)")
+    p.add_argument("--connections", type=int, default=16, help="client connections (default 16)")
+    p.add_argument("--rate", type=float, default=50.0, help="requests/s per connection (default 50)")
+    p.add_argument("--rto-min", type=int, default=DEFAULT_RTO_MIN_MS, metavar="MS",
+                   help=f"rto_min on the pods' routes (default {DEFAULT_RTO_MIN_MS}; 0 leaves the kernel's 200 ms)")
+    p.add_argument("--fail-at", choices=PHASES, help="inject a failure after this phase in every migration")
+    p.add_argument("--down", action="store_true", help="take the lab down afterwards if this command brought it up")
+    add_lab_options(p, with_config=True)
+    p.set_defaults(func=_run)

@@ -1,0 +1,58 @@
+"""`p4cf migrate SRC DST`: live-migrate the backend on host SRC to host DST (e.g. h2 h4).
+
+Checkpoint (CRIU via Podman, TCP connections kept) -> rewrite the sockets to DST's
+address -> restore in DST's pod -> point the switch's slot at DST -> clean up.
+A failed phase is rolled back (the backend runs at SRC again) and reported.
+`--fail-at PHASE` (or P4CF_MIGRATION_FAIL_AT) makes that phase fail after its work,
+to see rollback happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
+
+
+def _run(args: argparse.Namespace) -> int:
+    from p4cf_kit.errors import MigrationError
+    from p4cf_kit.lab import Lab
+    from p4cf_kit.migration import migrate
+    from p4cf_kit.migration.tuning import set_rto_min
+    from p4cf_kit.topology.pods import pod_net
+
+    lab = Lab.attach(lab_name(args))
+    try:
+        if args.rto_min:
+            for host in lab.config.hosts:
+                set_rto_min(pod_net(lab.names, host).netns_path, args.rto_min)
+        try:
+            rec = migrate(lab, args.src, args.dst, fail_at=args.fail_at)
+        except MigrationError as exc:
+            record = getattr(exc, "record", None)
+            if args.json and record is not None:
+                emit(args, record.as_row(), "")
+            raise
+    finally:
+        lab.close()
+    t = rec.timings
+    emit(args, rec.as_row(),
+         f"{rec.backend} moved {rec.src} -> {rec.dst} in {rec.total_s:.3f} s "
+         f"(checkpoint {t.checkpoint:.3f}, rewrite {t.rewrite:.3f}, restore {t.restore:.3f}, "
+         f"switch {t.switch:.3f}; cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
+         f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from p4cf_kit.migration.record import PHASES
+
+    p = subparsers.add_parser("migrate", help="live-migrate a backend container to another host",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="host whose backend moves (e.g. h2)")
+    p.add_argument("dst", help="host without a backend to move it to (e.g. h4)")
+    p.add_argument("--fail-at", choices=PHASES, help="inject a failure after this phase (tests rollback)")
+    p.add_argument("--rto-min", type=int, default=0, metavar="MS",
+                   help="set rto_min on every pod's gateway routes first (shorter TCP recovery)")
+    add_lab_options(p)
+    p.set_defaults(func=_run)

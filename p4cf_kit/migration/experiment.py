@@ -1,0 +1,207 @@
+"""The migration experiment: traffic through the VIP, N live migrations, a results folder.
+
+Why one runner: the numbers only mean something together (client log, phase
+records, switch counters over the same CLOCK_REALTIME axis), so they are taken in
+one run and written in the layout of p4cf_kit.results, which `p4cf plot` redraws.
+
+The backend that moves is the lab's first backend (its home, e.g. h2); it
+alternates between home and the first idle host (h4): h2→h4, h4→h2, ...
+(starting from wherever it runs now). Before
+traffic starts, every pod's gateway routes get a small `rto_min` (tuning) so a
+connection resumes right after the restore instead of at the next backoff step.
+Switch counters are read between migrations (the P4Runtime session of this
+process is a single one, so no reads run concurrently with a switch write).
+A failed migration is recorded (ok=False, rolled back) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from p4cf_kit import analysis as an
+from p4cf_kit import results
+from p4cf_kit.config import config_to_dict
+from p4cf_kit.errors import ConfigError, MigrationError
+from p4cf_kit.migration.migrate import migrate
+from p4cf_kit.migration.plan import LabLike, backend_id
+from p4cf_kit.migration.record import MigrationRecord
+from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS, set_rto_min
+from p4cf_kit.podman.runner import podman
+from p4cf_kit.topology.pods import pod_net
+
+PHASES_CSV = "migrations.csv"
+DOWNTIME_CSV = "downtime.csv"                      # per connection and migration
+MIGRATION_DOWNTIME_CSV = "migration_downtime.csv"  # one row per migration
+COUNTER_PERIOD_S = 0.5
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """What to run: how many migrations, how far apart, and the traffic around them."""
+
+    migrations: int = 10
+    interval_s: float = 3.0
+    connections: int = 16
+    rate: float = 50.0
+    warmup_s: float = 2.0
+    rto_min_ms: int | None = DEFAULT_RTO_MIN_MS
+    backend: str | None = None     # home of the backend that moves (default: the first backend)
+    spare: str | None = None       # the other host it alternates with (default: the first idle host)
+    what: str = "migration"
+    fail_at: str | None = None
+
+
+@dataclass
+class ExperimentResult:
+    """Where the results are and what they say in short."""
+
+    folder: Path
+    records: list[MigrationRecord]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _hosts(lab: LabLike, opts: ExperimentOptions) -> tuple[str, str]:
+    cfg = lab.config
+    home = opts.backend or cfg.backends[0].name
+    spare = opts.spare or next((h.name for h in cfg.idle), None)
+    if spare is None:
+        raise ConfigError(f"lab {cfg.name} has no idle host to migrate to; use 4 hosts (h4 idle) or pass spare")
+    return home, spare
+
+
+def _read_counters(lab: Any, where: dict[str, str], reads: list[tuple[int, pd.DataFrame]]) -> None:
+    frame = lab.counters()
+    frame = frame.assign(backend=[where.get(h, h) for h in frame["host"]])
+    reads.append((time.time_ns(), frame))
+
+
+def _wait(lab: Any, seconds: float, where: dict[str, str], reads: list[tuple[int, pd.DataFrame]]) -> None:
+    """Sleep `seconds`, reading the switch counters every COUNTER_PERIOD_S meanwhile."""
+    end = time.monotonic() + seconds
+    while True:
+        _read_counters(lab, where, reads)
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(COUNTER_PERIOD_S, left))
+
+
+def tune_routes(lab: LabLike, rto_min_ms: int) -> None:
+    """rto_min on every pod's gateway routes (client and all servers, idle hosts included)."""
+    for host in lab.config.hosts:
+        set_rto_min(pod_net(lab.names, host).netns_path, rto_min_ms)
+
+
+def run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None = None,
+                   progress: Callable[[str], None] = lambda _: None) -> ExperimentResult:
+    """Run `opts.migrations` migrations under traffic on a lab that is up; write the results folder."""
+    if opts.migrations < 1:
+        raise ConfigError(f"migrations = {opts.migrations}: use 1 or more")
+    home, spare = _hosts(lab, opts)
+    if home not in lab.pool() and spare in lab.pool():   # a previous run left it away from home
+        home, spare = spare, home
+    resolved = config_to_dict(lab.config)
+    config = {**{k: v for k, v in resolved.items() if k != "hosts"},
+              "hosts": {h["name"]: h for h in resolved["hosts"]},
+              "experiment": {k: v for k, v in asdict(opts).items() if v is not None}}
+    folder = results.ResultsFolder.create(opts.what, config=config, parent=out,
+                                          notes=f"{opts.migrations} migrations {home}<->{spare}")
+    if opts.rto_min_ms:
+        tune_routes(lab, opts.rto_min_ms)
+    where = {h: backend_id(lab.names.server(h)) for h in lab.pool()}   # location -> backend id
+    reads: list[tuple[int, pd.DataFrame]] = []
+    records: list[MigrationRecord] = []
+    run = lab.traffic(connections=opts.connections, rate=opts.rate, log_dir=folder.raw_dir)
+    try:
+        run.wait_rows(opts.connections)
+        _wait(lab, opts.warmup_s, where, reads)
+        for k in range(1, opts.migrations + 1):
+            src, dst = (home, spare) if k % 2 else (spare, home)
+            try:
+                rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at)
+                where[dst] = where.pop(src, rec.backend)
+            except MigrationError as exc:
+                rec = getattr(exc, "record", None) or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
+                                                                      migration=k, error=str(exc))
+            except ConfigError as exc:   # refused: the backend is not where it should be any more
+                progress(f"m{k} {src}->{dst} refused, stopping: {exc}")
+                break
+            records.append(rec)
+            progress(_line(rec))
+            _wait(lab, opts.interval_s, where, reads)
+    finally:
+        run.stop()
+    if not records:
+        raise ConfigError(f"no migration could run ({home} <-> {spare}); see `p4cf status`")
+    _write_raw(lab, folder, records, reads)
+    summary = summarize(folder)
+    folder.finish(migrations=len(records), ok=sum(r.ok for r in records), summary=summary)
+    from p4cf_kit.plots import report  # late: matplotlib is heavy
+    report.figures_from_raw(folder)
+    return ExperimentResult(folder=folder.path, records=records, summary=summary)
+
+
+def _line(rec: MigrationRecord) -> str:
+    t = rec.timings
+    if not rec.ok:
+        return f"m{rec.migration} {rec.src}->{rec.dst} FAILED in {rec.failed_phase}: {rec.error}"
+    return (f"m{rec.migration} {rec.src}->{rec.dst}: checkpoint {t.checkpoint:.3f} rewrite {t.rewrite:.3f} "
+            f"restore {t.restore:.3f} switch {t.switch:.3f} total {rec.total_s:.3f} s")
+
+
+def _write_raw(lab: Any, folder: results.ResultsFolder, records: list[MigrationRecord],
+               reads: list[tuple[int, pd.DataFrame]]) -> None:
+    rows = [r.as_row() for r in records]
+    folder.write_migrations(rows)
+    pd.DataFrame(rows).to_csv(folder.raw(PHASES_CSV), index=False)
+    an.switch_counters_from_reads(reads).to_csv(folder.raw(results.SWITCH_COUNTERS), index=False)
+    for host in lab.config.hosts:   # per location; a restored server logs from its restore on
+        logs = podman("logs", lab.names.server(host.name), check=False)
+        if logs.returncode == 0:
+            folder.server_log(host.name).write_text(logs.stdout + logs.stderr)
+    log = an.load_client_log(folder.raw(results.CLIENT_LOG))
+    phases = an.phases_frame(rows)
+    downtimes = an.downtime_for_migrations(log, phases)
+    downtimes.to_csv(folder.raw(DOWNTIME_CSV), index=False)
+    per_migration(phases, downtimes).to_csv(folder.raw(MIGRATION_DOWNTIME_CSV), index=False)
+
+
+def per_migration(phases: pd.DataFrame, downtimes: pd.DataFrame) -> pd.DataFrame:
+    """One row per migration: the client gap over its migrated connections and their survival."""
+    rows = []
+    for _, rec in phases.iterrows():
+        k = int(rec["migration"])
+        moved = downtimes[(downtimes["migration"] == k) & downtimes["migrated"]]
+        kept = moved[moved["survived"]]
+        rows.append({"migration": k, "src": rec["src"], "dst": rec["dst"], "ok": bool(rec["ok"]),
+                     "total_s": rec["total_s"], "connections": len(moved), "survived": len(kept),
+                     "broken": len(moved) - len(kept),
+                     "gap_median_ms": kept["downtime_ms"].median() if len(kept) else float("nan"),
+                     "gap_max_ms": kept["downtime_ms"].max() if len(kept) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def summarize(folder: results.ResultsFolder | str | Path) -> dict[str, Any]:
+    """Client gap (median, p95 over migrated connections), survival and phase medians of a run."""
+    folder = folder if isinstance(folder, results.ResultsFolder) else results.ResultsFolder.open(folder)
+    phases = an.load_phases(folder.raw(PHASES_CSV))
+    downtimes = pd.read_csv(folder.raw(DOWNTIME_CSV))
+    moved = downtimes[downtimes["migrated"].astype(bool)]
+    ok = phases[phases["ok"]]
+    log = an.load_client_log(folder.raw(results.CLIENT_LOG))
+    errors = an.error_events(log)
+    gaps = an.describe(moved.loc[moved["survived"].astype(bool), "downtime_ms"])
+    return {
+        "migrations": int(len(phases)), "succeeded": int(len(ok)),
+        "connections_migrated": int(len(moved)),
+        "connections_broken": int((~moved["survived"].astype(bool)).sum()),
+        "client_errors": int(len(errors)),
+        "gap_ms": {"median": gaps["median"], "p95": gaps["p95"], "max": gaps["max"], "n": gaps["n"]},
+        "phase_median_s": {c: float(ok[c].median()) for c in (*an.PHASE_COLUMNS, "total_s")} if len(ok) else {},
+        "checkpoint_mb_median": float(ok["checkpoint_bytes"].median()) / 1e6 if len(ok) else float("nan"),
+    }

@@ -1,0 +1,152 @@
+"""`migrate(lab, src, dst)`: live-migrate the backend on host `src` to host `dst`.
+
+Order, and why:
+  1. checkpoint  CRIU dump with --tcp-established to tmpfs, uncompressed (no
+                 compression time inside the downtime); the source netns stays
+                 locked so no RST escapes while the backend is away.
+  2. rewrite     sockets bound to the source IP get the destination IP, and the
+                 container a fresh ID and the destination's name/labels.
+  3. restore     into the destination pod (by ID), keeping the TCP connections.
+  4. switch      only now one MODIFY points the backend's slot at the new host:
+                 earlier, the client's packets would reach a netns without the
+                 sockets and be answered with RSTs. Then the restored side
+                 nudges each client connection out of its retransmission
+                 backoff (nudge.py: ICMP per RFC 6069), so it resumes at once.
+  5. cleanup     the export, the old container record, then CRIU's lock at the source.
+Phases 1-4 make the downtime (`total_s`, t_start_ns..t_end_ns); cleanup is timed apart.
+
+Any failure rolls back (rollback.return_to_source) and raises
+MigrationError(phase=...), naming the phase and the cause; refused requests
+raise ConfigError before anything is touched.
+
+Failure injection for tests: `fail_at="restore"` (or the environment variable
+P4CF_MIGRATION_FAIL_AT=restore) lets that phase do its real work and then raise,
+so rollback is exercised from the real state after each phase.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from p4cf_kit.errors import ConfigError, KitError, MigrationError
+from p4cf_kit.migration import nudge as nudging
+from p4cf_kit.migration import phases
+from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
+from p4cf_kit.migration.record import PHASES, MigrationRecord
+from p4cf_kit.migration.rewrite import pycriu_images
+from p4cf_kit.migration.rollback import RollbackError, return_to_source
+
+FAIL_AT_ENV = "P4CF_MIGRATION_FAIL_AT"
+
+
+class InjectedFailure(KitError):
+    """Raised on purpose after a phase did its work (fail_at / P4CF_MIGRATION_FAIL_AT)."""
+
+
+def _fail_at(fail_at: str | None) -> str | None:
+    value = fail_at if fail_at is not None else (os.environ.get(FAIL_AT_ENV) or None)
+    if value is not None and value not in PHASES:
+        raise ConfigError(f"fail_at / {FAIL_AT_ENV} = {value!r}: use one of {', '.join(PHASES)}")
+    return value
+
+
+def _warm_up() -> None:
+    """Import pycriu's protobuf modules now, not inside the rewrite phase (about 0.5 s cold)."""
+    pycriu_images()
+
+
+def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
+            nudge: bool = True, on_phase: Callable[[str], None] | None = None,
+            timeout: float = phases.DEFAULT_TIMEOUT_S) -> MigrationRecord:
+    """Move the backend running on host `src` to host `dst` while its TCP connections stay open.
+
+    `nudge=False` leaves the clients to their own retransmission timers; `on_phase(name)`
+    is called as each phase starts (progress displays; it must be quick). Returns the
+    timed MigrationRecord; raises ConfigError for a refused request and
+    MigrationError(phase=...) after rolling back a failed one.
+    """
+    inject = _fail_at(fail_at)
+    plan = plan_migration(lab, src, dst)
+    _warm_up()
+    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
+    clients: list[nudging.ClientSeq] = []
+    record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
+                             container=plan.src_container)
+    started = on_phase or (lambda _phase: None)
+    phase = "checkpoint"
+    t_start = time.monotonic()
+    record.t_start_ns = time.time_ns()
+    try:
+        phase = "checkpoint"
+        started(phase)
+        t0 = time.monotonic()
+        record.checkpoint_bytes, dump = phases.checkpoint(plan.src_container, plan.archive, timeout)
+        record.criu_dump_s = dump.criu_s
+        _end(record, phase, t0, inject)
+
+        phase = "rewrite"
+        started(phase)
+        t0 = time.monotonic()
+        report = phases.rewrite(plan.archive, str(plan.src.ip), str(plan.dst.ip), plan.dst_container,
+                                plan.dst.name, plan.backend)
+        record.sockets_rewritten = report.sockets
+        if raw is not None:
+            clients = nudging.client_connections(plan.archive)
+        _end(record, phase, t0, inject)
+
+        phase = "restore"
+        started(phase)
+        t0 = time.monotonic()
+        record.criu_restore_s = phases.restore(plan.archive, plan.dst_pod.pod_id, timeout).criu_s
+        _end(record, phase, t0, inject)
+
+        phase = "switch"
+        started(phase)
+        t0 = time.monotonic()
+        phases.point_switch(lab, str(plan.src.ip), plan.dst_hop)
+        if raw is not None:
+            record.nudged = nudging.nudge(raw, clients, str(lab.config.vip))
+        _end(record, phase, t0, inject)
+        record.t_end_ns = time.time_ns()
+        record.total_s = time.monotonic() - t_start
+
+        phase = "cleanup"
+        started(phase)
+        t0 = time.monotonic()
+        phases.cleanup(plan.archive, plan.src_container, plan.src_pod.netns_path)
+        _end(record, phase, t0, inject)
+    except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
+        _roll_back(lab, plan, record, phase, exc, timeout)
+    finally:
+        if raw is not None:
+            raw.close()
+    record.ok = True
+    record.container = plan.dst_container
+    return record
+
+
+def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> None:
+    record.timings.set(phase, time.monotonic() - t0)
+    if inject == phase:
+        raise InjectedFailure(f"failure injected after the {phase} phase ({FAIL_AT_ENV}/fail_at)")
+
+
+def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, phase: str,
+               exc: BaseException, timeout: float) -> None:
+    """Return the backend to its source and raise MigrationError(phase) with the record attached."""
+    record.failed_phase = phase
+    record.error = str(exc) or type(exc).__name__
+    if not record.t_end_ns:
+        record.t_end_ns = time.time_ns()
+        record.total_s = None
+    try:
+        record.rollback_s = return_to_source(lab, plan, timeout)
+        record.rolled_back = True
+        outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there"
+    except RollbackError as rb:
+        outcome = f"ROLLBACK FAILED: {rb}"
+    error = MigrationError(phase, f"{exc}; {outcome}")
+    error.record = record  # type: ignore[attr-defined]
+    raise error from exc

@@ -1,0 +1,144 @@
+"""A gratuitous signal from the restored side that ends the client's retransmission backoff.
+
+Why: while the backend was away, a client connection whose requests went
+unanswered is in RTO backoff; it retransmits only at the next backoff step,
+up to twice the frozen time later, although the backend answers again right
+after the restore. Linux implements RFC 6069: an ICMP host-unreachable quoting
+a connection's oldest unacknowledged byte (snd_una) undoes one backoff step,
+and retransmits at once when the shortened timer has already expired. So after
+the switch points at the restored backend, the destination pod sends each
+client connection of the checkpoint a few such ICMPs; the client retransmits
+immediately and the connection resumes one round trip later. Connections not in
+backoff ignore them (the kernel checks the backoff and the sequence number).
+
+What is quoted is known from the checkpoint: the client's address and port
+(the socket's peer), the VIP and service port it connected to, and its snd_una,
+which equals the server's rcv_nxt (`inq_seq` of the socket's tcp-stream image)
+once the restored socket's first ACK, sent at restore, has reached the client.
+The raw socket is opened in the destination pod's netns before the migration
+starts (a thread enters the netns; setns on a thread affects only that thread),
+so sending costs well under a millisecond. Packets leave the pod like any reply:
+through the switch, which rewrites their source to the VIP.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import socket
+import struct
+import tarfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from p4cf_kit.migration.rewrite import FILES_IMG, IMAGES_DIR, split_entries, pycriu_images
+
+CLONE_NEWNET = 0x40000000
+ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
+DEFAULT_COPIES = 8   # each undoes one backoff step; 8 covers any gap shorter than ~256 RTOs
+
+
+@dataclass(frozen=True)
+class ClientSeq:
+    """One client connection of a checkpoint: the client's end and its snd_una."""
+
+    client_ip: str
+    client_port: int
+    service_port: int
+    snd_una: int
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def unreachable(conn: ClientSeq, vip: str) -> bytes:
+    """ICMP host-unreachable quoting a segment client -> VIP at the connection's snd_una."""
+    quoted_ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, socket.IPPROTO_TCP, 0,
+                            ipaddress.IPv4Address(conn.client_ip).packed, ipaddress.IPv4Address(vip).packed)
+    quoted_tcp = struct.pack("!HHI", conn.client_port, conn.service_port, conn.snd_una)
+    body = struct.pack("!I", 0) + quoted_ip + quoted_tcp
+    header = struct.pack("!BBH", ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0)
+    return struct.pack("!BBH", ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, _checksum(header + body)) + body
+
+
+def _first_entry(data: bytes):
+    """The tcp-stream entry of an image (entry then raw queue bytes, so only the first frame)."""
+    images = pycriu_images()
+    head = 8 if struct.unpack_from("=i", data, 0)[0] == images.magic.by_name["IMG_COMMON"] else 4
+    size = struct.unpack_from("=i", data, head)[0]
+    entry = images.pb.tcp_stream_entry()
+    entry.ParseFromString(data[head + 4:head + 4 + size])
+    return entry
+
+
+def client_connections(archive: str | Path) -> list[ClientSeq]:
+    """The established TCP connections in a checkpoint export, with each client's snd_una."""
+    images = pycriu_images()
+    with tarfile.open(archive, "r:") as tin:
+        members = {m.name.lstrip("./"): m for m in tin if m.isfile()}
+
+        def read(name: str) -> bytes | None:
+            member = members.get(f"{IMAGES_DIR}/{name}")
+            handle = tin.extractfile(member) if member is not None else None
+            return handle.read() if handle is not None else None
+
+        files = read(FILES_IMG)
+        if files is None:
+            return []
+        found = []
+        for raw in split_entries(files)[1]:
+            entry = images.pb.file_entry()
+            entry.ParseFromString(raw)
+            isk = entry.isk
+            if entry.type != images.pb.INETSK or isk.family != socket.AF_INET or isk.state != 1:
+                continue
+            stream = read(f"tcp-stream-{isk.ino:x}.img")
+            if stream is None:
+                continue
+            peer = str(ipaddress.IPv4Address(struct.pack("=I", isk.dst_addr[0])))
+            found.append(ClientSeq(peer, isk.dst_port, isk.src_port, _first_entry(stream).inq_seq))
+        return found
+
+
+def raw_socket_in(netns_path: str) -> socket.socket:
+    """A raw ICMP socket living in the netns at `netns_path` (opened from a throwaway thread)."""
+    box: dict[str, object] = {}
+
+    def enter_and_open() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns({netns_path})")
+            finally:
+                os.close(fd)
+            box["sock"] = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        except OSError as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=enter_and_open, name="p4cf-netns-raw-socket")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["sock"]  # type: ignore[return-value]
+
+
+def nudge(sock: socket.socket, conns: list[ClientSeq], vip: str, copies: int = DEFAULT_COPIES) -> int:
+    """Send `copies` unreachables per connection; returns how many packets went out."""
+    sent = 0
+    for conn in conns:
+        packet = unreachable(conn, vip)
+        for _ in range(copies):
+            sock.sendto(packet, (conn.client_ip, 0))
+            sent += 1
+    return sent

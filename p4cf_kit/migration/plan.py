@@ -1,0 +1,131 @@
+"""Checking a migration request against the running lab and resolving everything it needs.
+
+Why before the first phase: a refused request must leave the lab untouched, and
+everything that costs a Podman or switch round trip (pod IDs, netns paths, the
+backend's identity, the pool) is looked up here, outside the timed phases.
+
+Where a backend runs is read from Podman and the switch, never from memory: the
+container of the backend on host hN is always named like the lab names hN's
+server (`<prefix>hN-srv`), and the pool on the switch says which host IPs serve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from p4cf_kit.config import HostConfig, LabConfig
+from p4cf_kit.control.loadbalancer import NextHop
+from p4cf_kit.errors import ConfigError, KitError
+from p4cf_kit.podman.runner import podman
+from p4cf_kit.topology.names import LabNames
+from p4cf_kit.topology.pods import PodNet, pod_net
+
+HOST_ID_ENV = "P4CF_HOST_ID"
+LOCATION_LABEL = "p4cf.location"   # host network the container runs on now
+BACKEND_LABEL = "p4cf.backend"     # the backend's own id (its P4CF_HOST_ID), kept across moves
+
+
+class LabLike(Protocol):
+    """What migration needs of a Lab (the facade imports this room, not the other way)."""
+
+    config: LabConfig
+    names: LabNames
+
+    def next_hop(self, host: str | HostConfig) -> NextHop: ...
+
+    def pool(self, hosts: Sequence[str] | None = None) -> list[str]: ...
+
+    def move_backend(self, which: str | int, mac: str, ip: str, port: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    """A checked request: hosts, containers, pods and the checkpoint file of one migration."""
+
+    src: HostConfig
+    dst: HostConfig
+    backend: str            # the backend's id (P4CF_HOST_ID), e.g. h2 also when it runs on h4
+    src_container: str
+    dst_container: str
+    src_pod: PodNet
+    dst_pod: PodNet
+    archive: Path
+    src_hop: NextHop
+    dst_hop: NextHop
+
+
+def checkpoint_dir(lab: str) -> Path:
+    """Where checkpoints are written (see `LabNames.checkpoint_dir`), created on first use."""
+    path = LabNames(lab).checkpoint_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_stale_checkpoints(directory: Path) -> list[Path]:
+    """Exports left by a migration whose process died (its pid is in the file name)."""
+    stale = []
+    for path in directory.glob("*-to-*-*.tar*"):
+        pid = path.name.split(".")[0].rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+            stale.append(path)
+    return stale
+
+
+def remove_checkpoint_dir(lab: str) -> None:
+    """Forget lab `lab`'s checkpoint folder (`down` does this too)."""
+    shutil.rmtree(LabNames(lab).checkpoint_dir, ignore_errors=True)
+
+
+def container_state(name: str) -> str | None:
+    """Podman's state of container `name` (running, exited, ...), None when it does not exist."""
+    proc = podman("inspect", "--type", "container", "--format", "{{.State.Status}}", name, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def backend_id(container: str) -> str:
+    """The id a backend's server reports (its P4CF_HOST_ID), read from the container's config."""
+    info = json.loads(podman("inspect", "--type", "container", container).stdout)[0]
+    labels = info.get("Config", {}).get("Labels") or {}
+    if labels.get(BACKEND_LABEL):
+        return str(labels[BACKEND_LABEL])
+    for item in info.get("Config", {}).get("Env") or []:
+        key, _, value = item.partition("=")
+        if key == HOST_ID_ENV and value:
+            return value
+    raise KitError(f"{container} has no {HOST_ID_ENV} in its environment: not a kit backend")
+
+
+def plan_migration(lab: LabLike, src: str, dst: str) -> MigrationPlan:
+    """Check `src -> dst` (ConfigError saying why not) and resolve what the phases need."""
+    cfg = lab.config
+    if src == dst:
+        raise ConfigError(f"cannot migrate {src} to itself; name another host as destination")
+    src_host, dst_host = cfg.host(src), cfg.host(dst)   # ConfigError for unknown hosts
+    for h, what in ((src_host, "source"), (dst_host, "destination")):
+        if h.role == "client":
+            raise ConfigError(f"{h.name} is the client host; it cannot be a migration {what}")
+    pool = lab.pool()
+    src_container, dst_container = lab.names.server(src), lab.names.server(dst)
+    if src not in pool or container_state(src_container) != "running":
+        serving = ", ".join(pool) or "none"
+        raise ConfigError(f"{src} does not run a backend (backends now on: {serving}); "
+                          "migrate one of those")
+    dst_state = container_state(dst_container)
+    if dst in pool or dst_state == "running":
+        raise ConfigError(f"{dst} already runs a backend; choose a host without one "
+                          f"(idle: {', '.join(h.name for h in cfg.hosts if h.name not in pool and h.role != 'client') or 'none'})")
+    if dst_state is not None:   # an exited leftover record would block the name
+        podman("rm", "-f", "-t", "0", dst_container, check=False)
+    remove_stale_checkpoints(checkpoint_dir(cfg.name))
+    return MigrationPlan(
+        src=src_host, dst=dst_host, backend=backend_id(src_container),
+        src_container=src_container, dst_container=dst_container,
+        src_pod=pod_net(lab.names, src_host), dst_pod=pod_net(lab.names, dst_host),
+        archive=checkpoint_dir(cfg.name) / f"{src}-to-{dst}-{os.getpid()}.tar",
+        src_hop=lab.next_hop(src_host), dst_hop=lab.next_hop(dst_host))

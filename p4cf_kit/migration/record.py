@@ -1,0 +1,77 @@
+"""What one migration did and took: `PhaseTimings` and `MigrationRecord`.
+
+Why a record of its own: the analysis room reads migrations as flat dicts
+(analysis.phases.PHASE_RECORD_FIELDS, plus `backend`); `as_row()` gives exactly
+that, with the few extra facts (error, rollback, sockets rewritten) after them.
+Times are CLOCK_REALTIME ns (time.time_ns), the clock of the client log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PHASES: tuple[str, ...] = ("checkpoint", "rewrite", "restore", "switch", "cleanup")
+
+
+@dataclass
+class PhaseTimings:
+    """Seconds per phase; None for a phase that did not run."""
+
+    checkpoint: float | None = None
+    rewrite: float | None = None
+    restore: float | None = None
+    switch: float | None = None
+    cleanup: float | None = None
+
+    def set(self, phase: str, seconds: float) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
+        setattr(self, phase, seconds)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+@dataclass
+class MigrationRecord:
+    """One migration of backend `backend` from host `src` to host `dst`.
+
+    `total_s` spans checkpoint start to switch update end (what clients can feel);
+    cleanup follows and is timed on its own. `ok` is False when it failed and was
+    rolled back (`failed_phase`, `error`, `rolled_back` say how).
+    """
+
+    src: str
+    dst: str
+    backend: str
+    migration: int = 1
+    timings: PhaseTimings = field(default_factory=PhaseTimings)
+    total_s: float | None = None
+    checkpoint_bytes: int = 0
+    t_start_ns: int = 0
+    t_end_ns: int = 0
+    ok: bool = False
+    container: str = ""            # name of the backend's container after the migration
+    sockets_rewritten: int = 0
+    nudged: int = 0                # ICMP nudges sent to clients after the switch update
+    criu_dump_s: float | None = None     # CRIU's own share (Podman --print-stats): tasks frozen
+    criu_restore_s: float | None = None  # ... and CRIU's restore; their sum is the floor
+    failed_phase: str | None = None
+    error: str = ""
+    rolled_back: bool = False
+    rollback_s: float | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat dict: analysis.phases' record fields (`<phase>_s`), then the extras."""
+        t = self.timings
+        return {
+            "migration": self.migration, "src": self.src, "dst": self.dst,
+            "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "restore_s": t.restore, "switch_s": t.switch,
+            "total_s": self.total_s, "checkpoint_bytes": self.checkpoint_bytes,
+            "t_start_ns": self.t_start_ns, "t_end_ns": self.t_end_ns, "ok": self.ok, "backend": self.backend,
+            "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
+            "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
+            "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
+            "rollback_s": self.rollback_s,
+        }

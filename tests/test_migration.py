@@ -1,0 +1,292 @@
+"""Live migration on the real stack: Podman + runc + CRIU, the embedded P4Runtime switch, real
+TCP from the client container through the switch to the backend that moves.
+
+One lab (`mt`, subnets 10.157.N.0/24) serves every test here; the backend on h2 moves to
+the idle h4 and back. Failure injection: `migrate(..., fail_at=PHASE)` lets that phase do
+its real work and then fail, so rollback starts from the real state after each phase.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pytest
+
+from p4cf_kit.analysis import downtime_for_record, load_client_log
+from p4cf_kit.analysis.client_log import error_events, replies
+from p4cf_kit.config import parse_config
+from p4cf_kit.errors import ConfigError, MigrationError
+from p4cf_kit.lab import Lab
+from p4cf_kit.migration import PHASES, MigrationRecord, migrate
+from p4cf_kit.migration.experiment import tune_routes
+from p4cf_kit.migration.netns_lock import lock_present
+from p4cf_kit.migration.plan import checkpoint_dir, container_state, remove_checkpoint_dir
+from p4cf_kit.podman.runner import podman
+from p4cf_kit.topology.pods import pod_net
+
+SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
+CLIENT_IMAGE = "localhost/p4cf-tcp-client:latest"
+LAB = "mt"
+OCTET = 157
+
+
+def _ready() -> bool:
+    return os.geteuid() == 0 and all(podman("image", "exists", i, check=False).returncode == 0
+                                     for i in (SERVER_IMAGE, CLIENT_IMAGE))
+
+
+pytestmark = [
+    pytest.mark.podman, pytest.mark.criu, pytest.mark.netns, pytest.mark.slow,
+    pytest.mark.skipif(not _ready(), reason="needs root and the kit images (`p4cf images build`)"),
+]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    cfg = parse_config({"lab": {"name": LAB, "hosts": 4, "vip": f"10.{OCTET}.0.100",
+                                "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"}})
+    lab = Lab(cfg)
+    lab.up()
+    try:
+        tune_routes(lab, 5)
+        yield lab
+    finally:
+        lab.down()
+        remove_checkpoint_dir(LAB)
+
+
+def _home(lab: Lab) -> tuple[str, str]:
+    """(where the moving backend is now, where it goes next): h2 <-> h4."""
+    return ("h2", "h4") if "h2" in lab.pool() else ("h4", "h2")
+
+
+class Traffic:
+    """The client in h1 for the duration of a test, its log read at the end."""
+
+    def __init__(self, lab: Lab, tmp: Path, connections: int = 12) -> None:
+        self.run = lab.traffic(connections=connections, rate=50, log_dir=tmp)
+        self.run.wait_rows(5 * connections)
+
+    def stop(self) -> pd.DataFrame:
+        time.sleep(1.0)
+        self.run.stop()
+        return load_client_log(self.run.csv_path)
+
+
+def _assert_all_alive(log: pd.DataFrame, connections: int) -> None:
+    errors = error_events(log)
+    assert errors.empty, f"client errors: {errors[['conn_id', 'event', 'detail']].to_dict('records')}"
+    last = replies(log).groupby("conn_id")["recv_ns"].max()
+    end = log["t_ns"].max()
+    assert len(last) == connections
+    stalled = last[last < end - 1.0e9]
+    assert stalled.empty, f"connections without replies in the last second: {list(stalled.index)}"
+
+
+def _assert_counts_continue(log: pd.DataFrame) -> None:
+    """The server's per-connection counter goes up by one per reply: no fresh server answered."""
+    rep = replies(log).sort_values(["conn_id", "recv_ns"])
+    steps = rep.groupby("conn_id")["server_count"].diff().dropna()
+    assert (steps == 1).all(), f"server counts jumped: {steps[steps != 1].to_dict()}"
+
+
+def _assert_backend_at(lab: Lab, host: str, away: str) -> None:
+    assert host in lab.pool() and away not in lab.pool()
+    assert container_state(lab.names.server(host)) == "running"
+    assert container_state(lab.names.server(away)) is None
+    for h in (host, away):    # CRIU's network lock is gone from both pods
+        assert not lock_present(pod_net(lab.names, lab.config.host(h)).netns_path), f"CRIU lock left in {h}"
+    assert not list(checkpoint_dir(LAB).glob("*.tar*")), "checkpoint exports left behind"
+
+
+def test_migration_keeps_connections_and_server_state(lab: Lab, tmp_path: Path) -> None:
+    src, dst = _home(lab)
+    traffic = Traffic(lab, tmp_path)
+    time.sleep(0.5)
+    seen: list[str] = []
+    rec = migrate(lab, src, dst, on_phase=seen.append)
+    time.sleep(1.0)
+    log = traffic.stop()
+    print(f"\nphases (s): {rec.timings.as_dict()} total {rec.total_s:.3f}")
+    assert rec.ok and rec.backend == "h2" and rec.container == lab.names.server(dst)
+    assert seen == list(PHASES)
+    assert rec.nudged >= rec.sockets_rewritten and rec.criu_dump_s and rec.criu_restore_s
+    assert rec.t_start_ns < rec.t_end_ns and rec.checkpoint_bytes > 1_000_000
+    assert rec.sockets_rewritten >= 1
+    assert all(v is not None and v >= 0 for v in rec.timings.as_dict().values())
+    _assert_backend_at(lab, dst, src)
+    _assert_all_alive(log, 12)
+    _assert_counts_continue(log)
+    per_conn = downtime_for_record(log, rec.as_row())
+    moved = per_conn[per_conn["migrated"]]
+    assert len(moved) == rec.sockets_rewritten and moved["survived"].all()
+    after = replies(log)[replies(log)["recv_ns"] > rec.t_end_ns]
+    moved_after = after[after["conn_id"].isin(moved["conn_id"])]
+    assert set(moved_after["server_ip"]) == {str(lab.config.host(dst).ip)}   # served from the new host
+    assert set(moved_after["host"]) == {"h2"}                                # by the same backend
+    print(f"client gap (ms): {moved['downtime_ms'].round(0).tolist()}")
+
+
+def test_ten_migrations_back_and_forth_without_drops(lab: Lab, tmp_path: Path) -> None:
+    traffic = Traffic(lab, tmp_path)
+    records: list[MigrationRecord] = []
+    for k in range(10):
+        src, dst = _home(lab)
+        records.append(migrate(lab, src, dst, migration=k + 1))
+        time.sleep(0.7)
+    log = traffic.stop()
+    assert all(r.ok for r in records)
+    assert [r.src for r in records[:2]] == [records[0].src, records[0].dst]
+    _assert_all_alive(log, 12)
+    _assert_counts_continue(log)
+    gaps = pd.concat([downtime_for_record(log, r.as_row(), margin_s=0.3) for r in records])
+    moved = gaps[gaps["migrated"]]
+    assert moved["survived"].all()
+    print(f"\ntotal (s): {[round(r.total_s or 0, 3) for r in records]}")
+    print(f"client gap (ms): median {moved['downtime_ms'].median():.0f}, max {moved['downtime_ms'].max():.0f}")
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_failure_in_each_phase_rolls_back(lab: Lab, tmp_path: Path, phase: str) -> None:
+    src, dst = _home(lab)
+    traffic = Traffic(lab, tmp_path, connections=6)
+    with pytest.raises(MigrationError) as info:
+        migrate(lab, src, dst, fail_at=phase)
+    log = traffic.stop()
+    err = info.value
+    assert err.phase == phase and f"phase '{phase}'" in str(err) and "rolled back" in str(err)
+    rec = err.record  # type: ignore[attr-defined]
+    assert rec.failed_phase == phase and rec.rolled_back and not rec.ok
+    _assert_backend_at(lab, src, dst)
+    _assert_all_alive(log, 6)
+    _assert_counts_continue(log)
+
+
+def test_real_restore_failure_rolls_back(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not injected: Podman itself refuses to restore into a pod that does not exist."""
+    import dataclasses
+    import importlib
+
+    from p4cf_kit.migration.plan import plan_migration
+
+    migrate_module = importlib.import_module("p4cf_kit.migration.migrate")   # the module, not the function
+
+    def plan_with_missing_pod(lab_: Lab, src_: str, dst_: str):  # type: ignore[no-untyped-def]
+        plan = plan_migration(lab_, src_, dst_)
+        return dataclasses.replace(plan, dst_pod=dataclasses.replace(plan.dst_pod, pod_id="f" * 64))
+
+    monkeypatch.setattr(migrate_module, "plan_migration", plan_with_missing_pod)
+    src, dst = _home(lab)
+    traffic = Traffic(lab, tmp_path, connections=6)
+    with pytest.raises(MigrationError, match="phase 'restore'") as info:
+        migrate(lab, src, dst)
+    log = traffic.stop()
+    assert "rolled back" in str(info.value) and "injected" not in str(info.value)
+    _assert_backend_at(lab, src, dst)
+    _assert_all_alive(log, 6)
+    _assert_counts_continue(log)
+
+
+def test_failure_injected_through_the_environment(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, dst = _home(lab)
+    monkeypatch.setenv("P4CF_MIGRATION_FAIL_AT", "rewrite")
+    with pytest.raises(MigrationError, match="phase 'rewrite'"):
+        migrate(lab, src, dst)
+    _assert_backend_at(lab, src, dst)
+    monkeypatch.setenv("P4CF_MIGRATION_FAIL_AT", "nonsense")
+    with pytest.raises(ConfigError, match="P4CF_MIGRATION_FAIL_AT"):
+        migrate(lab, src, dst)
+
+
+@pytest.mark.parametrize("src,dst,match", [
+    ("h2", "h2", "to itself"),
+    ("h2", "h9", "unknown host"),
+    ("h2", "h3", "already runs a backend"),
+    ("h1", "h4", "client host"),
+    ("h2", "h1", "client host"),
+])
+def test_refusals(lab: Lab, src: str, dst: str, match: str) -> None:
+    home, idle = _home(lab)
+    src, dst = (home if h == "h2" else idle if h == "h4" else h for h in (src, dst))
+    before = lab.pool()
+    with pytest.raises(ConfigError, match=match):
+        migrate(lab, src, dst)
+    assert lab.pool() == before
+
+
+def test_source_without_backend_is_refused(lab: Lab) -> None:
+    home, idle = _home(lab)
+    with pytest.raises(ConfigError, match="does not run a backend"):
+        migrate(lab, idle, "h3" if idle != "h3" else home)
+
+
+def test_experiment_writes_a_results_folder_that_plots(lab: Lab, tmp_path: Path) -> None:
+    from p4cf_kit import results
+    from p4cf_kit.cli import main
+    from p4cf_kit.migration.experiment import (DOWNTIME_CSV, MIGRATION_DOWNTIME_CSV, PHASES_CSV,
+                                               ExperimentOptions, run_experiment)
+
+    result = run_experiment(lab, ExperimentOptions(migrations=2, interval_s=2.2, connections=8, warmup_s=1.0),
+                            out=tmp_path)
+    folder = results.ResultsFolder.open(result.folder)
+    for name in (results.CLIENT_LOG, results.CLIENT_SUMMARY, results.MIGRATIONS, results.SWITCH_COUNTERS,
+                 PHASES_CSV, DOWNTIME_CSV, MIGRATION_DOWNTIME_CSV):
+        assert folder.raw(name).exists(), name
+    assert (folder.path / results.CONFIG_FILE).exists() and (folder.path / results.VERSIONS_FILE).exists()
+    s = result.summary
+    assert s["succeeded"] == 2 and s["connections_broken"] == 0 and s["client_errors"] == 0
+    counters = pd.read_csv(folder.raw(results.SWITCH_COUNTERS))
+    assert set(counters["host"]) == {"h2", "h3"} and {"h2", "h4"} <= set(counters["location"])
+    assert main(["plot", str(folder.path)]) == 0
+    assert list(folder.figures_dir.glob("timeline-m2.png"))
+
+
+def test_lab_still_serves_every_backend(lab: Lab, tmp_path: Path) -> None:
+    traffic = Traffic(lab, tmp_path, connections=16)
+    time.sleep(1.0)
+    log = traffic.stop()
+    _assert_all_alive(log, 16)
+    assert set(replies(log)["host"]) == {"h2", "h3"}
+
+
+# --- pieces without the stack -------------------------------------------------------------------
+
+def test_record_rows_are_what_the_analysis_reads() -> None:
+    from p4cf_kit.analysis import PHASE_RECORD_FIELDS, phases_frame
+
+    rec = MigrationRecord(src="h2", dst="h4", backend="h2", migration=3, total_s=0.5, checkpoint_bytes=10,
+                          t_start_ns=1, t_end_ns=2, ok=True)
+    for phase, seconds in zip(PHASES, (0.2, 0.01, 0.2, 0.01, 0.1)):
+        rec.timings.set(phase, seconds)
+    row = rec.as_row()
+    assert list(row)[:len(PHASE_RECORD_FIELDS)] == list(PHASE_RECORD_FIELDS)
+    frame = phases_frame([row])
+    assert frame.loc[0, "backend"] == "h2" and frame.loc[0, "other_s"] == pytest.approx(0.08)
+    with pytest.raises(ValueError):
+        rec.timings.set("teleport", 1.0)
+
+
+def test_unreachable_quotes_the_client_segment() -> None:
+    import struct
+
+    from p4cf_kit.migration.nudge import ClientSeq, _checksum, unreachable
+
+    pkt = unreachable(ClientSeq("10.1.1.10", 40000, 8000, 123456789), "10.1.0.100")
+    assert pkt[:2] == bytes([3, 1]) and _checksum(pkt) == 0            # host unreachable, valid checksum
+    src, dst = pkt[8 + 12:8 + 16], pkt[8 + 16:8 + 20]
+    assert (src, dst) == (bytes([10, 1, 1, 10]), bytes([10, 1, 0, 100]))
+    assert struct.unpack("!HHI", pkt[28:36]) == (40000, 8000, 123456789)
+
+
+def test_podman_stats_parsing() -> None:
+    from p4cf_kit.migration.phases import parse_stats
+
+    out = ('{"podman_restore_duration": 389854, "container_statistics": [{"runtime_restore_duration": 343217,'
+           ' "criu_statistics": {"restore_time": 228099}}]}')
+    stats = parse_stats(out, "restore")
+    assert (stats.podman_s, stats.runtime_s, stats.criu_s) == pytest.approx((0.389854, 0.343217, 0.228099))
+    assert parse_stats("not json", "checkpoint").criu_s is None
