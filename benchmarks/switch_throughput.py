@@ -1,15 +1,24 @@
 """TCP throughput and small-packet rate through the embedded switch vs. kernel routing.
 
-Both run over the same kind of veths between kit-owned namespaces (p4cf-b-*): a client h1 and
-a server h2 on either side of (a) the embedded data plane programmed with the LB entries
-(client -> VIP, DNAT to h2) or (b) a namespace routing with ip_forward. Load generators are
-Python programs in the host namespaces; each measurement runs for a fixed duration.
+All run over the same kind of veths between kit-owned namespaces (p4cf-b-*), in one run, with
+the same load generators: a client h1 and a server h2 on either side of (a) a namespace routing
+with ip_forward (the baseline), (b) the embedded data plane with its C fast path, (c) the
+embedded data plane on its pure-Python path. Each measurement runs for a fixed duration; with
+--repeat N every case is measured N times, interleaved, and the median is reported.
 
-  TCP:  h1 sends 1 MiB buffers for D seconds; h2 reports bytes received / time (Gbit/s).
-  pps:  h1 blasts 60-byte UDP frames (64 on the wire with FCS) from a packet socket for D
-        seconds; the rate is h2's interface rx_packets delta / D.
+  TCP:  h1 sends 1 MiB buffers for D seconds (kernel TCP, offloads on); h2 reports bytes
+        received / time (Gbit/s).
+  pps:  h1 sends the same 60-byte UDP frame (64 on the wire with FCS) from a packet socket for
+        D seconds with the fast path's sendmmsg generator (`_fastpath.blast`, C; a Python loop
+        if the extension is not built); the rate is h2's interface rx_packets delta / D. h2
+        drops the frames at netdev ingress (nftables). Printed "offered" is what the generator
+        got out: with kernel routing the whole path (router, h2) runs inside its send calls,
+        so offered == received there; through the switch the generator and the forwarding
+        thread each need a core, so on a 2-core machine busy with other jobs both get less.
+  CPU:  the forwarding thread's CPU time per 64-byte frame (and so its capacity per busy core)
+        is printed too: unlike the rates it hardly depends on what else the machine runs.
 
-Run as root: .venv/bin/python benchmarks/switch_throughput.py [--duration 5] [--rx both]
+Run as root: .venv/bin/python benchmarks/switch_throughput.py [--duration 5] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import ipaddress
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -26,11 +36,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from p4cf_kit.netns import StarTopology, ip, popen_in, run_in  # noqa: E402
-from p4cf_kit.switch.embedded.dataplane import Dataplane  # noqa: E402
+from p4cf_kit.switch.embedded.dataplane import Dataplane, fastpath_available  # noqa: E402
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline  # noqa: E402
 
 VIP = "10.0.0.100"
 PORT = 5201
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TCP_SERVER = textwrap.dedent("""
     import socket, sys, time
@@ -58,8 +69,18 @@ TCP_CLIENT = textwrap.dedent("""
 PPS_SENDER = textwrap.dedent("""
     import socket, sys, time
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.setsockopt(263, 20, 1)  # PACKET_QDISC_BYPASS, as the switch's own sockets
     s.bind((sys.argv[1], 0))
-    frame = bytes.fromhex(sys.argv[2]); end = time.monotonic() + float(sys.argv[3]); n = 0
+    frame = bytes.fromhex(sys.argv[2]); seconds = float(sys.argv[3])
+    try:
+        from p4cf_kit.switch.embedded import _fastpath
+    except ImportError:
+        _fastpath = None
+    if _fastpath is not None:
+        sent, _ = _fastpath.blast(s.fileno(), frame, seconds, 64)
+        print(sent, "c", flush=True)
+        sys.exit(0)
+    end = time.monotonic() + seconds; n = 0
     send = s.send
     while time.monotonic() < end:
         for _ in range(1000):
@@ -68,7 +89,7 @@ PPS_SENDER = textwrap.dedent("""
             except OSError:
                 pass
         n += 1000
-    print(n, flush=True)
+    print(n, "python", flush=True)
 """)
 
 
@@ -112,8 +133,8 @@ def measure_tcp(topo: StarTopology, dst: str, duration: float) -> float:
             server.wait()
 
 
-def measure_pps(topo: StarTopology, frame: bytes, duration: float) -> tuple[float, float]:
-    """(received pps at h2, offered pps from h1).
+def measure_pps(topo: StarTopology, frame: bytes, duration: float) -> tuple[float, float, str]:
+    """(received pps at h2, offered pps from h1, generator kind).
 
     h2 drops the UDP frames at netdev ingress (nftables, after its interface counted them),
     so the measurement is forwarding, not h2's UDP stack answering with ICMP."""
@@ -123,12 +144,14 @@ def measure_pps(topo: StarTopology, frame: bytes, duration: float) -> tuple[floa
                 f"{{ type filter hook ingress device {dev} priority 0; policy accept; }}"])
     run_in(ns, ["nft", "add", "rule", "netdev", "p4cf", "sink", "ip", "protocol", "udp", "drop"])
     before = rx_packets(topo.host_ns(2), topo.HOST_IF)
+    env = {**os.environ, "PYTHONPATH": ROOT}  # the generator imports the kit's extension
     out = run_in(topo.host_ns(1), [sys.executable, "-c", PPS_SENDER, topo.HOST_IF, frame.hex(),
-                                   str(duration)], timeout=duration + 30)
+                                   str(duration)], timeout=duration + 30, env=env)
     time.sleep(0.2)
     got = rx_packets(topo.host_ns(2), topo.HOST_IF) - before
     run_in(ns, ["nft", "delete", "table", "netdev", "p4cf"], check=False)
-    return got / duration, int(out.stdout) / duration
+    sent, kind = out.stdout.split()
+    return got / duration, int(sent) / duration, kind
 
 
 def program(p: LoadBalancerPipeline, topo: StarTopology) -> None:
@@ -140,67 +163,129 @@ def program(p: LoadBalancerPipeline, topo: StarTopology) -> None:
         p.set_send_frame(i, "rewrite_mac", {"smac": int(topo.SWITCH_MAC.replace(":", ""), 16)})
 
 
-def run_kernel(tag: str, duration: float) -> dict[str, float]:
-    with StarTopology(f"p4cf-b-{tag}k-", 2) as topo:
-        ns = topo.switch_ns
-        for i in (1, 2):
-            ip("link", "set", topo.switch_if(i), "address", topo.SWITCH_MAC, netns=ns)
-            ip("addr", "add", f"10.0.{i}.254/24", "dev", topo.switch_if(i), netns=ns)
-            ip("neigh", "replace", topo.host_ip(i), "lladdr", topo.host_mac(i), "dev",
-               topo.switch_if(i), "nud", "permanent", netns=ns)
-        run_in(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
-        gbps = measure_tcp(topo, topo.host_ip(2), duration)
-        frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), topo.host_ip(2))
-        pps, offered = measure_pps(topo, frame, duration)
-    return {"tcp_gbps": gbps, "pps": pps, "offered_pps": offered}
+def kernel_topology(tag: str) -> StarTopology:
+    """h1 - router namespace - h2, the router forwarding with the kernel's IPv4 routing."""
+    topo = StarTopology(f"p4cf-b-{tag}k-", 2).up()
+    ns = topo.switch_ns
+    for i in (1, 2):
+        ip("link", "set", topo.switch_if(i), "address", topo.SWITCH_MAC, netns=ns)
+        ip("addr", "add", f"10.0.{i}.254/24", "dev", topo.switch_if(i), netns=ns)
+        ip("neigh", "replace", topo.host_ip(i), "lladdr", topo.host_mac(i), "dev",
+           topo.switch_if(i), "nud", "permanent", netns=ns)
+    run_in(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+    return topo
 
 
-def run_switch(tag: str, duration: float, rx_ring: bool) -> dict[str, float]:
-    with StarTopology(f"p4cf-b-{tag}s-", 2) as topo:
-        p = LoadBalancerPipeline()
-        program(p, topo)
-        with Dataplane(p, {1: topo.switch_if(1), 2: topo.switch_if(2)}, netns=topo.switch_ns,
-                       rx_ring=rx_ring) as dp:
-            cpu0, rx0 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
-            gbps = measure_tcp(topo, VIP, duration)
-            cpu1, rx1 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
-            frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), VIP)
-            pps, offered = measure_pps(topo, frame, duration)
-            time.sleep(0.6)
-            cpu2, rx2 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
-            stats = {n: vars(s) for n, s in dp.stats().items()}
-        if dp.error is not None:
-            raise dp.error
-    return {"tcp_gbps": gbps, "pps": pps, "offered_pps": offered, "port_stats": stats,
-            "tcp_cpu": cpu1 - cpu0, "pps_cpu": cpu2 - cpu1, "pps_frames": rx2 - rx1,
-            "tcp_capacity_gbps": gbps * duration / max(cpu1 - cpu0, 1e-9)}
+def measure_kernel(topo: StarTopology, duration: float) -> dict[str, float | str]:
+    gbps = measure_tcp(topo, topo.host_ip(2), duration)
+    frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), topo.host_ip(2))
+    pps, offered, gen = measure_pps(topo, frame, duration)
+    return {"tcp_gbps": gbps, "pps": pps, "offered_pps": offered, "generator": gen}
+
+
+def measure_switch(topo: StarTopology, duration: float, fast: bool,
+                   rx_ring: bool = False) -> dict[str, object]:
+    """One measurement through a fresh embedded switch (C fast path or Python path)."""
+    p = LoadBalancerPipeline()
+    program(p, topo)
+    with Dataplane(p, {1: topo.switch_if(1), 2: topo.switch_if(2)}, netns=topo.switch_ns,
+                   rx_ring=rx_ring, fastpath=fast) as dp:
+        cpu0, rx0 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
+        gbps = measure_tcp(topo, VIP, duration)
+        time.sleep(0.6)  # cpu_seconds is updated at least every 0.5 s
+        cpu1, rx1 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
+        frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), VIP)
+        pps, offered, gen = measure_pps(topo, frame, duration)
+        time.sleep(0.6)
+        cpu2, rx2 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
+        stats = {n: vars(s) for n, s in dp.stats().items()}
+    if dp.error is not None:
+        raise dp.error
+    return {"tcp_gbps": gbps, "pps": pps, "offered_pps": offered, "generator": gen,
+            "port_stats": stats, "tcp_cpu": cpu1 - cpu0, "tcp_frames": rx1 - rx0,
+            "pps_cpu": cpu2 - cpu1, "pps_frames": rx2 - rx1}
+
+
+NAMES = {"fast": "switch (C)", "fast-ring": "switch (C ring)", "python": "switch (Python)",
+         "ring": "switch (Py ring)"}
+
+
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(float(r[key]) for r in runs)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--rx", choices=["recv", "ring", "both"], default="both",
-                        help="switch receive path(s) to measure")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per case (median)")
+    parser.add_argument("--paths", default="fast,python",
+                        help="switch paths to measure, comma-separated: fast (C, recvmmsg), "
+                             "fast-ring (C, TPACKET_V2 ring), python (recv), ring (Python, "
+                             "TPACKET_V3 ring)")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="scheduling niceness for the benchmark and everything it starts "
+                             "(e.g. -10 on a machine shared with other jobs; every case gets it)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root (creates network namespaces)", file=sys.stderr)
         return 2
+    if not 0 < args.duration <= 120 or not 1 <= args.repeat <= 20:
+        print("--duration must be in (0, 120], --repeat in 1..20", file=sys.stderr)
+        return 2
+    paths = [x for x in args.paths.split(",") if x]
+    unknown = set(paths) - set(NAMES)
+    if unknown:
+        print(f"unknown paths {sorted(unknown)}; choose from {sorted(NAMES)}", file=sys.stderr)
+        return 2
+    if not fastpath_available() and any(x.startswith("fast") for x in paths):
+        print("C fast path not built (or P4CF_FASTPATH=0): measuring the Python paths only",
+              file=sys.stderr)
+        paths = [x for x in paths if not x.startswith("fast")]
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, max(-20, min(19, args.nice)))  # children inherit it
     tag = f"{os.getpid() % 4096:03x}"
-    kernel = run_kernel(tag, args.duration)
-    print(f"kernel routing : TCP {kernel['tcp_gbps']:6.2f} Gbit/s   64B {kernel['pps'] / 1e3:7.1f} kpps"
-          f" (offered {kernel['offered_pps'] / 1e3:.1f} kpps)", flush=True)
-    modes = ["recv", "ring"] if args.rx == "both" else [args.rx]
-    for mode in modes:
-        sw = run_switch(tag, args.duration, mode == "ring")
-        print(f"switch ({mode:4s})  : TCP {sw['tcp_gbps']:6.2f} Gbit/s   64B {sw['pps'] / 1e3:7.1f} kpps"
-              f" (offered {sw['offered_pps'] / 1e3:.1f} kpps)", flush=True)
-        print(f"  forwarding thread CPU: TCP {sw['tcp_cpu']:.2f} s of {args.duration:.0f} s"
-              f" (=> {sw['tcp_capacity_gbps']:.2f} Gbit/s per busy core);"
-              f" 64B {sw['pps_cpu'] / max(sw['pps_frames'], 1) * 1e6:.2f} us/frame"
-              f" (=> {sw['pps_frames'] / max(sw['pps_cpu'], 1e-9) / 1e3:.0f} kpps per busy core)", flush=True)
-        print(f"  ratio to kernel: TCP {sw['tcp_gbps'] / kernel['tcp_gbps']:.2f} (goal >= 0.75)   "
-              f"pps {sw['pps'] / kernel['pps']:.2f}   pps goal >= 160 kpps: "
-              f"{'met' if sw['pps'] >= 160e3 else 'NOT met'}", flush=True)
+    results: dict[str, list[dict]] = {"kernel": [], **{x: [] for x in paths}}
+    ktopo = kernel_topology(tag)
+    stopo = StarTopology(f"p4cf-b-{tag}s-", 2)
+    try:
+        stopo.up()
+        for rnd in range(args.repeat):  # interleaved, so slow drifts hit every case alike
+            results["kernel"].append(measure_kernel(ktopo, args.duration))
+            for path in paths:
+                results[path].append(measure_switch(stopo, args.duration,
+                                                    fast=path.startswith("fast"),
+                                                    rx_ring=path.endswith("ring")))
+            print(f"round {rnd + 1}/{args.repeat}: " + "  ".join(
+                f"{k} {v[-1]['tcp_gbps']:.2f} Gbit/s {v[-1]['pps'] / 1e3:.0f} kpps"
+                for k, v in results.items()), file=sys.stderr, flush=True)
+    finally:
+        stopo.down()
+        ktopo.down()
+    k_gbps, k_pps = median(results["kernel"], "tcp_gbps"), median(results["kernel"], "pps")
+    gen = results["kernel"][0]["generator"]
+    print(f"64-byte generator: {'C sendmmsg (_fastpath.blast)' if gen == 'c' else 'Python send()'};"
+          f" {args.repeat} x {args.duration:g} s per case, medians; load average"
+          f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; nice {args.nice}")
+    print(f"kernel routing : TCP {k_gbps:6.2f} Gbit/s   64B {k_pps / 1e3:7.1f} kpps"
+          f" (offered {median(results['kernel'], 'offered_pps') / 1e3:.0f} kpps)")
+    for path in paths:
+        runs = results[path]
+        gbps, pps = median(runs, "tcp_gbps"), median(runs, "pps")
+        # ratios paired round by round (same minute, same background load), then the median
+        tcp_ratio = statistics.median(r["tcp_gbps"] / k["tcp_gbps"] for r, k in zip(runs, results["kernel"]))
+        pps_ratio = statistics.median(r["pps"] / k["pps"] for r, k in zip(runs, results["kernel"]))
+        print(f"{NAMES[path]:15s}: TCP {gbps:6.2f} Gbit/s   64B {pps / 1e3:7.1f} kpps"
+              f" (offered {median(runs, 'offered_pps') / 1e3:.0f} kpps)")
+        us = statistics.median(r["pps_cpu"] / max(r["pps_frames"], 1) for r in runs) * 1e6
+        tcp_cpu = statistics.median(r["tcp_cpu"] / (r["tcp_gbps"] * args.duration) for r in runs)
+        print(f"  forwarding thread CPU: 64B {us:.2f} us/frame (=> {1 / max(us, 1e-9) * 1e3:.0f} kpps"
+              f" per busy core); TCP {tcp_cpu:.2f} core-s per Gbit")
+        print(f"  ratio to kernel (paired median): TCP {tcp_ratio:.2f} (goal >= 0.75)"
+              f"   64B {pps_ratio:.2f}   64B goal >= 160 kpps: {'met' if pps >= 160e3 else 'NOT met'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
     return 0
 
 

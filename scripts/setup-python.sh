@@ -18,7 +18,10 @@ make_venv() {
 
 install_requirements() {
     local want
-    want=$(cat "$root/requirements.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    # setup.py and the C fast path too: an edit to either rebuilds the extension.
+    want=$({ cat "$root/requirements.txt" "$root/pyproject.toml" "$root/setup.py" \
+                 "$root/p4cf_kit/switch/embedded/_fastpath.c" 2>/dev/null || true; } \
+           | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi

@@ -1,9 +1,11 @@
 """Real frames over veths through a running embedded data plane (kit-owned namespaces only).
 
 Topology: switch namespace p4cf-t-<tag>-sw with ports 1..3; host namespaces h1 (client),
-h2 and h3 (backends). Frames are crafted with scapy and sent/sniffed on packet sockets opened
-inside the host namespaces, PTF style; the last tests run a real kernel TCP connection with the
-hosts' offloads (checksum, TSO) left on.
+h2 and h3 (backends). Every test runs against four switches: the Python recv() path, the C
+fast path with recvmmsg and with its TPACKET_V2 ring (skipped where the extension is not built
+or P4CF_FASTPATH=0), and the TPACKET_V3 ring with pcap capture (Python). Frames are crafted
+with scapy and sent/sniffed on packet sockets opened inside the host namespaces, PTF style;
+the last tests run a real kernel TCP connection with the hosts' offloads (checksum, TSO) on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
 from p4cf_kit.netns import StarTopology, call_in_netns, popen_in, run_in
-from p4cf_kit.switch.embedded.dataplane import Dataplane
+from p4cf_kit.switch.embedded.dataplane import Dataplane, fastpath_available
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -96,15 +98,20 @@ def topo() -> Iterator[StarTopology]:
         yield t
 
 
-@pytest.fixture(scope="module", params=["recv", "ring"])
+@pytest.fixture(scope="module", params=["python", "fast", "fast-ring", "ring"])
 def switch(request, topo: StarTopology, tmp_path_factory) -> Iterator[tuple[LoadBalancerPipeline, Dataplane]]:
-    """The switch, once with per-frame recv() and once with the TPACKET_V3 ring (with pcaps)."""
+    """The switch: Python per-frame recv(), C fast path (recvmmsg, ring), Python ring + pcaps."""
+    fast = request.param.startswith("fast")
+    if fast and not fastpath_available():
+        pytest.skip("C fast path not built (or P4CF_FASTPATH=0)")
     p = LoadBalancerPipeline()
     program(p, topo)
     ports = {i: topo.switch_if(i) for i in range(1, topo.hosts + 1)}
-    ring = request.param == "ring"
-    pcap_dir = str(tmp_path_factory.mktemp("pcap")) if ring else None
-    with Dataplane(p, ports, netns=topo.switch_ns, rx_ring=ring, pcap_dir=pcap_dir) as dp:
+    ring = request.param.endswith("ring")
+    pcap_dir = str(tmp_path_factory.mktemp("pcap")) if request.param == "ring" else None
+    with Dataplane(p, ports, netns=topo.switch_ns, rx_ring=ring, pcap_dir=pcap_dir,
+                   fastpath=False if request.param == "python" else None) as dp:
+        assert dp.fast == fast
         yield p, dp
     assert dp.error is None
 
@@ -211,29 +218,43 @@ def test_drops_ttl_and_non_ipv4(topo, hosts) -> None:
 
 
 def test_counters_exact(topo, switch, hosts) -> None:
-    p, _ = switch
+    """Every frame twice: the first of a flow goes through Python (a fast path learns it), the
+    second through the fast path; the counters see both, exactly."""
+    p, dp = switch
     before = {sel: p.nhop_counter(sel) for sel in (1, 2)}
     sent = {1: [0, 0], 2: [0, 0]}
     for sport in range(44000, 44030):
         frame = to_vip(topo, sport, payload=b"z" * (sport % 17))
         port = p.process(frame, 1)[0]
-        sent[port - 1][0] += 1
-        sent[port - 1][1] += len(frame)
+        sent[port - 1][0] += 2
+        sent[port - 1][1] += 2 * len(frame)
     for sel in (1, 2):  # process() above counted once; the switch counts the real frames again
         before[sel] = p.nhop_counter(sel)
-    for sport in range(44000, 44030):
-        hosts[1].send(to_vip(topo, sport, payload=b"z" * (sport % 17)))
-    arrived = {sport: i for i in (2, 3) for sport in collect_sports(hosts[i], 44000, 44030)}
-    assert len(arrived) == 30
+    in_c = sum(s.rx for s in dp.fastpath_stats().values())
+    for rnd in range(2):
+        for sport in range(44000, 44030):
+            hosts[1].send(to_vip(topo, sport, payload=b"z" * (sport % 17)))
+        arrived = {sport: i for i in (2, 3) for sport in collect_sports(hosts[i], 44000, 44030)}
+        assert len(arrived) == 30, rnd
+    if dp.fast:  # the second round's probes (and the backends' RSTs to them) stayed in C
+        assert sum(s.rx for s in dp.fastpath_stats().values()) - in_c >= 30
     for sel in (1, 2):
         packets, nbytes = p.nhop_counter(sel)
         assert (packets - before[sel][0], nbytes - before[sel][1]) == tuple(sent[sel])
 
 
 def test_write_takes_effect_next_packet(topo, switch, hosts) -> None:
-    p, _ = switch
+    """The flow crosses the switch (so a fast path has learnt it), one write, the next packet
+    follows the new entry."""
+    p, dp = switch
     frame = to_vip(topo, 45000)
     port = p.process(frame, 1)[0]
+    in_c = sum(s.rx for s in dp.fastpath_stats().values())
+    for _ in range(2):
+        hosts[1].send(frame)
+        assert hosts[port].expect(is_probe(45000)) is not None
+    if dp.fast:  # the second one went through the learnt flow (so may the backend's RST)
+        assert sum(s.rx for s in dp.fastpath_stats().values()) - in_c >= 1
     other = 5 - port
     p.set_ecmp_nhop(port - 1, "set_nhop", {"nhop_dmac": macn(topo.host_mac(other)),
                                            "nhop_ipv4": ipn(topo.host_ip(other)), "port": other})
@@ -298,6 +319,7 @@ def test_real_tcp_through_switch_with_offloads(topo, switch, servers) -> None:
     features = run_in(topo.host_ns(1), ["ethtool", "-k", topo.HOST_IF]).stdout
     assert "tcp-segmentation-offload: on" in features and "tx-checksumming: on" in features
     rx_before = sum(s.rx for s in dp.stats().values())
+    c_before = sum(s.rx for s in dp.fastpath_stats().values())
     counted_before = sum(p.nhop_counter(sel)[0] for sel in (0, 1, 2))
     backends = set()
     for _ in range(4):
@@ -309,6 +331,9 @@ def test_real_tcp_through_switch_with_offloads(topo, switch, servers) -> None:
     frames = sum(s.rx for s in dp.stats().values()) - rx_before
     segments = sum(p.nhop_counter(sel)[0] for sel in (0, 1, 2)) - counted_before
     print(f"{frames} frames, {segments} segments")
+    if dp.fast:  # most never reached Python (only each direction's first packet does)
+        in_c = sum(s.rx for s in dp.fastpath_stats().values()) - c_before
+        assert in_c >= frames - 4 * 2 * 2, (in_c, frames)
     assert segments > frames  # GSO super-frames crossed the switch and were counted per segment
 
 
@@ -326,3 +351,21 @@ def test_gso_counters_match_segments_on_the_wire(topo, switch, servers) -> None:
     # as one packet would leave 66 bytes per hidden segment (over 4 % of the payload here).
     extra = nbytes - 66 * packets - size
     assert 0 <= extra <= 16 + size // 100, extra
+
+
+@pytest.mark.skipif(not fastpath_available(), reason="C fast path not built (or P4CF_FASTPATH=0)")
+def test_blast_generator_is_bounded(topo, switch) -> None:
+    """The benchmark's sendmmsg generator: sends for the time asked, and not much longer."""
+    from p4cf_kit.switch.embedded import _fastpath
+    p, dp = switch
+    if dp.pcap_dir is not None:
+        pytest.skip("once is enough (not with the pcap-writing switch)")
+    port = HostPort(topo.host_ns(1), topo.HOST_IF)
+    try:
+        frame = to_vip(topo, 46000, ttl=1)  # dropped by the switch (TTL), never reaches a host
+        start = time.monotonic()
+        sent, errors = _fastpath.blast(port.sock.fileno(), frame, 0.2, 32)
+        took = time.monotonic() - start
+    finally:
+        port.close()
+    assert sent > 1000 and 0.2 <= took < 1.0, (sent, errors, took)

@@ -37,10 +37,15 @@ def plot_throughput(data: pd.DataFrame, markers: pd.DataFrame | None, out_dir: s
                       linewidth=1.0, linestyle=":", label="all backends", baseline=None)
         top = float(total.max()) * 1.25 if len(total) else 1.0
         ax.set_ylim(0, top)
-        for _, marker in markers.iterrows():
+        # Many markers (a series of migrations): short labels ("m7") on two staggered rows,
+        # so neighbouring labels do not overprint each other.
+        crowded = len(markers) > 6
+        for i, (_, marker) in enumerate(markers.iterrows()):
+            label = str(marker["label"])
             ax.axvline(float(marker["t_s"]), color=MARKER_COLOR, linestyle="--", linewidth=1)
-            ax.annotate(str(marker["label"]), (float(marker["t_s"]), top), xytext=(3, -3),
-                        textcoords="offset points", ha="left", va="top", fontsize=9, color=MARKER_COLOR)
+            ax.annotate(label.split()[0] if crowded else label, (float(marker["t_s"]), top),
+                        xytext=(3, -3 - 11 * (i % 2 if crowded else 0)), textcoords="offset points",
+                        ha="left", va="top", fontsize=8 if crowded else 9, color=MARKER_COLOR)
         ax.set_xlim(0, float(data["t_s"].max()) + bin_s if len(data) else 1)
         ax.set_xlabel("time since start of run (s)")
         ax.set_ylabel(f"replies per second ({bin_s:g} s bins)")

@@ -15,6 +15,15 @@ Receive paths (`rx_ring`):
   when it is full or its retire timer fires (>= 1 jiffy, 4 ms at HZ=250), which adds that much
   latency at low rates.
 Outgoing packets are never seen (PACKET_IGNORE_OUTGOING, and PACKET_OUTGOING is skipped).
+
+C fast path (`_fastpath.c`, built at install time when a compiler is there): frames are taken
+and sent in batches (recvmmsg/sendmmsg) without the GIL, and a flow table applies the decisions
+the Python pipeline made (rewrites, TTL, checksums, counters, egress). A frame whose flow is not
+in the table (first packet, or any packet after a table write) comes back to Python, which
+processes it as above and teaches the table the decision. It is used by default when the
+extension imports, unless P4CF_FASTPATH=0 is set, `fastpath=False` is passed or pcap files are
+written (those run in Python). With `rx_ring` the fast path reads a TPACKET_V2 ring (one slot
+per frame, so no block retire timer) instead of calling recvmmsg.
 """
 
 from __future__ import annotations
@@ -32,7 +41,12 @@ from typing import Callable
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.pcap import PortPcaps
-from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
+from p4cf_kit.switch.embedded.pipeline import Decision, LoadBalancerPipeline
+
+try:
+    from p4cf_kit.switch.embedded import _fastpath
+except ImportError:  # not built (no compiler at install time): the Python path runs
+    _fastpath = None  # type: ignore[assignment]
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -62,6 +76,34 @@ RING_FRAME_SIZE = 1 << 11
 RING_RETIRE_TOV_MS = 1
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
+MIN_KEY_FRAME = 38  # the fast path keys flows on frame[12:38]; shorter frames stay in Python
+_ZERO12 = bytes(12)
+_ZERO8 = bytes(8)
+
+
+def fastpath_available() -> bool:
+    """The C fast path is built and not switched off with P4CF_FASTPATH=0."""
+    return _fastpath is not None and os.environ.get("P4CF_FASTPATH", "1") != "0"
+
+
+def learn(table: "_fastpath.FlowTable", pipeline: LoadBalancerPipeline,
+          frame: bytes | bytearray | memoryview) -> bool:
+    """Teach the C flow table the pipeline's decision for `frame`'s flow (before the frame is
+    rewritten); False when refused (a table write happened meanwhile) or the frame is too
+    short to have a fast-path key."""
+    if len(frame) < MIN_KEY_FRAME:
+        return False
+    key, d, generation = pipeline.decision_for(frame)
+    return table.insert(key, generation, *_decision_args(d))
+
+
+def _decision_args(d: Decision) -> tuple[int, int, bytes, bytes, bool, bool]:
+    """A Decision as FlowTable.insert takes it: egress (-1 drop), select (-1 no counter),
+    the 12 MAC bytes, the 8 address bytes, TTL decrement, TCP parsed."""
+    if d.egress is None:
+        return -1, d.select, _ZERO12, d.addrs if len(d.addrs) == 8 else _ZERO8, d.ttl_dec, d.tcp
+    assert d.mac12 is not None  # forwarding needs set_nhop and rewrite_mac: both MACs set
+    return d.egress, d.select, d.mac12, d.addrs, d.ttl_dec, d.tcp
 
 
 @dataclass
@@ -107,7 +149,30 @@ def gso_segments(frame: bytes | bytearray, gso_type: int, gso_size: int, l4_off:
     return segs, payload + segs * hdr
 
 
-def complete_checksum(frame: bytearray, csum_start: int, csum_offset: int) -> None:
+def prepare_offloads(vnet: bytes, frame: bytearray | memoryview) -> tuple[bytes, bool, int, int]:
+    """What a received frame's virtio_net_hdr asks for, before the program runs: the header to
+    send it with, whether its TCP checksum field holds a pseudo-header sum (CHECKSUM_PARTIAL),
+    and the (segments, bytes) its counter sees. A partial checksum the program would not keep
+    consistent is completed here, in place."""
+    partial = False
+    segs, nbytes = 1, len(frame)
+    if vnet != NO_VNET:  # an offload to take care of
+        flags, gso_type, _, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
+        if flags & F_NEEDS_CSUM:
+            if csum_start == pk.OFF_TCP and csum_offset == 16:
+                partial = True
+            elif gso_type == GSO_NONE:
+                complete_checksum(frame, csum_start, csum_offset)
+                vnet = NO_VNET
+            # other GSO frames keep their partial L4 checksum, which the program never touches
+        elif gso_type == GSO_NONE:
+            vnet = NO_VNET  # only DATA_VALID: checksums are recomputed, nothing to ask for
+        if gso_type != GSO_NONE:
+            segs, nbytes = gso_segments(frame, gso_type, gso_size, csum_start)
+    return vnet, partial, segs, nbytes
+
+
+def complete_checksum(frame: bytearray | memoryview, csum_start: int, csum_offset: int) -> None:
     """Do what the kernel does for CHECKSUM_PARTIAL: fold the sum from csum_start on (the
     field already holds the pseudo-header sum) and store its complement at the field."""
     where = csum_start + csum_offset
@@ -121,17 +186,23 @@ class Dataplane:
     """Forwards frames between interfaces through a LoadBalancerPipeline.
 
     `ports` maps P4 port numbers to interface names; `netns` names the namespace those
-    interfaces live in (sockets are opened there; the caller stays where it is).
+    interfaces live in (sockets are opened there; the caller stays where it is). `fastpath`:
+    None uses the C fast path where it can (see the module doc), False never, True insists
+    (RuntimeError at start when it cannot be used).
     """
 
     def __init__(self, pipeline: LoadBalancerPipeline, ports: dict[int, str],
                  pcap_dir: str | None = None, netns: str | None = None,
-                 rx_ring: bool = False) -> None:
+                 rx_ring: bool = False, fastpath: bool | None = None) -> None:
         self.pipeline = pipeline
         self.port_names = dict(ports)
         self.pcap_dir = pcap_dir
         self.netns = netns
         self.rx_ring = rx_ring
+        self.fastpath = fastpath
+        self.fast = False  # whether the running data plane uses the C fast path
+        self._table: "_fastpath.FlowTable | None" = None
+        self._forwarder: "_fastpath.Forwarder | None" = None
         self._ports: dict[int, _Port] = {}
         self._pcaps: PortPcaps | None = None
         self._thread: threading.Thread | None = None
@@ -146,23 +217,44 @@ class Dataplane:
         if self._thread is not None:
             raise RuntimeError("data plane already started")
         try:
+            fast = self._wants_fastpath()
             for number, ifname in self.port_names.items():
                 sock, ignores = call_in_netns(self.netns, lambda n=ifname: _open_socket(n))
                 port = _Port(number, ifname, sock, see_outgoing=not ignores)
-                if self.rx_ring:
+                if self.rx_ring and not fast:  # the fast path maps its own ring
                     port.ring = _attach_ring(sock)
                     port.view = memoryview(port.ring)
                 self._ports[number] = port
             if self.pcap_dir:
                 self._pcaps = PortPcaps(self.pcap_dir, list(self._ports))
+            self._wake_r, self._wake_w = os.pipe()
+            if fast:
+                self._start_fastpath()
         except BaseException:
             self._close()
             raise
-        self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="p4cf-dataplane", daemon=True)
         self._thread.start()
         return self
+
+    def _wants_fastpath(self) -> bool:
+        """Whether to forward with the C fast path (see the module doc)."""
+        usable = fastpath_available() and not self.pcap_dir
+        if self.fastpath and not usable:
+            raise RuntimeError("C fast path requested but unavailable (not built, P4CF_FASTPATH=0"
+                               " or pcap capture)")
+        return usable and self.fastpath is not False
+
+    def _start_fastpath(self) -> None:
+        """Set up the C flow table and forwarder, and attach the table to the pipeline."""
+        table = _fastpath.FlowTable()
+        self._forwarder = _fastpath.Forwarder(
+            table, [(p.sock.fileno(), p.number, p.see_outgoing) for p in self._ports.values()],
+            self._wake_r, ring=self.rx_ring)
+        self.pipeline.attach_fastpath(table)
+        self._table = table
+        self.fast = True
 
     def stop(self) -> None:
         """Stop forwarding, wait for the thread, close sockets and pcap files."""
@@ -185,10 +277,28 @@ class Dataplane:
             self._pcaps.flush()
 
     def stats(self) -> dict[int, PortStats]:
-        """Frame counts per port number."""
-        return {n: p.stats for n, p in self._ports.items()}
+        """Frame counts per port number (Python and C fast path together)."""
+        if self._forwarder is None:
+            return {n: p.stats for n, p in self._ports.items()}
+        fast = self._forwarder.stats()
+        out = {}
+        for n, p in self._ports.items():
+            rx, tx, dropped, tx_errors = fast.get(n, (0, 0, 0, 0))
+            s = p.stats
+            out[n] = PortStats(s.rx + rx, s.tx + tx, s.dropped + dropped, s.tx_errors + tx_errors)
+        return out
+
+    def fastpath_stats(self) -> dict[int, PortStats]:
+        """The part of `stats()` the C fast path handled without Python (empty when off)."""
+        if self._forwarder is None:
+            return {}
+        return {n: PortStats(*v) for n, v in self._forwarder.stats().items()}
 
     def _close(self) -> None:
+        if self._table is not None:
+            self.pipeline.detach_fastpath(self._table)  # keeps the counts it gathered
+            self._table = None
+        self._forwarder = None
         for port in self._ports.values():
             if port.view is not None:
                 port.view.release()
@@ -206,6 +316,9 @@ class Dataplane:
 
     # ---- forwarding ----------------------------------------------------------------------
     def _run(self) -> None:
+        if self._forwarder is not None:
+            self._run_fast(self._forwarder)
+            return
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         by_fd = {p.sock.fileno(): p for p in self._ports.values()}
@@ -225,6 +338,18 @@ class Dataplane:
                             del by_fd[fd]
                             continue
                     receive(port)
+                self.cpu_seconds = time.thread_time() - cpu0
+        except BaseException as exc:  # kept for the owner to see; the thread must not die silently
+            self.error = exc
+            raise
+
+    def _run_fast(self, forwarder: "_fastpath.Forwarder") -> None:
+        """The C loop forwards; Python handles the frames it hands back (and teaches it)."""
+        cpu0 = time.thread_time()
+        try:
+            while not self._stopping:
+                for number, vnet, frame in forwarder.run(500):
+                    self._handle(self._ports[number], vnet, memoryview(frame))
                 self.cpu_seconds = time.thread_time() - cpu0
         except BaseException as exc:  # kept for the owner to see; the thread must not die silently
             self.error = exc
@@ -287,22 +412,10 @@ class Dataplane:
         pcaps = self._pcaps
         if pcaps is not None:
             pcaps.rx[port.number].write(frame)
-        partial = False
-        segs, nbytes = 1, len(frame)
-        if vnet != NO_VNET:  # an offload to take care of
-            flags, gso_type, _, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
-            if flags & F_NEEDS_CSUM:
-                if csum_start == pk.OFF_TCP and csum_offset == 16:
-                    partial = True
-                elif gso_type == GSO_NONE:
-                    complete_checksum(frame, csum_start, csum_offset)
-                    vnet = NO_VNET
-                # other GSO frames keep their partial L4 checksum, which the program never touches
-            elif gso_type == GSO_NONE:
-                vnet = NO_VNET  # only DATA_VALID: checksums are recomputed, nothing to ask for
-            if gso_type != GSO_NONE:
-                segs, nbytes = gso_segments(frame, gso_type, gso_size, csum_start)
+        vnet, partial, segs, nbytes = prepare_offloads(vnet, frame)
         try:
+            if self._table is not None:
+                learn(self._table, self.pipeline, frame)  # before the frame is rewritten
             out = self.pipeline.process_frame(frame, port.number, nbytes, segs, partial)
         except Exception:  # a program bug must not stop the switch; count and drop
             port.stats.dropped += 1

@@ -27,14 +27,18 @@ update, deparser. Points where BMv2's behaviour is not obvious, checked against 
   drops it, as BMv2 does when no interface is attached).
 
 Decisions depend only on a few header fields, so they are cached per flow key; every table
-write replaces the cache, so it takes effect on the next packet. One lock serialises writes,
-counter updates and packet processing (writes come from gRPC threads).
+write replaces the cache, so it takes effect on the next packet. The data plane's optional C
+fast path learns the same decisions (`decision_for`) and applies them itself; every write bumps
+a generation number that invalidates it too, and its counts are merged into `nhop_counter`.
+One lock serialises writes, counter updates and packet processing (writes come from gRPC
+threads); the fast path's own lock is only ever taken inside it.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.crc16 import crc16
@@ -76,6 +80,14 @@ class Action:
         return Action(name, dict(params))
 
 
+class FastTable(Protocol):
+    """What the pipeline needs from a fast path's flow table (dataplane's C FlowTable)."""
+
+    def invalidate(self, generation: int) -> list[tuple[int, int, int]]: ...
+
+    def take_counts(self) -> list[tuple[int, int, int]]: ...
+
+
 class NhopEntry:
     """An `ecmp_nhop` entry and its direct counter [packets, bytes]."""
 
@@ -90,12 +102,13 @@ class Decision:
     """What the program does to every packet of one flow key: the egress port (None: drop),
     the counter to bump, and the header values to write (with their checksum sums ready)."""
 
-    __slots__ = ("egress", "counter", "dmac", "smac", "src", "dst", "ttl_dec", "tcp",
+    __slots__ = ("egress", "counter", "select", "dmac", "smac", "src", "dst", "ttl_dec", "tcp",
                  "mac12", "addrs", "pseudo_base")
 
     def __init__(self) -> None:
         self.egress: int | None = None
         self.counter: list[int] | None = None
+        self.select = -1  # the ecmp_nhop entry `counter` belongs to (for the C fast path)
         self.dmac: bytes | None = None
         self.smac: bytes | None = None
         self.src = b""
@@ -132,12 +145,15 @@ class LoadBalancerPipeline:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict[bytes, Decision] = {}
+        self._generation = 1
+        self._fast: list[FastTable] = []
         self.clear()
 
     # ---- control plane -------------------------------------------------------------------
     def clear(self) -> None:
         """Remove every entry; default actions back to the program's (drop everywhere)."""
         with self._lock:
+            self._begin_write()
             self._group: dict[int, dict[int, Action]] = {}   # prefix_len -> {prefix: action}
             self._group_lens: list[int] = []                  # longest first
             self._group_default = Action("drop", {})
@@ -145,7 +161,6 @@ class LoadBalancerPipeline:
             self._nhop_default = Action("drop", {})
             self._send: dict[int, Action] = {}
             self._send_default = Action("drop", {})
-            self._cache = {}
 
     def set_ecmp_group(self, prefix: int, prefix_len: int, action: str, params: dict[str, int]) -> None:
         """Insert or replace the LPM entry prefix/prefix_len (host bits are ignored)."""
@@ -153,51 +168,51 @@ class LoadBalancerPipeline:
             raise ValueError(f"ecmp_group: prefix length {prefix_len} not in 0..32")
         act = Action.checked("ecmp_group", ECMP_GROUP_ACTIONS, action, params)
         with self._lock:
+            self._begin_write()
             self._group.setdefault(prefix_len, {})[_mask(prefix, prefix_len)] = act
             self._group_lens = sorted(self._group, reverse=True)
-            self._cache = {}
 
     def del_ecmp_group(self, prefix: int, prefix_len: int) -> None:
         """Delete the LPM entry; KeyError if it does not exist."""
         with self._lock:
+            self._begin_write()
             entries = self._group.get(prefix_len, {})
             del entries[_mask(prefix, prefix_len)]
             if not entries:
                 self._group.pop(prefix_len, None)
             self._group_lens = sorted(self._group, reverse=True)
-            self._cache = {}
 
     def set_ecmp_group_default(self, action: str, params: dict[str, int]) -> None:
         """Change the default action of ecmp_group."""
         act = Action.checked("ecmp_group", ECMP_GROUP_ACTIONS, action, params)
         with self._lock:
+            self._begin_write()
             self._group_default = act
-            self._cache = {}
 
     def set_ecmp_nhop(self, select: int, action: str, params: dict[str, int]) -> None:
         """Insert or modify entry `select`; a modify keeps the entry's counter."""
         _check_select(select)
         act = Action.checked("ecmp_nhop", ECMP_NHOP_ACTIONS, action, params)
         with self._lock:
+            self._begin_write()
             entry = self._nhop.get(select)
             if entry is None:
                 self._nhop[select] = NhopEntry(act)
             else:
                 entry.action = act
-            self._cache = {}
 
     def del_ecmp_nhop(self, select: int) -> None:
         """Delete entry `select` and its counter; KeyError if it does not exist."""
         with self._lock:
+            self._begin_write()
             del self._nhop[select]
-            self._cache = {}
 
     def set_ecmp_nhop_default(self, action: str, params: dict[str, int]) -> None:
         """Change the default action of ecmp_nhop (a miss is never counted)."""
         act = Action.checked("ecmp_nhop", ECMP_NHOP_ACTIONS, action, params)
         with self._lock:
+            self._begin_write()
             self._nhop_default = act
-            self._cache = {}
 
     def set_send_frame(self, port: int, action: str, params: dict[str, int]) -> None:
         """Insert or replace the send_frame entry of egress `port`."""
@@ -205,32 +220,72 @@ class LoadBalancerPipeline:
             raise ValueError(f"send_frame: port {port} does not fit in 9 bits")
         act = Action.checked("send_frame", SEND_FRAME_ACTIONS, action, params)
         with self._lock:
+            self._begin_write()
             self._send[port] = act
-            self._cache = {}
 
     def del_send_frame(self, port: int) -> None:
         """Delete the send_frame entry of `port`; KeyError if it does not exist."""
         with self._lock:
+            self._begin_write()
             del self._send[port]
-            self._cache = {}
 
     def set_send_frame_default(self, action: str, params: dict[str, int]) -> None:
         """Change the default action of send_frame."""
         act = Action.checked("send_frame", SEND_FRAME_ACTIONS, action, params)
         with self._lock:
+            self._begin_write()
             self._send_default = act
-            self._cache = {}
 
     def nhop_counter(self, select: int) -> tuple[int, int]:
         """(packets, bytes) of entry `select`; KeyError if it does not exist."""
         with self._lock:
+            for table in self._fast:
+                self._credit(table.take_counts())
             packets, nbytes = self._nhop[select].counter
             return packets, nbytes
 
     def set_nhop_counter(self, select: int, packets: int, bytes_: int) -> None:
         """Overwrite the counter of entry `select` (P4Runtime DirectCounterEntry write)."""
         with self._lock:
+            for table in self._fast:
+                self._credit(table.take_counts())
             self._nhop[select].counter[:] = [packets, bytes_]
+
+    # ---- C fast path (dataplane.py) -----------------------------------------------------
+    def attach_fastpath(self, table: FastTable) -> None:
+        """Let `table` apply this pipeline's decisions; every write will invalidate it."""
+        with self._lock:
+            self._credit(table.invalidate(self._generation))
+            self._fast.append(table)
+
+    def detach_fastpath(self, table: FastTable) -> None:
+        """Stop invalidating `table`, keeping the counts it gathered."""
+        with self._lock:
+            if table in self._fast:
+                self._fast.remove(table)
+                self._credit(table.take_counts())
+
+    def decision_for(self, frame: bytes | bytearray | memoryview) -> tuple[bytes, Decision, int]:
+        """`frame`'s flow key, the decision for it and the generation it belongs to: what a
+        fast path may learn (its table refuses it if a write has happened since)."""
+        with self._lock:
+            return _flow_key(frame), self._decision(frame), self._generation
+
+    def _begin_write(self) -> None:
+        """Start a table write (lock held): forget cached decisions here and in every attached
+        fast path, taking their counts first so they land on the entries they belong to."""
+        self._cache = {}
+        self._generation += 1
+        for table in self._fast:
+            self._credit(table.invalidate(self._generation))
+
+    def _credit(self, counts: list[tuple[int, int, int]]) -> None:
+        """Add a fast path's (select, packets, bytes) to the entries' counters (lock held)."""
+        for select, packets, nbytes in counts:
+            entry = self._nhop.get(select)
+            if entry is not None:
+                entry.counter[0] += packets
+                entry.counter[1] += nbytes
 
     # ---- data plane ----------------------------------------------------------------------
     def process(self, frame: bytes, ingress_port: int) -> tuple[int, bytes] | None:
@@ -251,16 +306,7 @@ class LoadBalancerPipeline:
         same value BMv2 computes. `ingress_port` is not read by the program.
         """
         with self._lock:
-            if len(frame) >= pk.MIN_IPV4_FRAME:
-                key = _flow_key(frame)
-                decision = self._cache.get(key)
-                if decision is None:
-                    decision = self._decide(frame).finish()
-                    if len(self._cache) >= FLOW_CACHE_MAX:
-                        self._cache = {}
-                    self._cache[key] = decision
-            else:
-                decision = _DROP_ALL
+            decision = self._decision(frame)
             counter = decision.counter
             if counter is not None:
                 counter[0] += packets
@@ -270,6 +316,19 @@ class LoadBalancerPipeline:
         out = frame if isinstance(frame, (bytearray, memoryview)) else bytearray(frame)
         _rewrite(out, decision, csum_partial)
         return decision.egress, out
+
+    def _decision(self, frame: bytes | bytearray | memoryview) -> Decision:
+        """The cached decision for `frame`'s flow, computed on a miss (lock held)."""
+        if len(frame) < pk.MIN_IPV4_FRAME:
+            return _DROP_ALL
+        key = _flow_key(frame)
+        decision = self._cache.get(key)
+        if decision is None:
+            decision = self._decide(frame).finish()
+            if len(self._cache) >= FLOW_CACHE_MAX:
+                self._cache = {}
+            self._cache[key] = decision
+        return decision
 
     def _decide(self, frame: bytes | bytearray) -> Decision:
         """Parser, ingress and egress control of the program for one flow (lock held)."""
@@ -294,6 +353,7 @@ class LoadBalancerPipeline:
         entry = self._nhop.get(ecmp_select)
         if entry is not None:
             d.counter = entry.counter
+            d.select = ecmp_select
             act = entry.action
         else:
             act = self._nhop_default
