@@ -39,7 +39,8 @@ class TrafficRun:
             text = text[: text.rfind("\n") + 1]
         if not text.strip():
             return pd.DataFrame()
-        return pd.read_csv(io.StringIO(text))
+        # `detail` is empty on most rows and text on errors: read it as text, not a guessed type
+        return pd.read_csv(io.StringIO(text), dtype={"detail": str})
 
     def replies(self) -> pd.DataFrame:
         """Only the `reply` rows of the log."""
