@@ -289,6 +289,14 @@ class Lab:
         """One MODIFY of a backend's slot (migration); `which` is its current IP or slot index."""
         return self._connect().move_backend(which, mac, ip, port)
 
+    def backend_slot(self, which: str | int) -> int:
+        """The ecmp_nhop index of a backend (its current IP or slot index), read from the switch."""
+        return self._connect().slot_index(which)
+
+    def move_slot(self, index: int, mac: str, ip: str, port: int) -> int:
+        """One MODIFY of ecmp_nhop entry `index`, reading nothing first (migration's switch phase)."""
+        return self._connect().move_slot(index, mac, ip, port)
+
     def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
                 nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> "MigrationRecord":
         """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`)."""

@@ -34,6 +34,7 @@ from p4cf_kit.switch.bmv2.command import Bmv2Options, switch_args, switch_comman
 from p4cf_kit.switch.bmv2.toolchain import Tool
 from p4cf_kit.topology.names import LabNames
 
+from packet_io import packet_socket, receive_tcp_to
 from targets import RunningSwitch, free_tcp_port, switch_netns, switch_ports, switch_target  # noqa: F401
 
 HOST_P4C = Tool("p4c", binary="/opt/p4c/bin/p4c")
@@ -379,7 +380,6 @@ class TestEachTargetForwardsInItsNetns:
         import struct
         from p4cf_kit.control.connection import SwitchConnection
         from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
-        from p4cf_kit.netns import call_in_netns
 
         sw = switch_target
         nh = {i: NextHop(topo.host_mac(i), topo.host_ip(i), i) for i in (1, 2)}
@@ -389,15 +389,8 @@ class TestEachTargetForwardsInItsNetns:
             LoadBalancer(conn).install("10.0.0.100", "10.0.1.0/24", nh[1], [nh[2]],
                                        {i: topo.SWITCH_MAC for i in (1, 2)})
 
-            def packet_socket(ns: str) -> socket.socket:
-                def open_() -> socket.socket:
-                    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-                    s.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
-                    s.bind((topo.HOST_IF, 0x0003))
-                    return s
-                return call_in_netns(ns, open_)
-
-            h1, h2 = packet_socket(topo.host_ns(1)), packet_socket(topo.host_ns(2))
+            h1 = packet_socket(topo.host_ns(1), topo.HOST_IF)
+            h2 = packet_socket(topo.host_ns(2), topo.HOST_IF)
             try:
                 h2.settimeout(0.2)
                 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0,
@@ -405,14 +398,7 @@ class TestEachTargetForwardsInItsNetns:
                 tcp = struct.pack("!HHIIBBHHH", 40001, 5001, 0, 0, 0x50, 0x02, 65535, 0, 0)
                 h1.send(bytes.fromhex(topo.SWITCH_MAC.replace(":", "")) +
                         bytes.fromhex(topo.host_mac(1).replace(":", "")) + b"\x08\x00" + ip + tcp)
-                got, end = None, time.monotonic() + 5
-                while got is None and time.monotonic() < end:
-                    try:
-                        data = h2.recv(65536)
-                    except socket.timeout:
-                        continue
-                    if data[12:14] == b"\x08\x00" and data[36:38] == (5001).to_bytes(2, "big"):
-                        got = data
+                got = receive_tcp_to(h2, 5001, timeout=5)
             finally:
                 h1.close()
                 h2.close()

@@ -8,6 +8,10 @@ counters, not packets (tests/test_lab.py does packets).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Iterator
 
@@ -76,6 +80,32 @@ def test_replace_and_move_touch_one_slot(lb: LoadBalancer) -> None:
     assert st.count == 2
 
 
+def test_move_slot_writes_once_and_reads_nothing(lb: LoadBalancer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration's switch phase: the slot is found first (`slot_index`), then one MODIFY alone."""
+    from p4cf_kit.control import loadbalancer
+
+    index = lb.slot_index("10.0.2.10")
+    assert index == 1
+    writes: list[str] = []
+    real_write = loadbalancer.write
+
+    def no_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("move_slot read the switch")
+
+    def counted_write(te: object, op: str) -> None:
+        writes.append(op)
+        real_write(te, op)
+
+    monkeypatch.setattr(loadbalancer, "read_table", no_read)
+    monkeypatch.setattr(loadbalancer, "write", counted_write)
+    assert lb.move_slot(index, H4.mac, "10.0.2.10", 4) == 1
+    assert writes == ["modify"]
+    monkeypatch.undo()
+    assert lb.state().backends == [NextHop(H4.mac, "10.0.2.10", 4), H3]
+    with pytest.raises(SwitchError, match="modify on MyIngress.ecmp_nhop failed"):
+        lb.move_slot(7, H4.mac, H4.ip, 4)  # MODIFY never creates an entry
+
+
 def test_reconnect_reads_the_switch_not_memory(switch: process.SwitchProcess, lb: LoadBalancer) -> None:
     lb.set_pool([H3, H4])
     lb.conn.close()
@@ -134,3 +164,20 @@ def test_switch_start_failure_names_the_log(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (like the kit)")
+
+
+def test_an_open_session_never_holds_the_interpreter_at_exit(switch: process.SwitchProcess) -> None:
+    """p4runtime-shell's stream thread is a daemon and ending the session is bounded: a process
+    (a Jupyter kernel) with a session open exits at once, also when the switch stops answering."""
+    code = textwrap.dedent(f"""
+        import os, signal, threading
+        from p4cf_kit.control.connection import SwitchConnection
+        conn = SwitchConnection({switch.grpc_addr!r}).connect()
+        assert all(t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+        os.kill({switch.pid}, signal.SIGSTOP)  # the switch hangs; exit closes the session
+    """)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    finally:
+        os.kill(switch.pid, signal.SIGCONT)
+    assert proc.returncode == 0, proc.stderr

@@ -40,6 +40,7 @@ from p4cf_kit.switch.embedded.p4info import P4Schema, load_p4info
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch, default_pipeline
 
+from packet_io import packet_socket, receive_tcp_to
 from targets import RunningSwitch, only_embedded, switch_netns, switch_ports, switch_target  # noqa: F401
 
 SCHEMA = P4Schema(load_p4info(P4INFO_TXT))
@@ -264,6 +265,16 @@ def test_capabilities_reports_the_proto_version(stub, switch) -> None:
 
 # --- p4runtime-shell end to end ----------------------------------------------------------------
 
+def shell_nhop(select: str, dmac: str, ipv4: str, port: str) -> sh.TableEntry:
+    """An ecmp_nhop entry (set_nhop) built through the shell, ready to insert or modify."""
+    nh = sh.TableEntry("MyIngress.ecmp_nhop")(action="MyIngress.set_nhop")
+    nh.match["meta.ecmp_select"] = select
+    nh.action["nhop_dmac"] = dmac
+    nh.action["nhop_ipv4"] = ipv4
+    nh.action["port"] = port
+    return nh
+
+
 def test_shell_inserts_modifies_reads_and_deletes(shell) -> None:
     te = sh.TableEntry("MyIngress.ecmp_group")(action="MyIngress.set_ecmp_select")
     te.match["hdr.ipv4.dstAddr"] = "10.0.0.100/32"
@@ -271,20 +282,12 @@ def test_shell_inserts_modifies_reads_and_deletes(shell) -> None:
     te.action["ecmp_count"] = "3"
     te.insert()
     for i, port in ((2, 2), (3, 3), (4, 4)):
-        nh = sh.TableEntry("MyIngress.ecmp_nhop")(action="MyIngress.set_nhop")
-        nh.match["meta.ecmp_select"] = str(i)
-        nh.action["nhop_dmac"] = f"00:00:00:00:00:0{i}"
-        nh.action["nhop_ipv4"] = f"10.0.0.{i}"
-        nh.action["port"] = str(port)
+        nh = shell_nhop(str(i), f"00:00:00:00:00:0{i}", f"10.0.0.{i}", str(port))
         nh.insert()
     entries = list(sh.TableEntry("MyIngress.ecmp_nhop").read())
     assert sorted(int.from_bytes(e.match["meta.ecmp_select"].exact.value, "big") for e in entries) == [2, 3, 4]
     # migration: one MODIFY moves backend 3 to port 5
-    nh = sh.TableEntry("MyIngress.ecmp_nhop")(action="MyIngress.set_nhop")
-    nh.match["meta.ecmp_select"] = "3"
-    nh.action["nhop_dmac"] = "00:00:00:00:00:05"
-    nh.action["nhop_ipv4"] = "10.0.0.5"
-    nh.action["port"] = "5"
+    nh = shell_nhop("3", "00:00:00:00:00:05", "10.0.0.5", "5")
     nh.modify()
     one = sh.TableEntry("MyIngress.ecmp_nhop")
     one.match["meta.ecmp_select"] = "3"
@@ -324,11 +327,7 @@ def test_shell_default_entry_modify_and_read(shell) -> None:
 
 
 def test_shell_direct_counters(shell) -> None:
-    nh = sh.TableEntry("MyIngress.ecmp_nhop")(action="MyIngress.set_nhop")
-    nh.match["meta.ecmp_select"] = "2"
-    nh.action["nhop_dmac"] = "00:00:00:00:00:02"
-    nh.action["nhop_ipv4"] = "10.0.0.2"
-    nh.action["port"] = "2"
+    nh = shell_nhop("2", "00:00:00:00:00:02", "10.0.0.2", "2")
     nh.insert()
     dc = sh.DirectCounterEntry("MyIngress.nhop_counter")
     dc.table_entry.match["meta.ecmp_select"] = "2"
@@ -816,7 +815,7 @@ def test_cli_preloads_p4info_and_stops_on_sigterm(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAS_DATAPLANE, reason="the embedded data plane is not there yet")
 def test_cli_with_ports_forwards_what_p4runtime_programs(tmp_path: Path) -> None:
     """`p4cf switch -i 1@.. -i 2@.. --pcap` in a netns, programmed over P4Runtime (unix socket)."""
-    from p4cf_kit.netns import StarTopology, call_in_netns, popen_in
+    from p4cf_kit.netns import StarTopology, popen_in
 
     def mac(i: int, topo: StarTopology) -> str:
         return topo.host_mac(i).replace(":", "")
@@ -841,26 +840,15 @@ def test_cli_with_ports_forwards_what_p4runtime_programs(tmp_path: Path) -> None
                 g.match["hdr.ipv4.dstAddr"] = "10.0.0.100/32"
                 g.action["ecmp_base"], g.action["ecmp_count"] = "1", "1"
                 g.insert()
-                nh = sh.TableEntry("MyIngress.ecmp_nhop")(action="MyIngress.set_nhop")
-                nh.match["meta.ecmp_select"] = "1"
-                nh.action["nhop_dmac"] = topo.host_mac(2)
-                nh.action["nhop_ipv4"] = topo.host_ip(2)
-                nh.action["port"] = "2"
+                nh = shell_nhop("1", topo.host_mac(2), topo.host_ip(2), "2")
                 nh.insert()
                 sf = sh.TableEntry("MyEgress.send_frame")(action="MyEgress.rewrite_mac")
                 sf.match["standard_metadata.egress_port"] = "2"
                 sf.action["smac"] = topo.SWITCH_MAC
                 sf.insert()
 
-                def packet_socket(ns: str) -> socket.socket:
-                    def open_() -> socket.socket:
-                        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-                        s.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
-                        s.bind((topo.HOST_IF, 0x0003))
-                        return s
-                    return call_in_netns(ns, open_)
-
-                h1, h2 = packet_socket(topo.host_ns(1)), packet_socket(topo.host_ns(2))
+                h1 = packet_socket(topo.host_ns(1), topo.HOST_IF)
+                h2 = packet_socket(topo.host_ns(2), topo.HOST_IF)
                 socks += [h1, h2]
                 h2.settimeout(0.2)
                 frame = bytearray(_tcp_frame(int.from_bytes(bytes([10, 0, 1, 1]), "big"),
@@ -868,15 +856,7 @@ def test_cli_with_ports_forwards_what_p4runtime_programs(tmp_path: Path) -> None
                 frame[0:6] = bytes.fromhex(topo.SWITCH_MAC.replace(":", ""))
                 frame[6:12] = bytes.fromhex(mac(1, topo))
                 h1.send(bytes(frame))
-                got = None
-                end = time.monotonic() + 3
-                while got is None and time.monotonic() < end:
-                    try:
-                        data = h2.recv(65536)
-                    except socket.timeout:
-                        continue
-                    if len(data) >= 38 and data[12:14] == b"\x08\x00" and data[36:38] == (5001).to_bytes(2, "big"):
-                        got = data
+                got = receive_tcp_to(h2, 5001, timeout=3)
                 assert got is not None, "the frame did not reach host 2"
                 assert got[0:6] == bytes.fromhex(mac(2, topo))  # set_nhop's dmac
                 assert got[30:34] == bytes([10, 0, 2, 1])  # DNAT to host 2

@@ -13,18 +13,23 @@ NS = 1_000_000_000
 DEFAULT_MARGIN_S = 2.0
 
 
-def _window(record: Mapping[str, Any] | pd.Series, margin_s: float) -> tuple[int, int, int]:
+def _around_migration(events: pd.DataFrame, time_col: str, record: Mapping[str, Any] | pd.Series,
+                      margin_s: float) -> tuple[pd.DataFrame, pd.Series]:
+    """The rows of `events` within the migration ± margin, and their `time_col` in s from its start.
+
+    Replies and errors are cut and shifted the same way, so both plots share one time axis.
+    """
     t0, t_end = record_window_ns(record)
-    return t0, t0 - int(margin_s * NS), t_end + int(margin_s * NS)
+    lo, hi = t0 - int(margin_s * NS), t_end + int(margin_s * NS)
+    inside = events[(events[time_col] >= lo) & (events[time_col] <= hi)]
+    return inside, (inside[time_col].astype("int64") - t0) / NS
 
 
 def timeline_points(log: pd.DataFrame, record: Mapping[str, Any] | pd.Series,
                     margin_s: float = DEFAULT_MARGIN_S) -> pd.DataFrame:
     """Replies received within the migration ± margin. Columns: t_s, conn_id, host, rtt_ms, server_ip."""
-    t0, lo, hi = _window(record, margin_s)
-    rep = replies(log)
-    rep = rep[(rep["recv_ns"] >= lo) & (rep["recv_ns"] <= hi)]
-    return pd.DataFrame({"t_s": (rep["recv_ns"].astype("int64") - t0) / NS, "conn_id": rep["conn_id"],
+    rep, t_s = _around_migration(replies(log), "recv_ns", record, margin_s)
+    return pd.DataFrame({"t_s": t_s, "conn_id": rep["conn_id"],
                          "host": rep["host"], "rtt_ms": rep["rtt_ms"].astype("float64"),
                          "server_ip": rep["server_ip"]}).reset_index(drop=True)
 
@@ -40,8 +45,6 @@ def timeline_phases(record: Mapping[str, Any] | pd.Series) -> pd.DataFrame:
 def timeline_errors(log: pd.DataFrame, record: Mapping[str, Any] | pd.Series,
                     margin_s: float = DEFAULT_MARGIN_S) -> pd.DataFrame:
     """Errors within the migration ± margin. Columns: t_s, conn_id, event."""
-    t0, lo, hi = _window(record, margin_s)
-    err = error_events(log)
-    err = err[(err["t_ns"] >= lo) & (err["t_ns"] <= hi)]
-    return pd.DataFrame({"t_s": (err["t_ns"].astype("int64") - t0) / NS, "conn_id": err["conn_id"],
+    err, t_s = _around_migration(error_events(log), "t_ns", record, margin_s)
+    return pd.DataFrame({"t_s": t_s, "conn_id": err["conn_id"],
                          "event": err["event"]}).reset_index(drop=True)

@@ -11,6 +11,7 @@ the switch's entries. Only one session per Python process can be open at a time.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import grpc
 
+from p4cf_kit.control.shell_client import client_of_failed_setup, end_stream, start_in_daemon_thread
 from p4cf_kit.errors import SwitchError
 from p4cf_kit.paths import P4INFO_TXT, state_dir
 
@@ -27,14 +29,13 @@ _OPEN: "SwitchConnection | None" = None
 
 
 def _close_open_session() -> None:
-    """Close the session at interpreter exit: p4runtime-shell's stream thread is not a
-    daemon, so an open session would otherwise keep the process alive forever."""
+    """End a session still open at interpreter exit, so the switch sees the stream close
+    cleanly. Exit never waits for it: the client's threads are daemons (`shell_client`)."""
     if _OPEN is not None:
         _OPEN.close()
 
 
-if hasattr(threading, "_register_atexit"):  # runs before non-daemon threads are joined
-    threading._register_atexit(_close_open_session)
+atexit.register(_close_open_session)
 
 
 def _shell():
@@ -90,8 +91,9 @@ class SwitchConnection:
                     self._wait_channel(max(0.1, deadline - time.monotonic()))
                     said = io.StringIO()
                     with contextlib.redirect_stdout(said):  # it prints "not the primary"
-                        sh.setup(device_id=self.device_id, grpc_addr=self.grpc_addr,
-                                 election_id=self.election_id, config=config, verbose=False)
+                        start_in_daemon_thread(lambda: sh.setup(
+                            device_id=self.device_id, grpc_addr=self.grpc_addr,
+                            election_id=self.election_id, config=config, verbose=False))
                     self.primary = "not the primary" not in said.getvalue()
                     if require_primary and not self.primary:
                         self._drop_client()
@@ -99,10 +101,10 @@ class SwitchConnection:
                             f"another controller is primary on {self.grpc_addr} (its election id is higher "
                             f"than {self.election_id}); close it or connect with a higher election id")
                     break
-                except SystemExit:
+                except SystemExit as exc:
                     last = ("handshake or pipeline push refused (p4runtime-shell exited; its log says why, "
                             f"e.g. a newer primary than election id {self.election_id})")
-                    self._drop_client()
+                    self._drop_client(exc)
                     refusals += 1
                     if refusals >= 3:
                         raise SwitchError(f"P4Runtime session to {self.grpc_addr} refused: {last}") from None
@@ -110,7 +112,7 @@ class SwitchConnection:
                     raise
                 except Exception as exc:  # grpc and p4runtime-shell errors
                     last = str(exc).strip() or type(exc).__name__
-                    self._drop_client()
+                    self._drop_client(exc)
                 if time.monotonic() >= deadline:
                     raise SwitchError(f"cannot open a P4Runtime session to {self.grpc_addr} "
                                       f"(device {self.device_id}) within {timeout:.0f} s: {last}; "
@@ -132,25 +134,25 @@ class SwitchConnection:
             channel.close()
 
     @staticmethod
-    def _drop_client() -> None:
+    def _drop_client(failed: BaseException | None = None) -> None:
+        """End the shell's client, and the half-built one a failed `setup` (`failed`) left behind."""
         sh = _shell()
         client = getattr(sh, "client", None)
-        if client is not None:
-            try:
-                client.tear_down()
-            except Exception:
-                pass
+        orphan = client_of_failed_setup(failed) if failed is not None else None
+        for each in (orphan, client):  # ending one twice is harmless
+            if each is not None:
+                try:
+                    end_stream(each)
+                except Exception:
+                    pass
         sh.client = None
 
     def close(self) -> None:
-        """End the session (the switch keeps its entries)."""
+        """End the session (the switch keeps its entries); bounded even when the switch hangs."""
         global _OPEN
         with _LOCK:
             if self.connected:
-                try:
-                    _shell().teardown()
-                except Exception:
-                    self._drop_client()
+                self._drop_client()
                 self.connected = False
             if _OPEN is self:
                 _OPEN = None

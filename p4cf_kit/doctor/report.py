@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from p4cf_kit.doctor.checks import FAIL, OK, SKIP, WARN, CheckResult, all_required_ok
+from p4cf_kit.doctor.checks.result import FAIL, OK, SKIP, WARN, CheckResult, all_required_ok
 
 
 def render_text(results: Sequence[CheckResult]) -> str:

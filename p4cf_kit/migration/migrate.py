@@ -105,7 +105,7 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
         phase = "switch"
         started(phase)
         t0 = time.monotonic()
-        phases.point_switch(lab, str(plan.src.ip), plan.dst_hop)
+        phases.point_switch(lab, plan.slot, plan.dst_hop)
         if raw is not None:
             record.nudged = nudging.nudge(raw, clients, str(lab.config.vip))
         _end(record, phase, t0, inject)

@@ -3,7 +3,8 @@
 Why separate functions: the orchestration times each, injects failures after
 each, and rollback reuses them in the other direction (checkpoint at the
 destination, restore at the source). Every Podman call goes through the kit's
-runner; every switch write through the Lab's `move_backend` (one MODIFY).
+runner; every switch write is one MODIFY through the Lab (`move_slot`, or `move_backend`
+when rolling back).
 """
 
 from __future__ import annotations
@@ -74,8 +75,15 @@ def restore(archive: Path, pod_id: str, timeout: float = DEFAULT_TIMEOUT_S) -> C
     return parse_stats(proc.stdout, "restore")
 
 
-def point_switch(lab: LabLike, current_ip: str, hop: NextHop) -> int:
-    """One MODIFY of the backend's ecmp_nhop slot (found by the IP it holds now) to `hop`."""
+def point_switch(lab: LabLike, slot: int, hop: NextHop) -> int:
+    """One MODIFY of the backend's ecmp_nhop entry `slot` to `hop`, with no read before it:
+    the plan found the slot, so the timed switch phase is a single P4Runtime write."""
+    return lab.move_slot(slot, hop.mac, hop.ip, hop.port)
+
+
+def point_switch_back(lab: LabLike, current_ip: str, hop: NextHop) -> int:
+    """Rollback's switch update: the slot is found by the IP it holds now (reads the pool
+    first, so it is right whatever the failed migration left; rollback is not a timed phase)."""
     return lab.move_backend(current_ip, hop.mac, hop.ip, hop.port)
 
 

@@ -42,6 +42,10 @@ class LabLike(Protocol):
 
     def move_backend(self, which: str | int, mac: str, ip: str, port: int) -> int: ...
 
+    def backend_slot(self, which: str | int) -> int: ...
+
+    def move_slot(self, index: int, mac: str, ip: str, port: int) -> int: ...
+
 
 @dataclass(frozen=True)
 class MigrationPlan:
@@ -57,6 +61,7 @@ class MigrationPlan:
     archive: Path
     src_hop: NextHop
     dst_hop: NextHop
+    slot: int               # the backend's ecmp_nhop index, so the switch phase only writes
 
 
 def checkpoint_dir(lab: str) -> Path:
@@ -128,4 +133,5 @@ def plan_migration(lab: LabLike, src: str, dst: str) -> MigrationPlan:
         src_container=src_container, dst_container=dst_container,
         src_pod=pod_net(lab.names, src_host), dst_pod=pod_net(lab.names, dst_host),
         archive=checkpoint_dir(cfg.name) / f"{src}-to-{dst}-{os.getpid()}.tar",
-        src_hop=lab.next_hop(src_host), dst_hop=lab.next_hop(dst_host))
+        src_hop=lab.next_hop(src_host), dst_hop=lab.next_hop(dst_host),
+        slot=lab.backend_slot(str(src_host.ip)))

@@ -53,7 +53,7 @@ def return_to_source(lab: LabLike, plan: MigrationPlan, timeout: float = phases.
         step = "switch back to source"
         pool = lab.pool()
         if plan.dst.name in pool:
-            phases.point_switch(lab, str(plan.dst.ip), plan.src_hop)
+            phases.point_switch_back(lab, str(plan.dst.ip), plan.src_hop)
         elif plan.src.name not in pool:
             raise RollbackError(f"neither {plan.src.name} nor {plan.dst.name} is in the switch's pool "
                                 f"({', '.join(pool)}); fix it with `p4cf pool set`")

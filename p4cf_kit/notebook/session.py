@@ -18,7 +18,6 @@ import atexit
 import os
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -96,7 +95,7 @@ class LabSession:
 
     def close(self) -> None:
         """Tear the lab down if this session brought it up, else only drop the switch connection
-        (its threads would otherwise hold the kernel at exit). Idempotent."""
+        (so the switch sees the session end now, not at exit). Idempotent."""
         if self._finalizer is not None:
             self._finalizer()
         elif getattr(self.lab, "conn", None) is not None:
@@ -122,13 +121,8 @@ def open_lab(config: LabConfig | None = None) -> LabSession:
     session = LabSession(lab, started=True, up_s=time.monotonic() - t0)
     finalizer = weakref.finalize(session, _teardown, lab)
     finalizer.atexit = False  # at exit the detached teardown takes over (see module doc)
+    # A plain atexit hook is reached at once: the P4Runtime client's threads are daemons.
     atexit.register(_teardown_at_exit, finalizer, cfg.name)
-    # The P4Runtime client keeps non-daemon threads; the interpreter joins them *before*
-    # atexit runs, so a kernel asked to exit would hang there until it is killed. Hooks
-    # registered here run before that join (how concurrent.futures shuts its workers down).
-    register_early = getattr(threading, "_register_atexit", None)
-    if register_early is not None:
-        register_early(_teardown_at_exit, finalizer, cfg.name)
     session._finalizer = finalizer
     return session
 

@@ -25,6 +25,7 @@ import grpc
 
 from p4cf_kit.errors import SwitchError
 from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.switch import pids
 
 PID_FILE = "switch.pid"
 LOG_FILE = "switch.log"
@@ -56,27 +57,9 @@ def switch_command(ports: dict[int, str], grpc_addr: str, device_id: int = 1,
     return cmd
 
 
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _is_switch(pid: int) -> bool:
-    """True when `pid` is (still) a kit switch process, so a recycled pid is never signalled."""
-    try:
-        return _MARKER in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+    """True when `pid` is (still) a live kit switch process, so a recycled pid is never signalled."""
+    return pids.runs(pid, _MARKER)
 
 
 def wait_grpc_ready(grpc_addr: str, timeout: float, alive: "callable[[], bool] | None" = None) -> None:
@@ -109,7 +92,7 @@ def start_switch(state: Path, ports: dict[int, str], grpc_addr: str, device_id: 
     pid_path, log_path = state / PID_FILE, state / LOG_FILE
     if pid_path.exists():
         old = int(pid_path.read_text().strip() or 0)
-        if old and _alive(old) and _is_switch(old):
+        if old and _is_switch(old):
             raise SwitchError(f"a switch (pid {old}) already runs for this lab; `p4cf down` first")
     if grpc_addr.startswith("unix:"):
         Path(grpc_addr[5:]).unlink(missing_ok=True)
@@ -127,36 +110,29 @@ def start_switch(state: Path, ports: dict[int, str], grpc_addr: str, device_id: 
         wait_grpc_ready(grpc_addr, timeout, alive=lambda: proc.poll() is None)
     except SwitchError as exc:
         stop_pid(proc.pid, pid_path)
-        raise SwitchError(f"{exc}; switch log {log_path}:\n{_log_tail(log_path)}") from None
+        raise SwitchError(f"{exc}; switch log {log_path}:\n{pids.log_tail(log_path)}") from None
     return SwitchProcess(pid=proc.pid, grpc_addr=grpc_addr, log_path=log_path, pid_path=pid_path)
 
 
 def stop_pid(pid: int, pid_path: Path | None = None, grace: float = 3.0) -> None:
     """SIGTERM the switch `pid`, SIGKILL after `grace` s; reap it if it is our child."""
-    if _alive(pid) and _is_switch(pid):
+    if _is_switch(pid):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
+        while pids.alive(pid) and time.monotonic() < deadline:
+            pids.reap(pid)
             time.sleep(0.02)
-        if _alive(pid) and _is_switch(pid):
+        if _is_switch(pid):
             os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                _reap(pid)
+            while pids.alive(pid):
+                pids.reap(pid)
                 time.sleep(0.01)
-    _reap(pid)
+    pids.reap(pid)
     if pid_path is not None:
         pid_path.unlink(missing_ok=True)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def running_pid(state: Path) -> int | None:
@@ -166,7 +142,7 @@ def running_pid(state: Path) -> int | None:
         pid = int(pid_path.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) and _is_switch(pid) else None
+    return pid if _is_switch(pid) else None
 
 
 def stop_switch(names: object) -> int | None:

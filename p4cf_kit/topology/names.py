@@ -46,13 +46,13 @@ class LabNames:
     def client(self, host: str) -> str:
         return f"{self.prefix}{host}-client"
 
-
     @property
     def checkpoint_dir(self) -> Path:
         """Where this lab's migrations write checkpoints: tmpfs (/dev/shm/p4cf-<lab>) unless
         P4CF_CHECKPOINT_DIR names another parent (the folder is not created here)."""
         base = os.environ.get(CHECKPOINT_DIR_ENV)
         return Path(base) / self.lab if base else Path("/dev/shm") / f"p4cf-{self.lab}"
+
     @property
     def switch_netns(self) -> str:
         return f"{self.prefix}s1"

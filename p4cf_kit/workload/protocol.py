@@ -12,9 +12,14 @@ One request and one reply per line, ASCII, space-separated `key=value` fields:
 in the server's memory, so a correct live migration keeps it counting. `ip` is the
 server socket's local address at reply time, which shows where the backend is
 after a migration rewrote its address. `t` is echoed so a reply is self-contained.
+
+Both sides also write lines the same way, non-blocking through a selector (`flush`).
 """
 
 from __future__ import annotations
+
+import selectors
+import socket
 
 MAX_LINE = 1024  # longest line either side accepts before calling the peer broken
 
@@ -56,3 +61,24 @@ def split_lines(buffer: bytearray) -> list[bytes]:
     if len(buffer) > MAX_LINE:
         raise ValueError(f"line longer than {MAX_LINE} bytes")
     return lines
+
+
+def flush(selector: selectors.BaseSelector, sock: socket.socket, outbox: bytearray,
+          data: object) -> OSError | None:
+    """Send what `sock` takes of `outbox` now; watch it for writability only while some is left.
+
+    Returns the send error instead of raising it: each side closes the connection its own way
+    (the selector is left as it was then). `data` is the selector key's data for `sock`.
+    """
+    if outbox:
+        try:
+            sent = sock.send(outbox)
+            del outbox[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            return exc
+    wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if outbox else 0)
+    if selector.get_key(sock).events != wanted:
+        selector.modify(sock, wanted, data)
+    return None

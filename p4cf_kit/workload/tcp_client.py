@@ -212,17 +212,9 @@ class Client:
 
     def _flush_out(self, conn: Connection) -> None:
         assert conn.sock is not None
-        try:
-            sent = conn.sock.send(conn.outbox)
-            del conn.outbox[:sent]
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            self._fail(conn, exc)
-            return
-        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbox else 0)
-        if self.selector.get_key(conn.sock).events != wanted:
-            self.selector.modify(conn.sock, wanted, conn)
+        error = protocol.flush(self.selector, conn.sock, conn.outbox, conn)
+        if error is not None:
+            self._fail(conn, error)
 
     def _receive(self, conn: Connection) -> None:
         assert conn.sock is not None

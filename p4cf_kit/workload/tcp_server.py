@@ -135,18 +135,9 @@ class Server:
         self._write(conn)
 
     def _write(self, conn: Connection) -> None:
-        if conn.outbox:
-            try:
-                sent = conn.sock.send(conn.outbox)
-                del conn.outbox[:sent]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                self._close(conn, reason=type(exc).__name__)
-                return
-        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbox else 0)
-        if self.selector.get_key(conn.sock).events != wanted:
-            self.selector.modify(conn.sock, wanted, conn)
+        error = protocol.flush(self.selector, conn.sock, conn.outbox, conn)
+        if error is not None:
+            self._close(conn, reason=type(error).__name__)
 
     def _close(self, conn: Connection, reason: str) -> None:
         fd = conn.sock.fileno()

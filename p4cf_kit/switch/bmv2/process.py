@@ -23,6 +23,7 @@ from p4cf_kit.podman.conf import podman_env
 from p4cf_kit.podman.runner import podman, podman_binary
 from p4cf_kit.switch.bmv2.command import Bmv2Options, switch_command
 from p4cf_kit.switch.bmv2.toolchain import Tool
+from p4cf_kit.switch import pids
 from p4cf_kit.switch.process import wait_grpc_ready
 
 PID_FILE = "bmv2.pid"
@@ -41,24 +42,9 @@ class Bmv2Process:
     container: str | None = None
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def is_bmv2(pid: int) -> bool:
     """True when `pid` runs (or, via podman run, starts) simple_switch_grpc and is not a zombie."""
-    return _alive(pid) and _MARKER in _cmdline(pid)
+    return pids.runs(pid, _MARKER)
 
 
 def _read_pid_file(path: Path) -> tuple[int | None, str | None]:
@@ -67,13 +53,6 @@ def _read_pid_file(path: Path) -> tuple[int | None, str | None]:
         return int(lines[0]), (lines[1].strip() or None) if len(lines) > 1 else None
     except (OSError, ValueError, IndexError):
         return None, None
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def running_pid(state: Path) -> int | None:
@@ -113,24 +92,17 @@ def start_bmv2(state: Path, tool: Tool, opts: Bmv2Options, timeout: float = 30.0
         wait_grpc_ready(opts.grpc_addr, timeout, alive=lambda: proc.poll() is None)
     except SwitchError as exc:
         stop_bmv2(state)
-        raise SwitchError(f"BMv2 ({tool.describe()}): {exc}; switch log {log_path}:\n{_log_tail(log_path)}") from None
+        raise SwitchError(f"BMv2 ({tool.describe()}): {exc}; switch log {log_path}:\n{pids.log_tail(log_path)}") from None
     return Bmv2Process(pid=proc.pid, grpc_addr=opts.grpc_addr, log_path=log_path,
                        pid_path=pid_path, container=container)
 
 
 def _wait_gone(pid: int, deadline: float) -> bool:
-    while _alive(pid) and time.monotonic() < deadline:
-        _reap(pid)
+    while pids.alive(pid) and time.monotonic() < deadline:
+        pids.reap(pid)
         time.sleep(0.02)
-    _reap(pid)
-    return not _alive(pid)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    pids.reap(pid)
+    return not pids.alive(pid)
 
 
 def stop_bmv2(state: Path, grace: float = 3.0) -> int | None:
@@ -153,6 +125,6 @@ def stop_bmv2(state: Path, grace: float = 3.0) -> int | None:
             os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, time.monotonic() + 5)
     elif pid is not None:
-        _reap(pid)
+        pids.reap(pid)
     pid_path.unlink(missing_ok=True)
     return stopped

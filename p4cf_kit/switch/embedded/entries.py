@@ -313,15 +313,7 @@ class EntryStore:
                     action_message(state.default.action, state.default.params))
                 yield out
             return
-        if len(te.match):
-            if not te.table_id:
-                raise P4RuntimeError(Code.INVALID_ARGUMENT, "a match filter needs a table_id")
-            key = self._key(states[0].info, te)
-            found = states[0].entries.get(key)
-            chosen = [(states[0], found)] if found is not None else []
-        else:
-            chosen = [(s, e) for s in states for e in s.entries.values()]
-        for state, entry in chosen:
+        for state, entry in self._matching_entries(states, te):
             out = p4runtime_pb2.Entity()
             out.table_entry.CopyFrom(entry.message())
             if with_counters and state.info.direct_counter_id:
@@ -347,15 +339,7 @@ class EntryStore:
                 out.direct_counter_entry.data.SetInParent()  # a miss is never counted
                 yield out
             return
-        if len(te.match):
-            if not te.table_id:
-                raise P4RuntimeError(Code.INVALID_ARGUMENT, "a match filter needs a table_id")
-            key = self._key(states[0].info, te)
-            found = states[0].entries.get(key)
-            chosen = [(states[0], found)] if found is not None else []
-        else:
-            chosen = [(s, e) for s in states for e in s.entries.values()]
-        for state, entry in chosen:
+        for state, entry in self._matching_entries(states, te):
             out = p4runtime_pb2.Entity()
             out_te = out.direct_counter_entry.table_entry
             out_te.table_id = state.info.id
@@ -373,6 +357,19 @@ class EntryStore:
         if state is None:
             raise P4RuntimeError(Code.NOT_FOUND, f"no table with id {table_id}")
         return state
+
+    def _matching_entries(self, states: list[TableState],
+                          te: p4runtime_pb2.TableEntry) -> list[tuple[TableState, StoredEntry]]:
+        """The entries a read filter selects: the one its match names, or every entry of `states`.
+
+        Shared by table-entry and direct-counter reads, which filter by the same rules.
+        """
+        if not len(te.match):
+            return [(s, e) for s in states for e in s.entries.values()]
+        if not te.table_id:
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, "a match filter needs a table_id")
+        found = states[0].entries.get(self._key(states[0].info, te))
+        return [(states[0], found)] if found is not None else []
 
     def _counter_of(self, state: TableState, entry: StoredEntry) -> tuple[int, int]:
         if state.binding and state.binding.read_counter:

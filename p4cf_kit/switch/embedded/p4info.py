@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Protocol, TypeVar
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
@@ -87,6 +87,19 @@ def p4c_aliases(names: Iterable[str]) -> dict[str, str]:
 
 # --- the indexed schema ----------------------------------------------------------------------
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+_Item = TypeVar("_Item", bound=_HasId)
+
+
+def _with_id(items: Iterable[_Item], wanted: int) -> _Item | None:
+    """The item whose P4Info id is `wanted`, or None: a request names fields and params by id."""
+    return next((item for item in items if item.id == wanted), None)
+
+
 @dataclass(frozen=True)
 class MatchFieldInfo:
     id: int
@@ -115,10 +128,7 @@ class ActionInfo:
         return self.name.rsplit(".", 1)[-1]
 
     def param(self, param_id: int) -> ParamInfo | None:
-        for p in self.params:
-            if p.id == param_id:
-                return p
-        return None
+        return _with_id(self.params, param_id)
 
 
 @dataclass(frozen=True)
@@ -142,10 +152,7 @@ class TableInfo:
     direct_counter_id: int  # 0 when the table has none
 
     def field(self, field_id: int) -> MatchFieldInfo | None:
-        for f in self.match_fields:
-            if f.id == field_id:
-                return f
-        return None
+        return _with_id(self.match_fields, field_id)
 
     @property
     def needs_priority(self) -> bool:

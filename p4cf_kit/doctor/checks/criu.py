@@ -1,0 +1,94 @@
+"""Checks of CRIU: found (P4CF_CRIU or PATH), recent enough, `criu check`, and a deep round trip.
+
+P4CF_CRIU only moves what the doctor inspects: runc (under Podman) runs the `criu` it finds on
+PATH, so the version check says so when the two differ.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from p4cf_kit.doctor.checks.probes import dotted, output, resolve_binary, run, version_tuple
+from p4cf_kit.doctor.checks.result import CheckResult
+from p4cf_kit.errors import KitError
+
+CRIU_MIN = (4, 2)
+FIX_CRIU = "run `make criu` (builds CRIU >= 4.2 from source into /usr/local; scripts/setup-criu.sh)"
+
+
+def _criu() -> tuple[str | None, str]:
+    return resolve_binary("P4CF_CRIU", "criu")
+
+
+def _criu_missing(name: str, origin: str) -> CheckResult:
+    installed = Path("/usr/local/sbin/criu")
+    if origin.startswith("`") and installed.exists():
+        return CheckResult(name, False, True, f"not found ({origin}) but installed at {installed}",
+                           f"add {installed.parent} to PATH")
+    if origin.startswith("`"):
+        return CheckResult(name, False, True, f"not found ({origin})", FIX_CRIU)
+    return CheckResult(name, False, True, f"not found ({origin})",
+                       f"unset P4CF_CRIU to use `criu` on PATH, or point it at CRIU >= 4.2; or {FIX_CRIU}")
+
+
+def check_criu_version() -> CheckResult:
+    """CRIU is found and >= 4.2 (3.17 fails its vDSO probe; 4.1 cannot dump TCP on 6.16+)."""
+    path, origin = _criu()
+    if path is None:
+        return _criu_missing("criu", origin)
+    proc = run([path, "--version"])
+    version = version_tuple(proc.stdout) if proc.returncode == 0 else ()
+    if not version:
+        return CheckResult("criu", False, True, f"{path} --version: {output(proc)}", FIX_CRIU)
+    if version[:2] < CRIU_MIN:
+        return CheckResult("criu", False, True,
+                           f"{dotted(version)} at {path} is older than {dotted(CRIU_MIN)}", FIX_CRIU)
+    detail = f"{dotted(version)} at {path}"
+    on_path = shutil.which("criu")
+    if on_path is None or os.path.realpath(on_path) != os.path.realpath(path):
+        detail += f" (note: runc runs {on_path or 'no criu'} from PATH)"
+    return CheckResult("criu", True, True, detail)
+
+
+def check_criu_check() -> CheckResult:
+    """`criu check` passes: the kernel has what CRIU needs to dump and restore."""
+    path, origin = _criu()
+    if path is None:
+        return _criu_missing("criu-check", origin)
+    proc = run([path, "check"], timeout=120)
+    if proc.returncode != 0:
+        return CheckResult("criu-check", False, True, f"`criu check` failed: {output(proc)}",
+                           f"run `{path} check` as root to see which kernel feature is missing")
+    return CheckResult("criu-check", True, True, output(proc))
+
+
+def _describe_timings(timings: Any) -> str:
+    if timings is None:
+        return ""
+    if is_dataclass(timings) and not isinstance(timings, type):
+        timings = asdict(timings)
+    if isinstance(timings, dict):
+        return ", ".join(f"{k} {v:.3f} s" if isinstance(v, float) else f"{k} {v}" for k, v in timings.items())
+    return str(timings)
+
+
+def check_criu_deep() -> CheckResult:
+    """A real checkpoint/restore of a container holding an established TCP connection,
+    through `p4cf_kit.criu.tcp_checkpoint_roundtrip()`."""
+    from p4cf_kit.criu import tcp_checkpoint_roundtrip as roundtrip
+    name = "criu-deep"
+    try:
+        result = roundtrip()
+    except KitError as exc:
+        return CheckResult(name, False, True, str(exc), FIX_CRIU)
+    ok = bool(getattr(result, "ok", False))
+    run_id = str(getattr(result, "run_id", "") or "")
+    parts = [str(getattr(result, "detail", "") or ""), _describe_timings(getattr(result, "timings", None)),
+             f"run {run_id}" if run_id else ""]
+    detail = "; ".join(p for p in parts if p) or ("round trip passed" if ok else "round trip failed")
+    return CheckResult(name, ok, True, detail, "" if ok else
+                       "check `criu check --all` and the Podman checkpoint log; CRIU >= 4.2 and runc are needed")

@@ -1,0 +1,42 @@
+"""Raw frames in and out of a host's netns, for tests that send through a switch.
+
+Shared by the tests that check a switch target forwards what P4Runtime programs, so that they
+open their sockets and wait for the forwarded frame the same way.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from p4cf_kit.netns import call_in_netns
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23  # not in the socket module: a host must not read back what it sent
+
+
+def packet_socket(netns: str, ifname: str) -> socket.socket:
+    """An AF_PACKET socket on `ifname` inside `netns` that sees only incoming frames."""
+    def open_() -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        s.bind((ifname, ETH_P_ALL))
+        return s
+    return call_in_netns(netns, open_)
+
+
+def receive_tcp_to(sock: socket.socket, dport: int, timeout: float) -> bytes | None:
+    """The first IPv4/TCP frame to `dport` (no IP options) `sock` receives within `timeout` s.
+
+    `sock` needs a short timeout of its own so the wait can end; other frames are skipped.
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if len(data) >= 38 and data[12:14] == b"\x08\x00" and data[36:38] == dport.to_bytes(2, "big"):
+            return data
+    return None
