@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Callable
+
+from scapy.layers.l2 import Ether
 
 from p4cf_kit.netns import call_in_netns
 
@@ -40,3 +43,50 @@ def receive_tcp_to(sock: socket.socket, dport: int, timeout: float) -> bytes | N
         if len(data) >= 38 and data[12:14] == b"\x08\x00" and data[36:38] == dport.to_bytes(2, "big"):
             return data
     return None
+
+
+class HostPort:
+    """A packet socket on a host's interface, inside its namespace: send frames, sniff frames.
+
+    `poll` is the socket's own timeout (how often a wait looks at the clock); `wait` is how
+    long `expect` waits by default for a frame that should come.
+    """
+
+    def __init__(self, netns: str, ifname: str, poll: float = 0.05, wait: float = 2.0) -> None:
+        self.sock = packet_socket(netns, ifname)
+        self.sock.settimeout(poll)
+        self.wait = wait
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def drain(self) -> None:
+        """Forget every frame received so far."""
+        try:
+            while True:
+                self.sock.recv(65536)
+        except (socket.timeout, BlockingIOError):
+            pass
+
+    def expect(self, match: Callable[[Ether], bool], timeout: float | None = None) -> Ether | None:
+        """The first received frame `match` accepts within `timeout` s (others are skipped)."""
+        end = time.monotonic() + (self.wait if timeout is None else timeout)
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            pkt = Ether(data)
+            if match(pkt):
+                return pkt
+        return None
+
+    def frames(self, quiet: float) -> list[Ether]:
+        """Every frame received until `quiet` s pass without one."""
+        got: list[Ether] = []
+        while (pkt := self.expect(lambda p: True, timeout=quiet)) is not None:
+            got.append(pkt)
+        return got
+
+    def close(self) -> None:
+        self.sock.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,15 +22,16 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
-from p4cf_kit.netns import StarTopology, call_in_netns, popen_in, run_in
+from p4cf_kit.netns import StarTopology, popen_in, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane, fastpath_available
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
+
+from packet_io import HostPort
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
 VIP = "10.0.0.100"
 TAG = f"{os.getpid() % 4096:03x}"
-PACKET_IGNORE_OUTGOING = 23
 
 
 def ipn(a: str) -> int:
@@ -51,45 +51,6 @@ def program(p: LoadBalancerPipeline, topo: StarTopology) -> None:
         p.set_ecmp_nhop(i - 1, "set_nhop", {"nhop_dmac": macn(topo.host_mac(i)),
                                             "nhop_ipv4": ipn(topo.host_ip(i)), "port": i})
         p.set_send_frame(i, "rewrite_mac", {"smac": macn(topo.SWITCH_MAC)})
-
-
-class HostPort:
-    """A packet socket on a host's interface, inside its namespace: send frames, sniff frames."""
-
-    def __init__(self, netns: str, ifname: str) -> None:
-        def open_sock() -> socket.socket:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-            s.setsockopt(263, PACKET_IGNORE_OUTGOING, 1)
-            s.bind((ifname, 0x0003))
-            return s
-        self.sock = call_in_netns(netns, open_sock)
-        self.sock.settimeout(0.05)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(frame)
-
-    def drain(self) -> None:
-        try:
-            while True:
-                self.sock.recv(65536)
-        except (socket.timeout, BlockingIOError):
-            pass
-
-    def expect(self, match: Callable[[Ether], bool], timeout: float = 2.0) -> Ether | None:
-        """The first received frame `match` accepts, or None after `timeout`."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            pkt = Ether(data)
-            if match(pkt):
-                return pkt
-        return None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

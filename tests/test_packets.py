@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from typing import Callable, Iterator
 
 import pytest
@@ -28,9 +27,10 @@ from scapy.layers.l2 import ARP, Ether
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.entries import as_int, read_table
 from p4cf_kit.control.loadbalancer import BACKEND_BASE, CLIENT_INDEX, ECMP_NHOP, LoadBalancer, NextHop
-from p4cf_kit.netns import StarTopology, call_in_netns, ip, run_in
+from p4cf_kit.netns import StarTopology, ip, run_in
 from p4cf_kit.switch.embedded.crc16 import crc16
 
+from packet_io import HostPort
 from targets import TARGET_NAMES, RunningSwitch, running_switch
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -40,59 +40,10 @@ VIP = "10.0.0.100"
 VIP_PORT = 5001
 CLIENT = 1
 BACKENDS = (2, 3)  # host i sits behind ecmp_nhop slot BACKEND_BASE + i - 2
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
 QUIET = 0.4  # s without a frame after which nothing more is coming
 
 
 # --- hosts: packet sockets in their namespaces ---------------------------------------------------
-
-class HostPort:
-    """A packet socket on a host's interface, inside its namespace (sees incoming frames only)."""
-
-    def __init__(self, netns: str, ifname: str) -> None:
-        def open_() -> socket.socket:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            s.bind((ifname, ETH_P_ALL))
-            return s
-        self.sock = call_in_netns(netns, open_)
-        self.sock.settimeout(0.02)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(frame)
-
-    def drain(self) -> None:
-        try:
-            while True:
-                self.sock.recv(65536)
-        except (socket.timeout, BlockingIOError):
-            pass
-
-    def expect(self, match: Callable[[Ether], bool], timeout: float = 3.0) -> Ether | None:
-        """The first received frame `match` accepts within `timeout` s (others are skipped)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            pkt = Ether(data)
-            if match(pkt):
-                return pkt
-        return None
-
-    def frames(self, quiet: float = QUIET) -> list[Ether]:
-        """Every frame received until `quiet` s pass without one."""
-        got: list[Ether] = []
-        while (pkt := self.expect(lambda p: True, timeout=quiet)) is not None:
-            got.append(pkt)
-        return got
-
-    def close(self) -> None:
-        self.sock.close()
-
 
 # --- module fixtures: one topology, one switch per target, the LB programmed on it ---------------
 
@@ -111,7 +62,8 @@ def topo() -> Iterator[StarTopology]:
 
 @pytest.fixture(scope="module")
 def hosts(topo: StarTopology) -> Iterator[dict[int, HostPort]]:
-    ports = {i: HostPort(topo.host_ns(i), topo.HOST_IF) for i in range(1, topo.hosts + 1)}
+    ports = {i: HostPort(topo.host_ns(i), topo.HOST_IF, poll=0.02, wait=3.0)
+             for i in range(1, topo.hosts + 1)}
     yield ports
     for port in ports.values():
         port.close()
@@ -228,7 +180,7 @@ def test_backend_choice_is_bmv2_crc16(topo, hosts, lb) -> None:
     for sport in sports:
         hosts[CLIENT].send(to_vip(topo, sport))
     for backend in BACKENDS:
-        got = {p[TCP].sport for p in hosts[backend].frames() if TCP in p and p[TCP].dport == VIP_PORT}
+        got = {p[TCP].sport for p in hosts[backend].frames(QUIET) if TCP in p and p[TCP].dport == VIP_PORT}
         assert got == want[backend], f"h{backend}: got {sorted(got)}, CRC16 says {sorted(want[backend])}"
     assert hosts[CLIENT].frames(quiet=0.05) == []
 
@@ -268,7 +220,7 @@ def test_drops(topo, hosts, lb) -> None:
     barrier = first_sports(topo, BACKENDS[0], 1, 45100)[0]
     hosts[CLIENT].send(to_vip(topo, barrier))
     assert hosts[BACKENDS[0]].expect(is_probe(barrier)) is not None
-    leaked = {i: [p.summary() for p in port.frames()] for i, port in hosts.items()}
+    leaked = {i: [p.summary() for p in port.frames(QUIET)] for i, port in hosts.items()}
     assert all(not frames for frames in leaked.values()), f"dropped frames came out: {leaked}"
     after = counters()
     slot = BACKEND_BASE + BACKENDS.index(BACKENDS[0])
@@ -286,7 +238,7 @@ def test_direct_counters_count_packets_per_backend(topo, hosts, lb) -> None:
     for frame in frames.values():
         hosts[CLIENT].send(frame)
     for backend in BACKENDS:
-        got = [p[TCP].sport for p in hosts[backend].frames() if TCP in p and p[TCP].dport == VIP_PORT]
+        got = [p[TCP].sport for p in hosts[backend].frames(QUIET) if TCP in p and p[TCP].dport == VIP_PORT]
         assert sorted(got) == sent[backend]
     after = counters()
     assert direct_counters() == after
