@@ -19,6 +19,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from p4cf_kit.switch.embedded import dataplane as dpm
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
+from frame_mutation import mutate
+
 needs_fastpath = pytest.mark.skipif(not dpm.fastpath_available(),
                                     reason="C fast path not built (or P4CF_FASTPATH=0)")
 
@@ -147,24 +149,6 @@ def check(table, p, ref, v: bytes, frame: bytes) -> bool:
     else:
         assert (res, v_out, f_out) == expected, (v.hex(), frame.hex())
     return True
-
-
-def mutate(rng: random.Random, frame: bytes) -> bytes:
-    """Cut, flip bytes, extend, replace with noise, or force the IPv4 etherType."""
-    data = bytearray(frame)
-    choice = rng.randrange(5)
-    if choice == 0:
-        return bytes(data[: rng.randrange(len(data) + 1)])
-    if choice == 1 and data:
-        for _ in range(rng.randrange(1, 6)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-    elif choice == 2:
-        data += rng.randbytes(rng.randrange(64))
-    elif choice == 3:
-        return rng.randbytes(rng.randrange(80))
-    else:
-        data[12:14] = b"\x08\x00"
-    return bytes(data)
 
 
 def counters(p: LoadBalancerPipeline) -> dict[int, tuple[int, int]]:

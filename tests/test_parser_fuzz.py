@@ -12,6 +12,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from p4cf_kit.switch.embedded import dataplane as dpm
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
+from frame_mutation import mutate
+
 VIP = 0x0A000064
 
 
@@ -43,23 +45,6 @@ def seeds() -> list[bytes]:
         Ether() / ARP(),
     ]
     return [bytes(p) for p in base]
-
-
-def mutate(rng: random.Random, frame: bytes) -> bytes:
-    data = bytearray(frame)
-    choice = rng.randrange(5)
-    if choice == 0:
-        return bytes(data[: rng.randrange(len(data) + 1)])
-    if choice == 1 and data:
-        for _ in range(rng.randrange(1, 6)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-    elif choice == 2:
-        data += bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
-    elif choice == 3:
-        return bytes(rng.randrange(256) for _ in range(rng.randrange(80)))
-    else:
-        data[12:14] = b"\x08\x00"
-    return bytes(data)
 
 
 def test_process_never_raises() -> None:

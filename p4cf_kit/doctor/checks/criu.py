@@ -78,8 +78,8 @@ def _describe_timings(timings: Any) -> str:
 
 def check_criu_deep() -> CheckResult:
     """A real checkpoint/restore of a container holding an established TCP connection,
-    through `p4cf_kit.criu.tcp_checkpoint_roundtrip()`."""
-    from p4cf_kit.criu import tcp_checkpoint_roundtrip as roundtrip
+    through `p4cf_kit.checkpoint.roundtrip.tcp_checkpoint_roundtrip()`."""
+    from p4cf_kit.checkpoint.roundtrip import tcp_checkpoint_roundtrip as roundtrip
     name = "criu-deep"
     try:
         result = roundtrip()
