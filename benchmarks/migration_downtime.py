@@ -34,7 +34,6 @@ from p4cf_kit.config import parse_config  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
 from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment  # noqa: E402
 from p4cf_kit.migration.phases import parse_stats  # noqa: E402
-from p4cf_kit.migration.plan import remove_checkpoint_dir  # noqa: E402
 from p4cf_kit.podman.runner import podman  # noqa: E402
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 300.0, 400.0
@@ -101,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if own:
             lab.down()
-            remove_checkpoint_dir(lab.config.name)
         else:
             lab.close()
 

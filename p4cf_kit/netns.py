@@ -105,24 +105,29 @@ def _setns(path: str) -> None:
 
 
 def call_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
-    """Call `fn` in a helper thread switched into `netns` and return its result.
+    """Call `fn` in a helper thread switched into the named netns `netns` and return its result.
 
     Sockets keep the namespace they were created in, so a data plane can open its port
     sockets this way and use them from any thread; the caller's namespace never changes.
     """
     if netns is None:
         return fn()
+    return call_in_netns_path(f"/var/run/netns/{netns}", fn)
+
+
+def call_in_netns_path(path: str, fn: Callable[[], T]) -> T:
+    """`call_in_netns` for a netns given by path (a pod's /proc/PID/ns/net or bind mount)."""
     result: list[T] = []
     error: list[BaseException] = []
 
     def target() -> None:
         try:
-            _setns(f"/var/run/netns/{netns}")
+            _setns(path)
             result.append(fn())
         except BaseException as exc:  # handed to the caller
             error.append(exc)
 
-    thread = threading.Thread(target=target, name=f"setns-{netns}")
+    thread = threading.Thread(target=target, name="p4cf-setns")
     thread.start()
     thread.join()
     if error:

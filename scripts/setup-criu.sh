@@ -11,6 +11,11 @@
 #   otherwise Debian's source archive through apt itself (a deb-src entry derived from the
 #   machine's own apt sources, kept in a kit-owned directory; system config is not touched).
 # Installs under /usr/local (criu in /usr/local/sbin, pycriu in $P4CF_PYCRIU_DIR).
+#
+# The kit's build carries the patches in scripts/criu-patches/ (each says why; today one:
+# poll the cgroup freezer every 1 ms instead of sleeping a first 100 ms step, which was
+# a third of a migration's downtime). A kit build from other patches is rebuilt; a CRIU
+# >= 4.2 the user installed is kept as it is.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -21,13 +26,19 @@ CRIU_SUITE=${P4CF_CRIU_SUITE:-unstable}          # a Debian suite whose criu is 
 PREFIX=/usr/local
 PYCRIU_DIR=${P4CF_PYCRIU_DIR:-$PREFIX/lib/p4cf/python}   # holds pycriu/ only; the venv gets a .pth to it
 BUILD_ROOT=${P4CF_BUILD_DIR:-/var/lib/p4cf/build}
+PATCH_DIR=$here/criu-patches
+# CRIU caches what it learns of the kernel (criu.kdat) only on a tmpfs. Its default, /run, is
+# not one on every machine (our VMs: ext4), and without the cache every dump and restore
+# probes the kernel again (iptables -L, test veths, ...). The kit's build keeps it here.
+CRIU_RUNDIR=${P4CF_CRIU_RUNDIR:-/dev/shm/p4cf-criu-run}
+BUILD_STAMP=$PREFIX/lib/p4cf/criu-build     # written by the kit's build: what it was built from
 export PATH="$PREFIX/sbin:$PREFIX/bin:$PATH"
 
 BUILD_PACKAGES=(
     build-essential pkg-config python3
     protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libprotobuf-dev
     libnl-3-dev libnet1-dev libcap-dev libaio-dev libbsd-dev uuid-dev libnftables-dev
-    iptables xz-utils
+    iptables xz-utils patch
 )
 
 # criu_version: the version of the criu on PATH ("4.2.1"), or nothing.
@@ -42,6 +53,27 @@ version_at_least() {  # version_at_least HAVE WANT
 
 criu_ready() {
     version_at_least "$(criu_version)" "$CRIU_MIN" && criu check >/dev/null 2>&1
+}
+
+# patches_id: one short hash for the patches the kit applies and its build settings.
+patches_id() {
+    { cat "$PATCH_DIR"/*.patch 2>/dev/null; echo "RUNDIR=$CRIU_RUNDIR"; } | sha256sum | cut -c1-16
+}
+
+# kit_build_current: false when the criu on PATH is a kit build (its pycriu lives in the
+# kit's directory) from other patches than today's; anyone else's CRIU counts as current.
+kit_build_current() {
+    [ "$(command -v criu)" = "$PREFIX/sbin/criu" ] || return 0
+    [ -f "$BUILD_STAMP" ] || [ -d "$PYCRIU_DIR/pycriu" ] || return 0
+    grep -qx "patches=$(patches_id)" "$BUILD_STAMP" 2>/dev/null
+}
+
+apply_patches() {  # apply_patches SRC: the kit's patches, in name order
+    local p
+    for p in "$PATCH_DIR"/*.patch; do
+        [ -f "$p" ] || continue
+        patch -d "$1" -p1 --quiet --forward < "$p" || p4cf_die "CRIU patch $(basename "$p") does not apply to this source; use CRIU $CRIU_MIN.x or remove the patch"
+    done
 }
 
 pycriu_ready() {
@@ -115,8 +147,9 @@ build_and_install() {
         || p4cf_die "could not unpack $tarball"
     src="$BUILD_ROOT/criu-src"
     log="$BUILD_ROOT/criu-build.log"
+    apply_patches "$src"
     # PYTHON: the system interpreter, so pyenv or a venv on PATH does not leak into the build.
-    local mk=(make -C "$src" -j"$(nproc)" PREFIX="$PREFIX" PYTHON=/usr/bin/python3 SKIP_PIP_INSTALL=1)
+    local mk=(make -C "$src" -j"$(nproc)" PREFIX="$PREFIX" RUNDIR="$CRIU_RUNDIR" PYTHON=/usr/bin/python3 SKIP_PIP_INSTALL=1)
     if ! { "${mk[@]}" criu lib && "${mk[@]}" install-criu install-lib; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         p4cf_die "CRIU build failed; full log: $log"
@@ -126,6 +159,8 @@ build_and_install() {
     rm -rf "$PYCRIU_DIR/pycriu" && mkdir -p "$PYCRIU_DIR"
     cp -r "$src/lib/pycriu" "$PYCRIU_DIR/pycriu"
     find "$PYCRIU_DIR/pycriu" \( -name Makefile -o -name '*.o' -o -name '*.d' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+    mkdir -p "$(dirname "$BUILD_STAMP")"
+    printf 'source=%s\npatches=%s\nrundir=%s\n' "$(basename "$tarball")" "$(patches_id)" "$CRIU_RUNDIR" > "$BUILD_STAMP"
     rm -rf "$src"   # 50 MB of objects; the log stays for reference
 }
 
@@ -133,14 +168,19 @@ main() {
     p4cf_need_root
     command -v apt-get >/dev/null || p4cf_die "this set-up supports Debian (apt). Elsewhere build CRIU >= $CRIU_MIN from source (https://criu.org/Installation) with pycriu, then run scripts/link-pycriu.sh"
 
-    if criu_ready && { pycriu_ready || adopt_system_pycriu; }; then
+    if criu_ready && kit_build_current && { pycriu_ready || adopt_system_pycriu; }; then
+        mkdir -p -m 0700 "$CRIU_RUNDIR"
         [ -x "$root/.venv/bin/python" ] && bash "$here/link-pycriu.sh"
         exit 0
     fi
 
     local have tarball t0
     have=$(criu_version)
-    p4cf_log "CRIU ${have:-not found}: building CRIU from source (needs >= $CRIU_MIN with pycriu)"
+    if criu_ready && ! kit_build_current; then
+        p4cf_log "CRIU $have: the kit's build is from other patches; rebuilding"
+    else
+        p4cf_log "CRIU ${have:-not found}: building CRIU from source (needs >= $CRIU_MIN with pycriu)"
+    fi
     p4cf_step "criu build packages" p4cf_apt_install "${BUILD_PACKAGES[@]}"
 
     if [ -n "${P4CF_CRIU_TARBALL:-}" ]; then
@@ -156,6 +196,7 @@ main() {
     fi
 
     p4cf_step "criu build+install" build_and_install "$tarball"
+    mkdir -p -m 0700 "$CRIU_RUNDIR"
     criu_ready || p4cf_die "CRIU $(criu_version) installed but \`criu check\` fails; run \`criu check\` to see why (kernel features)"
     p4cf_log "criu $(criu_version) at $(command -v criu); pycriu in $PYCRIU_DIR"
     if [ -x "$root/.venv/bin/python" ]; then

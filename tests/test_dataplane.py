@@ -129,11 +129,11 @@ def test_forward_to_each_backend_with_dnat(topo, switch, hosts) -> None:
     assert seen == {2, 3}
 
 
+@pytest.mark.parametrize("switch", ["ring"], indirect=True)   # the mode that writes pcaps
 def test_pcap_per_port(topo, switch) -> None:
     from scapy.utils import rdpcap
     _, dp = switch
-    if dp.pcap_dir is None:
-        pytest.skip("pcaps are written by the ring-mode switch only")
+    assert dp.pcap_dir is not None
     dp.flush_pcaps()
     rx = [p for p in rdpcap(f"{dp.pcap_dir}/port1_in.pcap") if TCP in p and 41000 <= p[TCP].sport < 41040]
     tx = [p for i in (2, 3) for p in rdpcap(f"{dp.pcap_dir}/port{i}_out.pcap")
@@ -328,13 +328,11 @@ def test_gso_counters_match_segments_on_the_wire(topo, switch, servers) -> None:
     assert 0 <= extra <= 16 + retrans * MSS, (extra, retrans)
 
 
-@pytest.mark.skipif(not fastpath_available(), reason="C fast path not built (or P4CF_FASTPATH=0)")
+@pytest.mark.parametrize("switch", ["fast"], indirect=True)   # the generator is the switch's C module
 def test_blast_generator_is_bounded(topo, switch) -> None:
     """The benchmark's sendmmsg generator: sends for the time asked, and not much longer."""
     from p4cf_kit.switch.embedded import _fastpath
     p, dp = switch
-    if dp.pcap_dir is not None:
-        pytest.skip("once is enough (not with the pcap-writing switch)")
     port = HostPort(topo.host_ns(1), topo.HOST_IF)
     try:
         frame = to_vip(topo, 46000, ttl=1)  # dropped by the switch (TTL), never reaches a host

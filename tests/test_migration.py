@@ -9,6 +9,7 @@ its real work and then fail, so rollback starts from the real state after each p
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +25,9 @@ from p4cf_kit.lab import Lab
 from p4cf_kit.migration import PHASES, MigrationRecord, migrate
 from p4cf_kit.migration.experiment import tune_routes
 from p4cf_kit.migration.netns_lock import lock_present
-from p4cf_kit.migration.plan import checkpoint_dir, container_state, remove_checkpoint_dir
+from p4cf_kit.migration.plan import container_state
+from p4cf_kit.netns import call_in_netns_path
+from p4cf_kit.podman.restore_gate import GATES_DIR
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.topology.pods import pod_net
 
@@ -56,7 +59,6 @@ def lab() -> Iterator[Lab]:
         yield lab
     finally:
         lab.down()
-        remove_checkpoint_dir(LAB)
 
 
 def _home(lab: Lab) -> tuple[str, str]:
@@ -100,7 +102,11 @@ def _assert_backend_at(lab: Lab, host: str, away: str) -> None:
     assert container_state(lab.names.server(away)) is None
     for h in (host, away):    # CRIU's network lock is gone from both pods
         assert not lock_present(pod_net(lab.names, lab.config.host(h)).netns_path), f"CRIU lock left in {h}"
-    assert not list(checkpoint_dir(LAB).glob("*.tar*")), "checkpoint exports left behind"
+    running = podman("inspect", "--format", "{{.Id}}", lab.names.server(host)).stdout.strip()
+    gates = [p.name for p in GATES_DIR.glob("*")]
+    assert not [g for g in gates if g.split(".")[0] == running], f"restore gate left for {host}: {gates}"
+    assert not any(podman("container", "exists", g.split(".")[0], check=False).returncode for g in gates), \
+        f"restore gates of removed containers left: {gates}"
 
 
 def test_migration_keeps_connections_and_server_state(lab: Lab, tmp_path: Path) -> None:
@@ -166,24 +172,27 @@ def test_failure_in_each_phase_rolls_back(lab: Lab, tmp_path: Path, phase: str) 
     _assert_counts_continue(log)
 
 
-def test_real_restore_failure_rolls_back(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Not injected: Podman itself refuses to restore into a pod that does not exist."""
-    import dataclasses
-    import importlib
+def _listener_in(netns_path: str, port: int) -> socket.socket:
+    """A TCP listener on 0.0.0.0:`port` inside the netns."""
+    def listen() -> socket.socket:
+        sock = socket.socket()
+        sock.bind(("0.0.0.0", port))
+        sock.listen()
+        return sock
+    return call_in_netns_path(netns_path, listen)
 
-    from p4cf_kit.migration.plan import plan_migration
 
-    migrate_module = importlib.import_module("p4cf_kit.migration.migrate")   # the module, not the function
-
-    def plan_with_missing_pod(lab_: Lab, src_: str, dst_: str):  # type: ignore[no-untyped-def]
-        plan = plan_migration(lab_, src_, dst_)
-        return dataclasses.replace(plan, dst_pod=dataclasses.replace(plan.dst_pod, pod_id="f" * 64))
-
-    monkeypatch.setattr(migrate_module, "plan_migration", plan_with_missing_pod)
+def test_real_restore_failure_rolls_back(lab: Lab, tmp_path: Path) -> None:
+    """Not injected: the destination's service port is taken, so CRIU cannot bind the server's
+    listening socket back and the restore fails for real."""
     src, dst = _home(lab)
+    squatter = _listener_in(pod_net(lab.names, lab.config.host(dst)).netns_path, lab.config.port)
     traffic = Traffic(lab, tmp_path, connections=6)
-    with pytest.raises(MigrationError, match="phase 'restore'") as info:
-        migrate(lab, src, dst)
+    try:
+        with pytest.raises(MigrationError, match="phase 'restore'") as info:
+            migrate(lab, src, dst)
+    finally:
+        squatter.close()
     log = traffic.stop()
     assert "rolled back" in str(info.value) and "injected" not in str(info.value)
     _assert_backend_at(lab, src, dst)
@@ -260,11 +269,14 @@ def test_record_rows_are_what_the_analysis_reads() -> None:
 
     rec = MigrationRecord(src="h2", dst="h4", backend="h2", migration=3, total_s=0.5, checkpoint_bytes=10,
                           t_start_ns=1, t_end_ns=2, ok=True)
-    for phase, seconds in zip(PHASES, (0.2, 0.01, 0.2, 0.01, 0.1)):
+    timings = {"prepare": 0.4, "checkpoint": 0.2, "rewrite": 0.01, "restore": 0.2, "switch": 0.01, "cleanup": 0.1}
+    assert set(timings) == set(PHASES)
+    for phase, seconds in timings.items():
         rec.timings.set(phase, seconds)
     row = rec.as_row()
     assert list(row)[:len(PHASE_RECORD_FIELDS)] == list(PHASE_RECORD_FIELDS)
     frame = phases_frame([row])
+    # prepare (before the freeze) and cleanup are not downtime: other = total - the four phases
     assert frame.loc[0, "backend"] == "h2" and frame.loc[0, "other_s"] == pytest.approx(0.08)
     with pytest.raises(ValueError):
         rec.timings.set("teleport", 1.0)

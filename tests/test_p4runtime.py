@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import signal
 import socket
 import struct
@@ -36,9 +37,12 @@ from p4runtime_sh.p4runtime import P4RuntimeWriteException
 from p4cf_kit.errors import SwitchError
 from p4cf_kit.paths import P4INFO_TXT, REPO_ROOT
 from p4cf_kit.switch.embedded import p4values
+from p4cf_kit.switch.embedded.cpu_affinity import control_plane_cpu
+from p4cf_kit.switch.embedded.entries import EntryFields
 from p4cf_kit.switch.embedded.p4info import P4Schema, load_p4info
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch, default_pipeline
+from p4cf_kit.switch.embedded.write_wire import WriteFields, parse_write
 
 from packet_io import packet_socket, receive_tcp_to
 from targets import RunningSwitch, only_embedded, switch_netns, switch_ports, switch_target  # noqa: F401
@@ -252,6 +256,123 @@ def test_bytestrings_are_canonical_and_checked() -> None:
     with pytest.raises(p4values.P4RuntimeError) as info:
         p4values.decode(b"", 9, "port")
     assert info.value.code == Code.INVALID_ARGUMENT
+    with pytest.raises(p4values.P4RuntimeError, match="^t match field f: value 0x200 does not"):
+        p4values.decode(b"\x02\x00", 9, "t", "match field", "f")  # named in parts
+
+
+# --- the server's own WriteRequest decoder ---------------------------------------------------
+
+def plain_write(w: WriteFields) -> tuple:
+    """A WriteFields as comparable values; table entries as their EntryFields values, from
+    whichever side decoded them (protobuf leaves them as Entity messages)."""
+    updates = []
+    for kind, entity in w.updates:
+        if not isinstance(entity, EntryFields):
+            assert entity.WhichOneof("entity") == "table_entry"
+            entity = EntryFields.from_message(entity.table_entry)
+        updates.append((kind, tuple(getattr(entity, a) for a in EntryFields.__slots__)))
+    return w.device_id, w.role, w.election_id, w.atomicity, updates
+
+
+def decoded_alike(data: bytes) -> bool:
+    """Whether `parse_write` took `data`; if it did, it must read it exactly as protobuf does."""
+    fast = parse_write(data)
+    if fast is None:
+        return False
+    message = p4runtime_pb2.WriteRequest.FromString(data)  # must not raise
+    assert plain_write(fast) == plain_write(WriteFields.from_message(message)), data.hex()
+    return True
+
+
+def write_request(*updates: tuple[int, p4runtime_pb2.TableEntry], **fields) -> p4runtime_pb2.WriteRequest:
+    req = p4runtime_pb2.WriteRequest(device_id=1, election_id=election(1), **fields)
+    for kind, te in updates:
+        req.updates.add(type=kind).entity.table_entry.CopyFrom(te)
+    return req
+
+
+def decoder_requests() -> list[p4runtime_pb2.WriteRequest]:
+    """Requests the decoder must take, covering every field it reads."""
+    reqs = [write_request((MODIFY, nhop_entry(b"\x01", port=2))),
+            write_request((INSERT, nhop_entry(b"\x00\x00\x05", counter=(7, 700))),
+                          (DELETE, group_entry(0x0A000000, 8)), (INSERT, group_entry(0x0A000064, 32)),
+                          role="r\u00e9le", atomicity=p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR),
+            p4runtime_pb2.WriteRequest(device_id=(1 << 64) - 1, election_id=election((1 << 64) - 1, 5),
+                                       atomicity=p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC),
+            p4runtime_pb2.WriteRequest(device_id=1),  # no election id: not the same as 0
+            p4runtime_pb2.WriteRequest(device_id=1, election_id=election(0))]
+    odd = nhop_entry(b"", port=0)
+    odd.priority, odd.controller_metadata, odd.metadata = 5, 1 << 63, b"\x00meta"
+    odd.idle_timeout_ns = 10**12
+    odd.match.add(field_id=9)  # no match kind at all
+    odd.action.action.params.add(param_id=1, value=b"")
+    reqs.append(write_request((MODIFY, odd), (7, p4runtime_pb2.TableEntry())))  # empty entry
+    default = p4runtime_pb2.TableEntry(table_id=T_NHOP, is_default_action=True)
+    default.action.action.action_id = A_DROP
+    reset = p4runtime_pb2.TableEntry(table_id=T_SEND, is_default_action=True)
+    profile_less = p4runtime_pb2.TableEntry(table_id=T_SEND)
+    profile_less.action.SetInParent()  # an action field with nothing set in it
+    reqs.append(write_request((MODIFY, default), (MODIFY, reset), (INSERT, profile_less)))
+    return reqs
+
+
+def test_write_decoder_reads_what_protobuf_reads() -> None:
+    for req in decoder_requests():
+        assert decoded_alike(req.SerializeToString()), req
+    # Proto3 scalars may repeat on the wire (the last one counts) and come in any order.
+    data = write_request((MODIFY, nhop_entry(b"\x01"))).SerializeToString()
+    assert decoded_alike(data + b"\x08\x07\x28\x01")  # device_id 7, atomicity 1
+    assert decoded_alike(b"\x28\x01" + data)
+
+
+def test_write_decoder_leaves_the_rest_to_protobuf() -> None:
+    """None for what it does not read exactly like protobuf: other entities, fields the server
+    refuses anyway, merges of repeated messages, values protobuf would wrap or truncate."""
+    base = write_request((MODIFY, nhop_entry(b"\x01")))
+    counter = p4runtime_pb2.WriteRequest(device_id=1, election_id=election(1))
+    counter.updates.add(type=MODIFY).entity.direct_counter_entry.table_entry.table_id = T_NHOP
+    meter = write_request((MODIFY, nhop_entry(b"\x01")))
+    meter.updates[0].entity.table_entry.meter_config.cir = 1
+    ternary = write_request((MODIFY, p4runtime_pb2.TableEntry(table_id=T_NHOP)))
+    ternary.updates[0].entity.table_entry.match.add(field_id=1).ternary.value = b"\x01"
+    member = write_request((MODIFY, p4runtime_pb2.TableEntry(table_id=T_NHOP)))
+    member.updates[0].entity.table_entry.action.action_profile_member_id = 1
+    negative = write_request((MODIFY, p4runtime_pb2.TableEntry(table_id=T_NHOP, priority=-1)))
+    const = write_request((MODIFY, p4runtime_pb2.TableEntry(table_id=T_NHOP, is_const=True)))
+    no_entity = p4runtime_pb2.WriteRequest(device_id=1)
+    no_entity.updates.add(type=INSERT)
+    role_id = p4runtime_pb2.WriteRequest(device_id=1, role_id=2)
+    for req in (counter, meter, ternary, member, negative, const, no_entity, role_id):
+        assert parse_write(req.SerializeToString()) is None, req
+    data = base.SerializeToString()
+    for raw in (data + b"\x1a\x02\x10\x05",  # election_id twice: protobuf merges them
+                data + b"\x78\x01",  # an unknown field
+                data + b"\x32\x01\xff",  # a role that is not UTF-8
+                data[:-1],  # cut short
+                b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"):  # an 11-byte varint
+        assert parse_write(raw) is None, raw.hex()
+
+
+def test_write_decoder_fuzz_agrees_with_protobuf() -> None:
+    """Mutated requests: whatever the decoder accepts, protobuf parses to the same values."""
+    rng = random.Random(4)
+    seeds = [r.SerializeToString() for r in decoder_requests()]
+    taken = 0
+    for _ in range(4000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            what = rng.randrange(4)
+            at = rng.randrange(len(data) + 1)
+            if what == 0 and data:
+                data[min(at, len(data) - 1)] = rng.randrange(256)
+            elif what == 1:
+                del data[at:at + rng.randrange(1, 4)]
+            elif what == 2:
+                data[at:at] = rng.randbytes(rng.randrange(1, 4))
+            else:
+                data += rng.choice(seeds)  # two requests in one: repeats, merges
+        taken += decoded_alike(bytes(data))
+    assert taken > 200  # the accepting side was exercised too
 
 
 # --- Capabilities ------------------------------------------------------------------------------
@@ -530,6 +651,18 @@ def test_unknown_device_is_not_found(stub) -> None:
 
 # --- Write: validation and errors --------------------------------------------------------------
 
+@only_embedded
+def test_undecodable_write_is_internal_as_grpc_says(addr, primary) -> None:
+    """The embedded server takes Write requests as bytes (its own decoder, then protobuf); what
+    neither can read gets the answer gRPC gives when a request deserializer fails."""
+    with grpc.insecure_channel(addr) as channel:
+        raw_write = channel.unary_unary("/p4.v1.P4Runtime/Write")
+        with pytest.raises(grpc.RpcError) as info:
+            raw_write(b"\x22\x05\x12")  # an update longer than the request
+        assert info.value.code() == Code.INTERNAL
+        assert raw_write(write_request((INSERT, nhop_entry(b"\x01"))).SerializeToString()) == b""
+
+
 def test_unknown_ids_are_not_found(stub, primary) -> None:
     unknown_table = nhop_entry(b"\x01")
     unknown_table.table_id = 0x02000001
@@ -775,6 +908,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_control_cpu_choice() -> None:
+    assert control_plane_cpu("auto", {0, 1, 2}) == 2
+    assert control_plane_cpu("auto", {3}) is None  # one CPU: nothing to gain
+    assert control_plane_cpu("none", {0, 1}) is None
+    assert control_plane_cpu("0", {0, 1}) == 0
+    for bad in ("5", "-1", "one"):
+        with pytest.raises(SwitchError, match="--control-cpu"):
+            control_plane_cpu(bad, {0, 1})
+
+
+def thread_cpus(pid: int) -> set[frozenset[int]]:
+    """The distinct CPU sets the threads of `pid` may run on."""
+    out = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        (spec,) = [line.split()[1] for line in status.splitlines()
+                   if line.startswith("Cpus_allowed_list")]
+        cpus: set[int] = set()
+        for part in spec.split(","):  # e.g. "0-2,4"
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+        out.add(frozenset(cpus))
+    return out
+
+
 def test_cli_preloads_p4info_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "switch.log"
@@ -790,6 +948,9 @@ def test_cli_preloads_p4info_and_stops_on_sigterm(tmp_path: Path) -> None:
         reply = stub.GetForwardingPipelineConfig(p4runtime_pb2.GetForwardingPipelineConfigRequest(
             device_id=3, response_type=p4runtime_pb2.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE))
         assert reply.config.p4info == SCHEMA.p4info
+        control = control_plane_cpu("auto", os.sched_getaffinity(0))  # the CLI's default
+        if control is not None:  # every thread serves the control plane: all on that CPU
+            assert thread_cpus(proc.pid) == {frozenset({control})}
         sh.setup(device_id=3, grpc_addr=f"127.0.0.1:{port}", election_id=(0, 1), verbose=False)
         try:
             nh = sh.TableEntry("MyIngress.ecmp_nhop")(action="MyIngress.drop")
@@ -862,6 +1023,11 @@ def test_cli_with_ports_forwards_what_p4runtime_programs(tmp_path: Path) -> None
                 assert got[30:34] == bytes([10, 0, 2, 1])  # DNAT to host 2
                 (counted,) = list(sh.DirectCounterEntry("MyIngress.nhop_counter").read())
                 assert counted.packet_count == 1
+                allowed = os.sched_getaffinity(0)
+                control = control_plane_cpu("auto", allowed)
+                if control is not None:  # the data plane thread runs on the other CPUs
+                    assert thread_cpus(proc.pid) == {frozenset({control}),
+                                                     frozenset(allowed - {control})}
             finally:
                 sh.teardown()
                 channel.close()

@@ -5,12 +5,12 @@ The migration code produces one record per migration (a dict, or a row of
 
     migration         int    1, 2, ... in the order run
     src, dst          str    host the backend left and the host it went to (h2 -> h4)
-    checkpoint_s      float  podman container checkpoint (CRIU dump), seconds
+    checkpoint_s      float  podman container checkpoint until CRIU has written the images, seconds
     rewrite_s         float  rewriting the checkpoint for the new address
-    restore_s         float  podman container restore on dst
+    restore_s         float  the staged restore on dst, from its gate opening, seconds
     switch_s          float  reprogramming the load balancer
     total_s           float  wall time of the whole migration (>= the phase sum)
-    checkpoint_bytes  int    size of the checkpoint archive
+    checkpoint_bytes  int    size of the CRIU images
     t_start_ns        int    CLOCK_REALTIME ns when the migration started
     t_end_ns          int    CLOCK_REALTIME ns when it finished
     ok                bool   False when it failed (and was rolled back)

@@ -11,11 +11,13 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from dataclasses import dataclass
 
 from p4cf_kit.errors import PrerequisiteError
 
 MIN_VERSION = (4, 2)
+BUILD_STAMP = Path("/usr/local/lib/p4cf/criu-build")   # the kit's CRIU build says what it was built from
 FIX = "run `make criu` (builds CRIU >= 4.2 from source into /usr/local; scripts/setup-criu.sh)"
 _SEARCH_EXTRA = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
@@ -75,3 +77,18 @@ def criu_check(path: str | None = None) -> CriuCheck:
     proc = subprocess.run([path, "check"], capture_output=True, text=True, timeout=60)
     output = (proc.stdout + proc.stderr).strip()
     return CriuCheck(ok=proc.returncode == 0, path=path, version=version, output=output)
+
+
+def kit_build_facts(stamp: Path = BUILD_STAMP) -> dict[str, str]:
+    """`key=value` lines of the kit's CRIU build stamp (scripts/setup-criu.sh); {} for other builds."""
+    if not stamp.is_file():
+        return {}
+    return dict(line.split("=", 1) for line in stamp.read_text().splitlines() if "=" in line)
+
+
+def ensure_kdat_dir() -> None:
+    """Create the tmpfs folder where the kit's CRIU build caches its kernel probe (criu.kdat);
+    /dev/shm is emptied at boot, and without the folder every CRIU run probes again."""
+    rundir = kit_build_facts().get("rundir")
+    if rundir:
+        Path(rundir).mkdir(mode=0o700, parents=True, exist_ok=True)

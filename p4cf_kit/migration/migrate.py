@@ -1,19 +1,26 @@
 """`migrate(lab, src, dst)`: live-migrate the backend on host `src` to host `dst`.
 
 Order, and why:
-  1. checkpoint  CRIU dump with --tcp-established to tmpfs, uncompressed (no
-                 compression time inside the downtime); the source netns stays
-                 locked so no RST escapes while the backend is away.
-  2. rewrite     sockets bound to the source IP get the destination IP, and the
-                 container a fresh ID and the destination's name/labels.
-  3. restore     into the destination pod (by ID), keeping the TCP connections.
+  0. prepare     (before the freeze, not downtime) the landing container is created in the
+                 destination pod and its restore started; it waits at a gate in front of
+                 runc (podman/restore_gate.py), so Podman's own preparation is done early.
+  1. checkpoint  CRIU dump in place with --tcp-established; the phase ends when the server
+                 exits (CRIU's last step), while Podman still tidies up. The source netns
+                 stays locked so no RST escapes while the backend is away.
+  2. rewrite     the images move into the landing container's checkpoint folder (renames)
+                 and sockets bound to the source IP get the destination IP.
+  3. restore     the gate opens: runc + CRIU restore into the destination pod; the phase
+                 ends when CRIU resumes the tasks (its action script says so), while
+                 runc, conmon and Podman finish their bookkeeping.
   4. switch      only now one MODIFY points the backend's slot at the new host:
                  earlier, the client's packets would reach a netns without the
                  sockets and be answered with RSTs. Then the restored side
                  nudges each client connection out of its retransmission
                  backoff (nudge.py: ICMP per RFC 6069), so it resumes at once.
-  5. cleanup     the export, the old container record, then CRIU's lock at the source.
-Phases 1-4 make the downtime (`total_s`, t_start_ns..t_end_ns); cleanup is timed apart.
+  5. cleanup     the restore and checkpoint commands' ends (and stats), the old container
+                 record, then CRIU's lock at the source.
+Phases 1-4 make the downtime (`total_s`, t_start_ns..t_end_ns); prepare and cleanup are
+timed apart.
 
 Any failure rolls back (rollback.return_to_source) and raises
 MigrationError(phase=...), naming the phase and the cause; refused requests
@@ -36,7 +43,7 @@ from p4cf_kit.migration import phases
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
-from p4cf_kit.migration.rollback import RollbackError, return_to_source
+from p4cf_kit.migration.rollback import MigrationRun, RollbackError, return_to_source
 
 FAIL_AT_ENV = "P4CF_MIGRATION_FAIL_AT"
 
@@ -75,31 +82,37 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
                              container=plan.src_container)
     started = on_phase or (lambda _phase: None)
-    phase = "checkpoint"
-    t_start = time.monotonic()
-    record.t_start_ns = time.time_ns()
+    run = MigrationRun()
+    phase = "prepare"
     try:
-        phase = "checkpoint"
         started(phase)
         t0 = time.monotonic()
-        record.checkpoint_bytes, dump = phases.checkpoint(plan.src_container, plan.archive, timeout)
-        record.criu_dump_s = dump.criu_s
+        run.staged = phases.prepare(lab, plan)
+        _end(record, phase, t0, inject)
+
+        phase = "checkpoint"
+        started(phase)
+        t_start = t0 = time.monotonic()
+        record.t_start_ns = time.time_ns()
+        run.dump = phases.start_checkpoint(plan.src_container)
+        phases.wait_dumped(run.dump, plan.src_pid, timeout)
         _end(record, phase, t0, inject)
 
         phase = "rewrite"
         started(phase)
         t0 = time.monotonic()
-        report = phases.rewrite(plan.archive, str(plan.src.ip), str(plan.dst.ip), plan.dst_container,
-                                plan.dst.name, plan.backend)
+        record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
+        report = phases.rewrite(run.staged.images, str(plan.src.ip), str(plan.dst.ip))
         record.sockets_rewritten = report.sockets
-        if raw is not None:
-            clients = nudging.client_connections(plan.archive)
         _end(record, phase, t0, inject)
 
         phase = "restore"
         started(phase)
         t0 = time.monotonic()
-        record.criu_restore_s = phases.restore(plan.archive, plan.dst_pod.pod_id, timeout).criu_s
+        phases.open_gate(run.staged, timeout)
+        if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
+            clients = nudging.client_connections(run.staged.images)
+        phases.wait_resumed(run.staged, timeout)
         _end(record, phase, t0, inject)
 
         phase = "switch"
@@ -115,10 +128,13 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
         phase = "cleanup"
         started(phase)
         t0 = time.monotonic()
-        phases.cleanup(plan.archive, plan.src_container, plan.src_pod.netns_path)
+        record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
+        record.criu_dump_s = phases.finish_checkpoint(run.dump, timeout).criu_s
+        run.dump = None
+        phases.cleanup(plan.src_container, plan.src_pod.netns_path)
         _end(record, phase, t0, inject)
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
-        _roll_back(lab, plan, record, phase, exc, timeout)
+        _roll_back(lab, plan, run, record, phase, exc, timeout)
     finally:
         if raw is not None:
             raw.close()
@@ -133,16 +149,18 @@ def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> 
         raise InjectedFailure(f"failure injected after the {phase} phase ({FAIL_AT_ENV}/fail_at)")
 
 
-def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, phase: str,
-               exc: BaseException, timeout: float) -> None:
+def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,
+               phase: str, exc: BaseException, timeout: float) -> None:
     """Return the backend to its source and raise MigrationError(phase) with the record attached."""
     record.failed_phase = phase
     record.error = str(exc) or type(exc).__name__
+    if not record.t_start_ns:
+        record.t_start_ns = time.time_ns()
     if not record.t_end_ns:
         record.t_end_ns = time.time_ns()
         record.total_s = None
     try:
-        record.rollback_s = return_to_source(lab, plan, timeout)
+        record.rollback_s = return_to_source(lab, plan, run, timeout)
         record.rolled_back = True
         outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there"
     except RollbackError as rb:

@@ -1,14 +1,13 @@
 """CRIU's network lock, as it is left in a pod's network namespace after a dump.
 
-Why: `criu dump --tcp-established` blocks all traffic of the dumped netns (a
-`CRIU` iptables chain jumped to from INPUT and OUTPUT that drops everything but
-CRIU's own marked packets) so the kernel sends no RST for sockets that are about
-to vanish. The process is gone afterwards, but the chain stays: the source pod
-silently drops everything. That is what keeps client connections alive while the
-backend is restored elsewhere, so the lock is only released after the switch
-points at the new location. A later restore into the same pod would clear it
-itself (CRIU locks and unlocks the netns it restores into), but a fresh server
-started there (`Lab.pool`) would be unreachable, so migration cleanup releases it.
+Why: `criu dump --tcp-established` blocks all traffic of the dumped netns so the kernel
+sends no RST for sockets that are about to vanish. With the kit's CRIU options
+(checkpoint/runc_conf.py) that is an nftables table `inet CRIU-<run id>`; with CRIU's
+default it is a `CRIU` iptables chain jumped to from INPUT and OUTPUT. The process is
+gone afterwards, but the lock stays: the source pod silently drops everything. That is
+what keeps client connections alive while the backend is restored elsewhere, so the lock
+is only released after the switch points at the new location. A fresh server started
+there later (`Lab.pool`) would be unreachable, so migration cleanup releases it.
 """
 
 from __future__ import annotations
@@ -16,11 +15,25 @@ from __future__ import annotations
 from p4cf_kit.topology.commands import in_netns
 
 CHAIN = "CRIU"
+TABLE_PREFIX = "CRIU-"
 _TOOLS = ("iptables", "ip6tables")
 
 
+def _nft_tables(netns_path: str) -> list[str]:
+    """CRIU's nftables lock tables in the netns, as "family name"."""
+    proc = in_netns(netns_path, ["nft", "list", "tables"], check=False)
+    tables = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "table" and parts[2].startswith(TABLE_PREFIX):
+            tables.append(f"{parts[1]} {parts[2]}")
+    return tables
+
+
 def lock_present(netns_path: str) -> bool:
-    """True when the netns still has CRIU's chain (IPv4 or IPv6)."""
+    """True when the netns still has a CRIU lock (nftables table, or iptables chain v4/v6)."""
+    if _nft_tables(netns_path):
+        return True
     for tool in _TOOLS:
         proc = in_netns(netns_path, [tool, "-w", "-S", CHAIN], check=False)
         if proc.returncode == 0:
@@ -29,11 +42,16 @@ def lock_present(netns_path: str) -> bool:
 
 
 def release_lock(netns_path: str) -> bool:
-    """Remove CRIU's chain and the jumps to it from the netns; True when one was there."""
+    """Remove CRIU's lock from the netns, whichever kind; True when one was there."""
+    released = False
+    for table in _nft_tables(netns_path):
+        released |= in_netns(netns_path, ["nft", "delete", "table", *table.split()], check=False).returncode == 0
     script = "".join(
-        f"while {tool} -w -D INPUT -j {CHAIN} 2>/dev/null; do :; done\n"
-        f"while {tool} -w -D OUTPUT -j {CHAIN} 2>/dev/null; do :; done\n"
-        f"{tool} -w -F {CHAIN} 2>/dev/null && {tool} -w -X {CHAIN} 2>/dev/null && echo {tool}\n"
+        f"if {tool} -w -S {CHAIN} >/dev/null 2>&1; then\n"
+        f"  while {tool} -w -D INPUT -j {CHAIN} 2>/dev/null; do :; done\n"
+        f"  while {tool} -w -D OUTPUT -j {CHAIN} 2>/dev/null; do :; done\n"
+        f"  {tool} -w -F {CHAIN} 2>/dev/null && {tool} -w -X {CHAIN} 2>/dev/null && echo {tool}\n"
+        f"fi\n"
         for tool in _TOOLS)
     out = in_netns(netns_path, ["sh", "-c", script], check=False).stdout
-    return bool(out.strip())
+    return released or bool(out.strip())

@@ -23,19 +23,15 @@ through the switch, which rewrites their source to the VIP.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
-import os
 import socket
 import struct
-import tarfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from p4cf_kit.migration.rewrite import FILES_IMG, IMAGES_DIR, split_entries, pycriu_images
+from p4cf_kit.migration.rewrite import FILES_IMG, pycriu_images, split_entries
+from p4cf_kit.netns import call_in_netns_path
 
-CLONE_NEWNET = 0x40000000
 ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
 DEFAULT_COPIES = 8   # each undoes one backoff step; 8 covers any gap shorter than ~256 RTOs
 
@@ -79,58 +75,32 @@ def _first_entry(data: bytes):
     return entry
 
 
-def client_connections(archive: str | Path) -> list[ClientSeq]:
-    """The established TCP connections in a checkpoint export, with each client's snd_una."""
+def client_connections(images_dir: str | Path) -> list[ClientSeq]:
+    """The established TCP connections in a CRIU image directory, with each client's snd_una."""
     images = pycriu_images()
-    with tarfile.open(archive, "r:") as tin:
-        members = {m.name.lstrip("./"): m for m in tin if m.isfile()}
-
-        def read(name: str) -> bytes | None:
-            member = members.get(f"{IMAGES_DIR}/{name}")
-            handle = tin.extractfile(member) if member is not None else None
-            return handle.read() if handle is not None else None
-
-        files = read(FILES_IMG)
-        if files is None:
-            return []
-        found = []
-        for raw in split_entries(files)[1]:
-            entry = images.pb.file_entry()
-            entry.ParseFromString(raw)
-            isk = entry.isk
-            if entry.type != images.pb.INETSK or isk.family != socket.AF_INET or isk.state != 1:
-                continue
-            stream = read(f"tcp-stream-{isk.ino:x}.img")
-            if stream is None:
-                continue
-            peer = str(ipaddress.IPv4Address(struct.pack("=I", isk.dst_addr[0])))
-            found.append(ClientSeq(peer, isk.dst_port, isk.src_port, _first_entry(stream).inq_seq))
-        return found
+    folder = Path(images_dir)
+    files = folder / FILES_IMG
+    if not files.is_file():
+        return []
+    found = []
+    for raw in split_entries(files.read_bytes())[1]:
+        entry = images.pb.file_entry()
+        entry.ParseFromString(raw)
+        isk = entry.isk
+        if entry.type != images.pb.INETSK or isk.family != socket.AF_INET or isk.state != 1:
+            continue
+        stream = folder / f"tcp-stream-{isk.ino:x}.img"
+        if not stream.is_file():
+            continue
+        peer = str(ipaddress.IPv4Address(struct.pack("=I", isk.dst_addr[0])))
+        found.append(ClientSeq(peer, isk.dst_port, isk.src_port, _first_entry(stream.read_bytes()).inq_seq))
+    return found
 
 
 def raw_socket_in(netns_path: str) -> socket.socket:
     """A raw ICMP socket living in the netns at `netns_path` (opened from a throwaway thread)."""
-    box: dict[str, object] = {}
-
-    def enter_and_open() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(netns_path, os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns({netns_path})")
-            finally:
-                os.close(fd)
-            box["sock"] = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        except OSError as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=enter_and_open, name="p4cf-netns-raw-socket")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["sock"]  # type: ignore[return-value]
+    return call_in_netns_path(netns_path, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW,
+                                                                socket.IPPROTO_ICMP))
 
 
 def nudge(sock: socket.socket, conns: list[ClientSeq], vip: str, copies: int = DEFAULT_COPIES) -> int:

@@ -1,27 +1,41 @@
-"""The phases of a migration, one function each: checkpoint, rewrite, restore, switch, cleanup.
+"""The phases of a migration, one function each: prepare, checkpoint, rewrite, restore, switch, cleanup.
 
-Why separate functions: the orchestration times each, injects failures after
-each, and rollback reuses them in the other direction (checkpoint at the
-destination, restore at the source). Every Podman call goes through the kit's
-runner; every switch write is one MODIFY through the Lab (`move_slot`, or `move_backend`
-when rolling back).
+Why this shape (a staged restore): a `podman container restore --import` spent about 300 ms
+before CRIU even started (CLI, database, a new container, storage, spec, conmon, runc),
+all of it inside the downtime. Here the destination's container is created and its restore
+started *before* the source is frozen (`prepare`); it waits at a gate in front of runc
+(podman/restore_gate.py). The source is checkpointed in place, its images are moved into
+the destination container's checkpoint folder (a rename on the same filesystem) and
+rewritten there, and only then is the gate opened: the downtime keeps CRIU's dump, the
+move and rewrite, runc + CRIU's restore, and one P4Runtime write.
+
+The orchestration (migrate.py) times each phase and injects failures after each; rollback
+reuses the in-place variants. Every Podman call goes through the kit's runner.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import select
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from p4cf_kit.control.loadbalancer import NextHop
+from p4cf_kit.errors import PodmanError
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike
-from p4cf_kit.migration.rewrite import Identity, RewriteReport, rewrite_archive
-from p4cf_kit.podman.runner import podman
+from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
+from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir
+from p4cf_kit.podman.restore_gate import ABORT, GO, RestoreGate
+from p4cf_kit.podman.runner import finish, podman, podman_popen
+from p4cf_kit.topology.hosts import create_landing
 
 DEFAULT_TIMEOUT_S = 60.0
 US = 1e-6
+INVENTORY = "inventory.img"       # CRIU's first image; Podman checks it exists before a restore
 
 
 @dataclass(frozen=True)
@@ -49,29 +63,137 @@ def parse_stats(stdout: str, kind: str) -> CriuStats:
         return CriuStats()
 
 
-def checkpoint(container: str, archive: Path, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[int, CriuStats]:
-    """CRIU-dump `container` with its established TCP connections into an uncompressed export;
-    returns the archive's size and the dump's stats. The container is stopped and its netns
-    stays locked."""
-    archive.unlink(missing_ok=True)
-    proc = podman("container", "checkpoint", "--tcp-established", "--compress", "none", "--print-stats",
-                  "--export", str(archive), container, timeout=timeout)
-    return archive.stat().st_size, parse_stats(proc.stdout, "checkpoint")
+@dataclass
+class StagedRestore:
+    """The destination side, made ready before the source is frozen."""
+
+    container_id: str
+    images: Path                          # its checkpoint folder: the source's images go here
+    gate: RestoreGate
+    process: subprocess.Popen[str]        # `podman container restore`, waiting at the gate
+    result: subprocess.CompletedProcess[str] | None = None
+
+    def complete(self, timeout: float = DEFAULT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        """The restore command's end, waited for once; PodmanError when it failed."""
+        if self.result is None:
+            self.result = finish(self.process, timeout)
+        return self.result
 
 
-def rewrite(archive: Path, old_ip: str, new_ip: str, container: str, location: str,
-            backend: str) -> RewriteReport:
-    """Make the checkpoint restorable on host `location`: sockets on `new_ip`, and the
-    container named `container` with labels naming where it runs and which backend it is."""
-    identity = Identity(name=container, labels={LOCATION_LABEL: location, BACKEND_LABEL: backend})
-    return rewrite_archive(archive, old_ip, new_ip, identity)
+def has_images(folder: Path) -> bool:
+    """True when `folder` holds a real checkpoint (not the staging placeholder)."""
+    inventory = folder / INVENTORY
+    return inventory.is_file() and inventory.stat().st_size > 0
 
 
-def restore(archive: Path, pod_id: str, timeout: float = DEFAULT_TIMEOUT_S) -> CriuStats:
-    """Restore the export into the pod `pod_id` (Podman 4.3 wants the ID, not the name), keeping
-    TCP connections; the pod's address and MAC are used, not the checkpoint's."""
-    proc = podman("container", "restore", "--import", str(archive), "--tcp-established", "--pod", pod_id,
-                  "--ignore-static-ip", "--ignore-static-mac", "--print-stats", timeout=timeout)
+def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
+    """Create the landing container at the destination and start its restore, which waits at
+    its gate. An empty inventory.img passes Podman's check; the real one replaces it."""
+    cid = create_landing(lab.config, lab.names, plan.dst, plan.backend,
+                         {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend})
+    images = images_of(cid)
+    images.mkdir(parents=True, exist_ok=True)
+    (images / INVENTORY).write_bytes(b"")
+    gate = RestoreGate(cid)
+    process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid)
+    return StagedRestore(container_id=cid, images=images, gate=gate, process=process)
+
+
+def start_checkpoint(container: str) -> subprocess.Popen[str]:
+    """Start the in-place CRIU dump of `container` with its established TCP connections. The
+    container stops; its netns stays locked (netns_lock.py) so no RST escapes."""
+    return podman_popen("container", "checkpoint", "--tcp-established", "--print-stats", container)
+
+
+def wait_dumped(dump: subprocess.Popen[str], pid: int, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Return once CRIU has written the images: it kills the dumped tasks as its last step, so
+    the server's exit (a pidfd) says so, while Podman still tidies up. PodmanError when the
+    checkpoint command fails first."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = None                      # already gone: fall back to the command's end
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if pidfd is not None and select.select([pidfd], [], [], 0.0005)[0]:
+                return
+            if dump.poll() is not None:
+                finish(dump, timeout=1)   # raises when it failed
+                return
+            if pidfd is None:
+                time.sleep(0.0005)
+            if time.monotonic() > deadline:
+                raise PodmanError(f"the checkpoint did not finish within {timeout:.0f} s")
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def finish_checkpoint(dump: subprocess.Popen[str], timeout: float = DEFAULT_TIMEOUT_S) -> CriuStats:
+    """Wait for the checkpoint command and return its stats."""
+    return parse_stats(finish(dump, timeout).stdout, "checkpoint")
+
+
+def move_images(src: Path, dst: Path) -> int:
+    """Move every image file from `src` into `dst` (renames on one filesystem; existing files,
+    like the placeholder, are replaced); returns the bytes moved."""
+    dst.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for entry in os.scandir(src):
+        if entry.is_file(follow_symlinks=False):
+            total += entry.stat(follow_symlinks=False).st_size
+            os.replace(entry.path, dst / entry.name)
+    return total
+
+
+def rewrite(images: Path, old_ip: str, new_ip: str) -> RewriteReport:
+    """Make the images restorable on the other host network: sockets on `new_ip`."""
+    return rewrite_images_dir(images, old_ip, new_ip)
+
+
+def open_gate(staged: StagedRestore, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Let the staged restore go on to runc and CRIU."""
+    staged.gate.answer(GO, staged.process, timeout=timeout)
+
+
+def wait_resumed(staged: StagedRestore, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Return once the restored backend runs: CRIU's pre-resume signal, or else the restore
+    command's successful end; PodmanError when the restore failed."""
+    if not staged.gate.wait_resumed(staged.process, timeout):
+        staged.complete(timeout=1)                 # ended first: raises when it failed
+
+
+def finish_restore(staged: StagedRestore, timeout: float = DEFAULT_TIMEOUT_S) -> CriuStats:
+    """Wait for the restore command (runc, conmon and Podman's bookkeeping) and return its stats."""
+    try:
+        return parse_stats(staged.complete(timeout).stdout, "restore")
+    finally:
+        staged.gate.close()
+
+
+def abort(staged: StagedRestore) -> None:
+    """Call off a staged restore that has not been let through (rollback); never raises."""
+    if staged.process.poll() is None and not staged.gate.answered:
+        try:
+            staged.gate.answer(ABORT, staged.process, timeout=10)
+        except (PodmanError, OSError):
+            pass
+    try:
+        staged.complete()
+    except PodmanError:
+        pass                                       # called off, or failed: rollback looks at the state
+    staged.gate.close()
+
+
+def checkpoint_in_place(container: str, timeout: float = DEFAULT_TIMEOUT_S) -> CriuStats:
+    """Dump `container` with its TCP connections and wait for Podman (rollback, floor)."""
+    return finish_checkpoint(start_checkpoint(container), timeout)
+
+
+def restore_in_place(container: str, timeout: float = DEFAULT_TIMEOUT_S) -> CriuStats:
+    """Restore `container` from its own checkpoint folder, keeping TCP connections."""
+    proc = podman("container", "restore", "--tcp-established", "--print-stats", container, timeout=timeout)
     return parse_stats(proc.stdout, "restore")
 
 
@@ -92,9 +214,9 @@ def remove_container(name: str) -> None:
     podman("rm", "-f", "-t", "0", name, check=False)
 
 
-def cleanup(archive: Path, old_container: str, old_netns: str) -> None:
-    """After the switch points at the new location: drop the export and the old record, then
-    lift CRIU's lock from the old pod's netns (last, so no RST can leave it before)."""
-    archive.unlink(missing_ok=True)
+def cleanup(old_container: str, old_netns: str) -> None:
+    """After the switch points at the new location: drop the old record (its images were
+    moved away), then lift CRIU's lock from the old pod's netns (last, so no RST can leave it
+    before)."""
     remove_container(old_container)
     release_lock(old_netns)

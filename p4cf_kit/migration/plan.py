@@ -12,8 +12,6 @@ server (`<prefix>hN-srv`), and the pool on the switch says which host IPs serve.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -49,7 +47,7 @@ class LabLike(Protocol):
 
 @dataclass(frozen=True)
 class MigrationPlan:
-    """A checked request: hosts, containers, pods and the checkpoint file of one migration."""
+    """A checked request: hosts, containers, pods and where the source's images will be."""
 
     src: HostConfig
     dst: HostConfig
@@ -58,33 +56,23 @@ class MigrationPlan:
     dst_container: str
     src_pod: PodNet
     dst_pod: PodNet
-    archive: Path
+    src_pid: int            # the source server's host PID: its exit says CRIU's dump is written
+    src_images: Path        # the source container's checkpoint folder (Podman's, in place)
     src_hop: NextHop
     dst_hop: NextHop
     slot: int               # the backend's ecmp_nhop index, so the switch phase only writes
 
 
-def checkpoint_dir(lab: str) -> Path:
-    """Where checkpoints are written (see `LabNames.checkpoint_dir`), created on first use."""
-    path = LabNames(lab).checkpoint_dir
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def images_of(container: str) -> Path:
+    """Where Podman keeps `container`'s CRIU images (its checkpoint folder)."""
+    static = podman("inspect", "--type", "container", "--format", "{{.StaticDir}}", container).stdout.strip()
+    return Path(static) / "checkpoint"
 
 
-def remove_stale_checkpoints(directory: Path) -> list[Path]:
-    """Exports left by a migration whose process died (its pid is in the file name)."""
-    stale = []
-    for path in directory.glob("*-to-*-*.tar*"):
-        pid = path.name.split(".")[0].rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            path.unlink(missing_ok=True)
-            stale.append(path)
-    return stale
-
-
-def remove_checkpoint_dir(lab: str) -> None:
-    """Forget lab `lab`'s checkpoint folder (`down` does this too)."""
-    shutil.rmtree(LabNames(lab).checkpoint_dir, ignore_errors=True)
+def container_pid(container: str) -> int:
+    """The host PID of `container`'s main process (0 when it does not run)."""
+    out = podman("inspect", "--type", "container", "--format", "{{.State.Pid}}", container).stdout.strip()
+    return int(out or 0)
 
 
 def container_state(name: str) -> str | None:
@@ -127,11 +115,10 @@ def plan_migration(lab: LabLike, src: str, dst: str) -> MigrationPlan:
                           f"(idle: {', '.join(h.name for h in cfg.hosts if h.name not in pool and h.role != 'client') or 'none'})")
     if dst_state is not None:   # an exited leftover record would block the name
         podman("rm", "-f", "-t", "0", dst_container, check=False)
-    remove_stale_checkpoints(checkpoint_dir(cfg.name))
     return MigrationPlan(
         src=src_host, dst=dst_host, backend=backend_id(src_container),
         src_container=src_container, dst_container=dst_container,
         src_pod=pod_net(lab.names, src_host), dst_pod=pod_net(lab.names, dst_host),
-        archive=checkpoint_dir(cfg.name) / f"{src}-to-{dst}-{os.getpid()}.tar",
+        src_pid=container_pid(src_container), src_images=images_of(src_container),
         src_hop=lab.next_hop(src_host), dst_hop=lab.next_hop(dst_host),
         slot=lab.backend_slot(str(src_host.ip)))

@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PHASES: tuple[str, ...] = ("checkpoint", "rewrite", "restore", "switch", "cleanup")
+PHASES: tuple[str, ...] = ("prepare", "checkpoint", "rewrite", "restore", "switch", "cleanup")
 
 
 @dataclass
 class PhaseTimings:
-    """Seconds per phase; None for a phase that did not run."""
+    """Seconds per phase; None for a phase that did not run. `prepare` (the staged restore,
+    before the freeze) and `cleanup` are outside the downtime."""
 
+    prepare: float | None = None
     checkpoint: float | None = None
     rewrite: float | None = None
     restore: float | None = None
@@ -38,7 +40,7 @@ class MigrationRecord:
     """One migration of backend `backend` from host `src` to host `dst`.
 
     `total_s` spans checkpoint start to switch update end (what clients can feel);
-    cleanup follows and is timed on its own. `ok` is False when it failed and was
+    prepare comes before and cleanup after, each timed on its own. `ok` is False when it failed and was
     rolled back (`failed_phase`, `error`, `rolled_back` say how).
     """
 
@@ -70,7 +72,7 @@ class MigrationRecord:
             "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "restore_s": t.restore, "switch_s": t.switch,
             "total_s": self.total_s, "checkpoint_bytes": self.checkpoint_bytes,
             "t_start_ns": self.t_start_ns, "t_end_ns": self.t_end_ns, "ok": self.ok, "backend": self.backend,
-            "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
+            "prepare_s": t.prepare, "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
             "rollback_s": self.rollback_s,

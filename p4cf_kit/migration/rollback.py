@@ -5,51 +5,90 @@ started the container and then failed, a switch write whose reply was lost), so
 rollback asks Podman and the switch where things are and moves only what must
 move, keeping the client's connections wherever the backend still has them:
 
-1. A backend running at the destination is checkpointed there (which locks that
-   netns, so nothing it held can send a RST) and its record removed.
-2. Unless the backend still runs at the source (a checkpoint that failed before
-   CRIU stopped it), the export is rewritten back to the source's address and
-   name and restored into the source pod, under the original IP.
-3. The switch's slot is pointed at the source (if it pointed elsewhere), the
-   restored connections are nudged out of their backoff (nudge.py), then the
-   export is removed and any CRIU lock left at the destination is lifted.
+0. A staged restore still waiting at its gate is called off, and a checkpoint command
+   still tidying up is waited for.
+1. A backend running at the destination is checkpointed there in place (which locks that
+   netns, so nothing it held can send a RST).
+2. Unless the backend still runs at the source (a checkpoint that failed before CRIU
+   stopped it), its images go back into the source container's checkpoint folder (a new
+   container, made like a landing one, when cleanup had already removed it), are rewritten
+   back to the source's address, and the source container is restored in place.
+3. The landing container is removed, the switch's slot is pointed at the source (if it
+   pointed elsewhere), the restored connections are nudged out of their backoff
+   (nudge.py), and any CRIU lock left at the destination is lifted.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
+from dataclasses import dataclass
 
 from p4cf_kit.errors import KitError
 from p4cf_kit.migration import nudge, phases
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
+from p4cf_kit.migration.plan import (BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state,
+                                     images_of)
+from p4cf_kit.topology.hosts import create_landing
 
 
 class RollbackError(KitError):
     """Rollback itself failed; the message says where the backend is left."""
 
 
-def return_to_source(lab: LabLike, plan: MigrationPlan, timeout: float = phases.DEFAULT_TIMEOUT_S) -> float:
+@dataclass
+class MigrationRun:
+    """What a migration has started so far (rollback ends or undoes it)."""
+
+    staged: phases.StagedRestore | None = None
+    dump: subprocess.Popen[str] | None = None
+
+
+def _settle(run: MigrationRun, timeout: float) -> None:
+    """Stop what is still in flight: a gated restore, a checkpoint command finishing."""
+    if run.staged is not None:
+        phases.abort(run.staged)
+    if run.dump is not None and run.dump.returncode is None:
+        try:
+            run.dump.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            run.dump.kill()
+            run.dump.communicate()
+
+
+def return_to_source(lab: LabLike, plan: MigrationPlan, run: MigrationRun,
+                     timeout: float = phases.DEFAULT_TIMEOUT_S) -> float:
     """Make the backend run at `plan.src` with the switch pointing there; returns seconds taken."""
     t0 = time.monotonic()
-    step = "inspect"
+    step = "settle"
     clients: list[nudge.ClientSeq] = []
+    landing = run.staged.images if run.staged is not None else None
     try:
+        _settle(run, timeout)
         step = "checkpoint at destination"
         if container_state(plan.dst_container) == "running":
-            phases.checkpoint(plan.dst_container, plan.archive, timeout)
-        phases.remove_container(plan.dst_container)
-        if container_state(plan.src_container) != "running":
+            phases.checkpoint_in_place(plan.dst_container, timeout)
+            landing = images_of(plan.dst_container)
+        src_state = container_state(plan.src_container)
+        if src_state != "running":
             step = "restore at source"
-            if not plan.archive.exists():
-                raise RollbackError(f"no checkpoint of {plan.backend} is left ({plan.archive}) and it runs "
-                                    "nowhere: its connections are lost; start it again with "
-                                    f"`p4cf pool set` including {plan.src.name}")
-            phases.rewrite(plan.archive, str(plan.dst.ip), str(plan.src.ip), plan.src_container,
-                           plan.src.name, plan.backend)
-            clients = nudge.client_connections(plan.archive)
-            phases.remove_container(plan.src_container)
-            phases.restore(plan.archive, plan.src_pod.pod_id, timeout)
+            src_images = plan.src_images
+            if src_state is None:   # cleanup had removed its record: a new one, as at a landing
+                create_landing(lab.config, lab.names, plan.src, plan.backend,
+                               {LOCATION_LABEL: plan.src.name, BACKEND_LABEL: plan.backend})
+                src_images = images_of(plan.src_container)
+            if landing is not None and phases.has_images(landing):
+                phases.move_images(landing, src_images)
+            if not phases.has_images(src_images):
+                raise RollbackError(f"no checkpoint of {plan.backend} is left and it runs nowhere: its "
+                                    f"connections are lost; start it again with `p4cf pool set` including "
+                                    f"{plan.src.name}")
+            phases.rewrite(src_images, str(plan.dst.ip), str(plan.src.ip))
+            clients = nudge.client_connections(src_images)
+            phases.restore_in_place(plan.src_container, timeout)
+            release_lock(plan.src_pod.netns_path)   # the dump's lock, if the restore left it
+        step = "remove the landing container"
+        phases.remove_container(plan.dst_container)
         step = "switch back to source"
         pool = lab.pool()
         if plan.dst.name in pool:
@@ -61,7 +100,6 @@ def return_to_source(lab: LabLike, plan: MigrationPlan, timeout: float = phases.
             with nudge.raw_socket_in(plan.src_pod.netns_path) as raw:
                 nudge.nudge(raw, clients, str(lab.config.vip))
         step = "cleanup"
-        plan.archive.unlink(missing_ok=True)
         release_lock(plan.dst_pod.netns_path)
     except RollbackError:
         raise

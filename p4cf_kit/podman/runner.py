@@ -1,8 +1,9 @@
 """Running the `podman` CLI with the kit's configuration.
 
 The CLI (not the REST API) is used for what the API of Podman 4.3 lacks or does
-differently: checkpoint/restore options (`--tcp-established`, `--pod`,
-`--ignore-static-ip`), pods with static addresses. Every call gets the kit's
+differently: checkpoint/restore options (`--tcp-established`, `--print-stats`), a
+per-container OCI runtime, pods with static addresses. `podman_popen` + `finish` run a
+command beside other work (a migration's staged restore). Every call gets the kit's
 CONTAINERS_CONF; a failure raises PodmanError carrying the command and stderr.
 """
 
@@ -32,11 +33,19 @@ def podman(*args: str, check: bool = True, timeout: float | None = 120,
         proc = subprocess.run(cmd, env=podman_env(), capture_output=True, text=True,
                               timeout=timeout, input=input)
     except subprocess.TimeoutExpired as exc:
-        raise PodmanError(f"`{' '.join(cmd)}` did not finish within {timeout} s", cmd) from exc
+        raise _timed_out(cmd, timeout) from exc
     if check and proc.returncode != 0:
-        err = proc.stderr.strip() or proc.stdout.strip()
-        raise PodmanError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {err}", cmd, proc.stderr)
+        raise _failed(cmd, proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+def _timed_out(cmd: list[str], timeout: float | None) -> PodmanError:
+    return PodmanError(f"`{' '.join(cmd)}` did not finish within {timeout} s", cmd)
+
+
+def _failed(cmd: list[str], code: int, out: str, err: str) -> PodmanError:
+    text = (err or "").strip() or (out or "").strip()
+    return PodmanError(f"`{' '.join(cmd)}` failed (exit {code}): {text}", cmd, err or "")
 
 
 def podman_json(*args: str, timeout: float | None = 120) -> Any:
@@ -48,3 +57,24 @@ def podman_json(*args: str, timeout: float | None = 120) -> Any:
 def podman_lines(args: Sequence[str], timeout: float | None = 60) -> list[str]:
     """Run a podman command and return its non-empty output lines."""
     return [line for line in podman(*args, timeout=timeout).stdout.splitlines() if line.strip()]
+
+
+def podman_popen(*args: str) -> subprocess.Popen[str]:
+    """Start `podman ARGS...` with the kit's configuration without waiting (text pipes for
+    stdout and stderr); for work that overlaps other work, like a staged restore."""
+    return subprocess.Popen([podman_binary(), *args], env=podman_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float | None = 120) -> subprocess.CompletedProcess[str]:
+    """Wait for a `podman_popen` process; PodmanError (with stderr) on failure or timeout."""
+    cmd = [str(arg) for arg in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.communicate()
+        raise _timed_out(cmd, timeout) from exc
+    if proc.returncode != 0:
+        raise _failed(cmd, proc.returncode, out, err)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from p4cf_kit.labels import LABEL
+from p4cf_kit.podman.restore_gate import remove_stale_gates
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.switch.targets import stop_switch
 from p4cf_kit.topology import isolation
@@ -87,9 +88,9 @@ def down(lab: str) -> dict[str, list[str]]:
     if names.nft_table in isolation.kit_tables():
         isolation.remove(names)
         removed["nft"].append(names.nft_table)
-    if names.checkpoint_dir.exists():
-        shutil.rmtree(names.checkpoint_dir, ignore_errors=True)
-        removed.setdefault("checkpoints", []).append(str(names.checkpoint_dir))
+    stale = remove_stale_gates()
+    if stale:
+        removed.setdefault("gates", []).extend(stale)
     state = state_dir() / "labs" / lab
     for leftover in ("lab.json", "s1.grpc.sock"):
         (state / leftover).unlink(missing_ok=True)

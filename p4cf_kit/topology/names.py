@@ -9,7 +9,6 @@ names stay within Linux's 15 characters: `p4cf-1sw` / `p4cf-X-1sw`.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig
 from p4cf_kit.labels import LABEL, LABEL_KEY
 from p4cf_kit.paths import state_dir
 
-CHECKPOINT_DIR_ENV = "P4CF_CHECKPOINT_DIR"
 
 LAB_LABEL_KEY = f"{LABEL_KEY}.lab"
 ROLE_LABEL_KEY = f"{LABEL_KEY}.role"
@@ -45,13 +43,6 @@ class LabNames:
 
     def client(self, host: str) -> str:
         return f"{self.prefix}{host}-client"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        """Where this lab's migrations write checkpoints: tmpfs (/dev/shm/p4cf-<lab>) unless
-        P4CF_CHECKPOINT_DIR names another parent (the folder is not created here)."""
-        base = os.environ.get(CHECKPOINT_DIR_ENV)
-        return Path(base) / self.lab if base else Path("/dev/shm") / f"p4cf-{self.lab}"
 
     @property
     def switch_netns(self) -> str:

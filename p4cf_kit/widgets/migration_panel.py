@@ -19,6 +19,7 @@ import pandas as pd
 
 from p4cf_kit import analysis as an
 from p4cf_kit.errors import MigrationError
+from p4cf_kit.migration.record import PHASES as MIGRATION_PHASES
 from p4cf_kit.notebook import migrate_call, migration_unavailable_reason, record_dict, serving_hosts
 from p4cf_kit.plots import timeline
 from p4cf_kit.widgets import table
@@ -49,7 +50,7 @@ class MigrationPanel:
         self.migrate_button = widgets.Button(description="Migrate", button_style="warning", icon="truck",
                                              tooltip="checkpoint the backend, restore it on the destination "
                                                      "host, repoint the switch")
-        self.progress = PhaseProgress(an.PHASES)
+        self.progress = PhaseProgress(MIGRATION_PHASES)   # prepare, the downtime phases, cleanup
         self.status = widgets.HTML()
         self.table = widgets.HTML()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="900px",
@@ -118,7 +119,7 @@ class MigrationPanel:
         record.setdefault("migration", number)
         record["migration"] = number  # numbered per panel: m1, m2, ... as in the figures
         self.records.append(record)
-        # every chip shown (the analysis phases, and any other the callback reported, e.g. cleanup)
+        # every chip shown (all of migrate()'s phases, and any other the callback reported)
         self.progress.finish({p: record[f"{p}_s"] for p in self.progress.phases
                               if record.get(f"{p}_s") is not None})
         row = self._analyse(record)

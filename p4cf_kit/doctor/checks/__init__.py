@@ -24,7 +24,7 @@ finds on PATH, so the doctor says so when the two differ.
 from __future__ import annotations
 
 from p4cf_kit.doctor.checks.criu import (CRIU_MIN, FIX_CRIU, check_criu_check, check_criu_deep,
-                                         check_criu_version)
+                                         check_criu_fast_migration, check_criu_version)
 from p4cf_kit.doctor.checks.kernel import (check_af_packet, check_netns, check_root,
                                            check_tcp_repair, check_veth)
 from p4cf_kit.doctor.checks.podman import (PODMAN_MIN, SYSTEM_PODMAN_SOCKET, check_containers_conf,
@@ -45,7 +45,8 @@ def all_checks(deep: bool = False) -> list[Check]:
     """The checks in report order; `deep` adds the real TCP checkpoint/restore."""
     checks: list[Check] = [check_root, *python_package_checks(), check_pycriu,
                            check_podman_version, check_podman_api, check_oci_runtime,
-                           check_containers_conf, check_criu_version, check_criu_check]
+                           check_containers_conf, check_criu_version, check_criu_check,
+                           check_criu_fast_migration]
     if deep:
         checks.append(check_criu_deep)
     checks += [check_netns, check_veth, check_af_packet, check_tcp_repair,

@@ -53,6 +53,72 @@ class DataPlaneTables(Protocol):
 # use their bitwidth as prefix_len so that every key is a tuple of ints.
 Key = tuple[tuple[int, int], ...]
 
+# One FieldMatch as plain values: (field_id, the set member of its oneof or None, value,
+# prefix_len). `value`/`prefix_len` are those of `exact`/`lpm`; other kinds are refused anyway.
+Match = tuple[int, str | None, bytes, int]
+
+
+class EntryFields:
+    """A TableEntry as the plain values its validation reads.
+
+    Decoded once, from a protobuf message (`from_message`) or straight from the wire (the
+    server's Write path): with pure-Python protobuf, message getters cost more than the checks.
+    """
+
+    __slots__ = ("table_id", "match", "has_action", "action_kind", "action_id", "params",
+                 "priority", "controller_metadata", "metadata", "is_default_action",
+                 "idle_timeout_ns", "has_meter", "counter")
+
+    def __init__(self) -> None:
+        self.table_id = 0
+        self.match: list[Match] = []
+        self.has_action = False
+        self.action_kind: str | None = None  # the set member of TableAction's oneof
+        self.action_id = 0
+        self.params: list[tuple[int, bytes]] = []  # (param_id, value) as sent
+        self.priority = 0
+        self.controller_metadata = 0
+        self.metadata = b""
+        self.is_default_action = False
+        self.idle_timeout_ns = 0
+        self.has_meter = False  # meter_config or meter_counter_data is set
+        self.counter: tuple[int, int] | None = None  # counter_data (packets, bytes) when set
+
+    @classmethod
+    def from_message(cls, te: p4runtime_pb2.TableEntry) -> "EntryFields":
+        f = cls()
+        f.table_id = te.table_id
+        f.match = match_values(te)
+        f.has_action = te.HasField("action")
+        if f.has_action:
+            f.action_kind = te.action.WhichOneof("type")
+            if f.action_kind == "action":
+                f.action_id = te.action.action.action_id
+                f.params = [(p.param_id, p.value) for p in te.action.action.params]
+        f.priority = te.priority
+        f.controller_metadata = te.controller_metadata
+        f.metadata = te.metadata
+        f.is_default_action = te.is_default_action
+        f.idle_timeout_ns = te.idle_timeout_ns
+        f.has_meter = te.HasField("meter_config") or te.HasField("meter_counter_data")
+        if te.HasField("counter_data"):
+            f.counter = (te.counter_data.packet_count, te.counter_data.byte_count)
+        return f
+
+
+def match_values(te: p4runtime_pb2.TableEntry) -> list[Match]:
+    """The match of a TableEntry message as `Match` tuples."""
+    out: list[Match] = []
+    for fm in te.match:
+        kind = fm.WhichOneof("field_match_type")
+        if kind == "exact":
+            out.append((fm.field_id, kind, fm.exact.value, 0))
+        elif kind == "lpm":
+            out.append((fm.field_id, kind, fm.lpm.value, fm.lpm.prefix_len))
+        else:
+            out.append((fm.field_id, kind, b"", 0))
+    return out
+
 
 def action_message(action: ActionInfo, params: dict[str, int]) -> p4runtime_pb2.Action:
     """The canonical Action message (params in P4Info order, canonical bytestrings)."""
@@ -168,11 +234,18 @@ class EntryStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def write(self, update_type: int, entity: p4runtime_pb2.Entity, undo: list[Undo]) -> None:
-        """Apply one update; raises P4RuntimeError (nothing changed) or appends to `undo`."""
+    def write(self, update_type: int, entity: p4runtime_pb2.Entity | EntryFields,
+              undo: list[Undo]) -> None:
+        """Apply one update; raises P4RuntimeError (nothing changed) or appends to `undo`.
+
+        `entity` is an Entity message, or the table entry it holds already as `EntryFields`.
+        """
+        if isinstance(entity, EntryFields):
+            self._write_table_entry(update_type, entity, undo)
+            return
         kind = entity.WhichOneof("entity")
         if kind == "table_entry":
-            self._write_table_entry(update_type, entity.table_entry, undo)
+            self._write_table_entry(update_type, EntryFields.from_message(entity.table_entry), undo)
         elif kind == "direct_counter_entry":
             self._write_direct_counter(update_type, entity.direct_counter_entry)
         elif kind is None:
@@ -203,71 +276,74 @@ class EntryStore:
                     if was_deleted and state.binding.write_counter:  # a re-insert starts at 0
                         state.binding.write_counter(key, previous.counter[0], previous.counter[1])
 
-    def _write_table_entry(self, update_type: int, te: p4runtime_pb2.TableEntry,
-                           undo: list[Undo]) -> None:
+    def _write_table_entry(self, update_type: int, te: EntryFields, undo: list[Undo]) -> None:
         if te.table_id == 0:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, "table_id is required in a write")
         state = self._table(te.table_id)
         info = state.info
-        if te.HasField("meter_config") or te.HasField("meter_counter_data"):
+        if te.has_meter:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{info.name} has no direct meter")
-        if te.HasField("counter_data") and not info.direct_counter_id:
+        if te.counter is not None and not info.direct_counter_id:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{info.name} has no direct counter")
         if te.idle_timeout_ns:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{info.name} does not support idle timeout")
         if te.is_default_action:
             self._write_default(update_type, state, te, undo)
             return
-        key = self._key(info, te)
+        key = self._key(info, te.match)
         if te.priority and not info.needs_priority:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                  f"{info.name} has no ternary/range/optional field: priority must be 0")
         existing = state.entries.get(key)
+        binding = state.binding
         if update_type == DELETE:
             if existing is None:
                 raise P4RuntimeError(Code.NOT_FOUND, f"{info.name}: no such entry to delete")
-            if state.binding:  # data plane first: if it refuses, nothing has changed
-                if state.binding.read_counter:  # kept so that a rollback can restore it
-                    existing.counter = list(state.binding.read_counter(key))
-                state.binding.delete(key)
+            if binding:  # data plane first: if it refuses, nothing has changed
+                if binding.read_counter:  # kept so that a rollback can restore it
+                    existing.counter = list(binding.read_counter(key))
+                binding.delete(key)
             del state.entries[key]
             undo.append((info.id, key, existing))
             return
-        if update_type not in (INSERT, MODIFY):
+        if update_type == MODIFY:
+            if existing is None:
+                raise P4RuntimeError(Code.NOT_FOUND, f"{info.name}: no such entry to modify")
+        elif update_type == INSERT:
+            if existing is not None:
+                raise P4RuntimeError(Code.ALREADY_EXISTS, f"{info.name}: entry already exists")
+            if len(state.entries) >= info.size > 0:
+                raise P4RuntimeError(Code.RESOURCE_EXHAUSTED, f"{info.name} is full ({info.size} entries)")
+        else:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown update type {update_type}")
-        if update_type == INSERT and existing is not None:
-            raise P4RuntimeError(Code.ALREADY_EXISTS, f"{info.name}: entry already exists")
-        if update_type == MODIFY and existing is None:
-            raise P4RuntimeError(Code.NOT_FOUND, f"{info.name}: no such entry to modify")
-        if update_type == INSERT and len(state.entries) >= info.size > 0:
-            raise P4RuntimeError(Code.RESOURCE_EXHAUSTED, f"{info.name} is full ({info.size} entries)")
         action, params = self._action(info, te, default=False)
-        counter = list(existing.counter) if existing is not None else [0, 0]
-        if te.HasField("counter_data"):
-            counter = [te.counter_data.packet_count, te.counter_data.byte_count]
-        if state.binding:  # data plane first: if it refuses, nothing has changed
-            state.binding.set(key, action.short_name, params)
-            if state.binding.write_counter and (update_type == INSERT or te.HasField("counter_data")):
-                state.binding.write_counter(key, counter[0], counter[1])
+        if te.counter is not None:
+            counter = list(te.counter)
+        else:
+            counter = list(existing.counter) if existing is not None else [0, 0]
+        if binding:  # data plane first: if it refuses, nothing has changed
+            binding.set(key, action.short_name, params)
+            if binding.write_counter and (update_type == INSERT or te.counter is not None):
+                binding.write_counter(key, counter[0], counter[1])
         state.entries[key] = StoredEntry(info, key, action, params, te.priority,
                                          te.controller_metadata, te.metadata, counter)
         undo.append((info.id, key, existing))
 
-    def _write_default(self, update_type: int, state: TableState, te: p4runtime_pb2.TableEntry,
+    def _write_default(self, update_type: int, state: TableState, te: EntryFields,
                        undo: list[Undo]) -> None:
         info = state.info
         if update_type != MODIFY:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                  f"{info.name}: the default entry can only be modified")
-        if len(te.match) or te.priority:
+        if te.match or te.priority:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                  f"{info.name}: a default entry has no match and no priority")
         if info.const_default_action_id:
             raise P4RuntimeError(Code.PERMISSION_DENIED, f"{info.name}: the default action is const")
-        if te.HasField("counter_data"):
+        if te.counter is not None:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                  f"{info.name}: a miss is not counted; the default entry has no counter")
-        if te.HasField("action"):
+        if te.has_action:
             action, params = self._action(info, te, default=True)
             new = DefaultEntry(action, params)
         else:  # spec: MODIFY without an action resets the default entry to the program's
@@ -368,7 +444,7 @@ class EntryStore:
             return [(s, e) for s in states for e in s.entries.values()]
         if not te.table_id:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, "a match filter needs a table_id")
-        found = states[0].entries.get(self._key(states[0].info, te))
+        found = states[0].entries.get(self._key(states[0].info, match_values(te)))
         return [(states[0], found)] if found is not None else []
 
     def _counter_of(self, state: TableState, entry: StoredEntry) -> tuple[int, int]:
@@ -384,7 +460,7 @@ class EntryStore:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{state.info.name} has no direct counter")
         if te.is_default_action:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, "a miss is not counted; nothing to write")
-        key = self._key(state.info, te)
+        key = self._key(state.info, match_values(te))
         entry = state.entries.get(key)
         if entry is None:
             raise P4RuntimeError(Code.NOT_FOUND, f"{state.info.name}: no such entry")
@@ -398,63 +474,66 @@ class EntryStore:
         return DefaultEntry(action, {})
 
     @staticmethod
-    def _key(info: TableInfo, te: p4runtime_pb2.TableEntry) -> Key:
+    def _key(info: TableInfo, match: list[Match]) -> Key:
         """Validate the match and return the entry's key."""
-        given: dict[int, p4runtime_pb2.FieldMatch] = {}
-        for fm in te.match:
-            mf = info.field(fm.field_id)
+        fields = info.fields_by_id
+        given: dict[int, Match] = {}
+        for fm in match:
+            mf = fields.get(fm[0])
             if mf is None:
                 raise P4RuntimeError(Code.INVALID_ARGUMENT,
-                                     f"{info.name} has no match field with id {fm.field_id}")
-            if fm.field_id in given:
+                                     f"{info.name} has no match field with id {fm[0]}")
+            if fm[0] in given:
                 raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                      f"{info.name}: match field {mf.name} given twice")
-            given[fm.field_id] = fm
+            given[fm[0]] = fm
         key: list[tuple[int, int]] = []
         for mf in info.match_fields:
             fm = given.get(mf.id)
-            what = f"{info.name} match field {mf.name}"
             if mf.match_type == EXACT:
                 if fm is None:
-                    raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{what} (exact) is missing")
-                if fm.WhichOneof("field_match_type") != "exact":
-                    raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{what} is an exact match")
-                value = decode(fm.exact.value, mf.bitwidth, what)
+                    raise P4RuntimeError(Code.INVALID_ARGUMENT,
+                                         f"{info.name} match field {mf.name} (exact) is missing")
+                if fm[1] != "exact":
+                    raise P4RuntimeError(Code.INVALID_ARGUMENT,
+                                         f"{info.name} match field {mf.name} is an exact match")
+                value = decode(fm[2], mf.bitwidth, info.name, "match field", mf.name)
                 key.append((value, mf.bitwidth))
             elif mf.match_type == LPM:
                 if fm is None:  # don't care: the spec omits it rather than sending /0
                     key.append((0, 0))
                     continue
-                if fm.WhichOneof("field_match_type") != "lpm":
+                what = f"{info.name} match field {mf.name}"
+                if fm[1] != "lpm":
                     raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{what} is an LPM match")
-                plen = fm.lpm.prefix_len
+                plen = fm[3]
                 if not 1 <= plen <= mf.bitwidth:
                     raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                          f"{what}: prefix_len {plen} not in 1..{mf.bitwidth} "
                                          "(omit the field for a don't-care match)")
-                value = decode(fm.lpm.value, mf.bitwidth, what)
+                value = decode(fm[2], mf.bitwidth, what)
                 host_mask = (1 << (mf.bitwidth - plen)) - 1
                 if value & host_mask:
                     raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                          f"{what}: bits beyond the /{plen} prefix are set")
                 key.append((value, plen))
             else:
-                raise P4RuntimeError(Code.UNIMPLEMENTED, f"{what}: match type not supported")
+                raise P4RuntimeError(Code.UNIMPLEMENTED,
+                                     f"{info.name} match field {mf.name}: match type not supported")
         return tuple(key)
 
-    def _action(self, info: TableInfo, te: p4runtime_pb2.TableEntry,
+    def _action(self, info: TableInfo, te: EntryFields,
                 default: bool) -> tuple[ActionInfo, dict[str, int]]:
         """Validate the entry's action for `info`; return (action, params by name)."""
-        kind = te.action.WhichOneof("type")
+        kind = te.action_kind
         if kind is None:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{info.name}: the entry has no action")
         if kind != "action":
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                  f"{info.name} has no action profile; use a direct action")
-        msg = te.action.action
-        action = self.schema.actions.get(msg.action_id)
+        action = self.schema.actions.get(te.action_id)
         if action is None:
-            raise P4RuntimeError(Code.NOT_FOUND, f"no action with id {msg.action_id}")
+            raise P4RuntimeError(Code.NOT_FOUND, f"no action with id {te.action_id}")
         scope = info.action_scopes.get(action.id)
         if scope is None:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
@@ -465,20 +544,22 @@ class EntryStore:
         if not default and scope == SCOPE_DEFAULT_ONLY:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                  f"{action.name} is @defaultonly in {info.name}")
+        by_id = action.params_by_id
         values: dict[int, int] = {}
-        for p in msg.params:
-            pinfo = action.param(p.param_id)
+        for param_id, data in te.params:
+            pinfo = by_id.get(param_id)
             if pinfo is None:
                 raise P4RuntimeError(Code.INVALID_ARGUMENT,
-                                     f"{action.name} has no parameter with id {p.param_id}")
-            if p.param_id in values:
+                                     f"{action.name} has no parameter with id {param_id}")
+            if param_id in values:
                 raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                      f"{action.name}: parameter {pinfo.name} given twice")
-            values[p.param_id] = decode(p.value, pinfo.bitwidth, f"{action.name} parameter {pinfo.name}")
+            values[param_id] = decode(data, pinfo.bitwidth, action.name, "parameter", pinfo.name)
         params: dict[str, int] = {}
         for pinfo in action.params:
-            if pinfo.id not in values:
+            value = values.get(pinfo.id)
+            if value is None:
                 raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                      f"{action.name}: parameter {pinfo.name} is missing")
-            params[pinfo.name] = values[pinfo.id]
+            params[pinfo.name] = value
         return action, params

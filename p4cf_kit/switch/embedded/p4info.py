@@ -9,8 +9,9 @@ must match; aliases, annotations and documentation may differ.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, TypeVar
+from typing import Iterable, Mapping
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
@@ -87,19 +88,6 @@ def p4c_aliases(names: Iterable[str]) -> dict[str, str]:
 
 # --- the indexed schema ----------------------------------------------------------------------
 
-class _HasId(Protocol):
-    @property
-    def id(self) -> int: ...
-
-
-_Item = TypeVar("_Item", bound=_HasId)
-
-
-def _with_id(items: Iterable[_Item], wanted: int) -> _Item | None:
-    """The item whose P4Info id is `wanted`, or None: a request names fields and params by id."""
-    return next((item for item in items if item.id == wanted), None)
-
-
 @dataclass(frozen=True)
 class MatchFieldInfo:
     id: int
@@ -122,13 +110,15 @@ class ActionInfo:
     alias: str
     params: tuple[ParamInfo, ...]
 
-    @property
+    @cached_property
     def short_name(self) -> str:
         """The name without its control (`MyIngress.set_nhop` -> `set_nhop`), as the data plane uses."""
         return self.name.rsplit(".", 1)[-1]
 
-    def param(self, param_id: int) -> ParamInfo | None:
-        return _with_id(self.params, param_id)
+    @cached_property
+    def params_by_id(self) -> dict[int, ParamInfo]:
+        """Params by id (cached: every write looks each of its params up)."""
+        return {p.id: p for p in self.params}
 
 
 @dataclass(frozen=True)
@@ -151,8 +141,10 @@ class TableInfo:
     const_default_action_id: int
     direct_counter_id: int  # 0 when the table has none
 
-    def field(self, field_id: int) -> MatchFieldInfo | None:
-        return _with_id(self.match_fields, field_id)
+    @cached_property
+    def fields_by_id(self) -> dict[int, MatchFieldInfo]:
+        """Match fields by id (cached: every write looks each of its fields up)."""
+        return {f.id: f for f in self.match_fields}
 
     @property
     def needs_priority(self) -> bool:

@@ -27,18 +27,21 @@ def encode(value: int) -> bytes:
     return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
 
 
-def decode(data: bytes, bitwidth: int, what: str) -> int:
+def decode(data: bytes, bitwidth: int, *what: str) -> int:
     """The int a bytestring holds, checked against `bitwidth` bits.
 
     Empty strings are INVALID_ARGUMENT; values wider than the field are OUT_OF_RANGE, however
     many zero bytes pad them (spec: the receiver checks the value, not the string's length).
+    `what` names the value in the error, in parts joined by spaces only on error (every
+    Write decodes several values; most are fine).
     """
-    if not data:
-        raise P4RuntimeError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: empty bytestring")
     value = int.from_bytes(data, "big")
-    if value.bit_length() > bitwidth:
+    if value >> bitwidth or not data:
+        name = " ".join(what)
+        if not data:
+            raise P4RuntimeError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty bytestring")
         raise P4RuntimeError(grpc.StatusCode.OUT_OF_RANGE,
-                             f"{what}: value 0x{value:x} does not fit in {bitwidth} bits")
+                             f"{name}: value 0x{value:x} does not fit in {bitwidth} bits")
     return value
 
 

@@ -26,11 +26,16 @@ from p4cf_kit.switch.embedded.arbitration import Arbiter, Controller, election_i
 from p4cf_kit.switch.embedded.entries import DataPlaneTables, EntryStore, Undo
 from p4cf_kit.switch.embedded.p4info import P4Schema, shipped_p4info, substance_difference
 from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.switch.embedded.write_wire import Update, WriteFields, parse_write
 
 log = logging.getLogger("p4cf.switch.p4runtime")
 Code = grpc.StatusCode
 SetAction = p4runtime_pb2.SetForwardingPipelineConfigRequest
 GetType = p4runtime_pb2.GetForwardingPipelineConfigRequest
+CONTINUE_ON_ERROR = p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR
+ROLLBACK_ON_ERROR = p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR
+DATAPLANE_ATOMIC = p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC
+SERVICE_NAME = "p4.v1.P4Runtime"
 
 
 def api_version() -> str:
@@ -140,38 +145,58 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
 
     # --- Write / Read ------------------------------------------------------------------------
 
-    def Write(self, request, context):
+    def Write(self, request: p4runtime_pb2.WriteRequest, context) -> p4runtime_pb2.WriteResponse:
+        """Write from a WriteRequest message (the generated servicer's signature)."""
+        self._write(WriteFields.from_message(request), context)
+        return p4runtime_pb2.WriteResponse()
+
+    def write_wire(self, data: bytes, context) -> bytes:
+        """Write as the gRPC server calls it: request and response as bytes.
+
+        Parsing a WriteRequest with pure-Python protobuf costs more than the rest of the RPC
+        on the server, so the usual request (table entries only) is decoded by `parse_write`;
+        anything else goes through protobuf, with gRPC's own error if that fails too.
+        """
+        request = parse_write(data)
+        if request is None:
+            try:
+                message = p4runtime_pb2.WriteRequest.FromString(data)
+            except Exception:  # what gRPC answers when a request deserializer fails
+                context.abort(Code.INTERNAL, "Exception deserializing request!")
+            request = WriteFields.from_message(message)
+        self._write(request, context)
+        return b""  # a WriteResponse has no fields: serialised, it is empty
+
+    def _write(self, request: WriteFields, context) -> None:
         try:
             self._check_device(request.device_id)
-            self.arbiter.check_primary(request.role, self._election(request))
+            self.arbiter.check_primary(request.role, request.election_id)
             atomicity = request.atomicity
-            if atomicity == p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC:
+            if atomicity == DATAPLANE_ATOMIC:
                 raise P4RuntimeError(Code.UNIMPLEMENTED, "DATAPLANE_ATOMIC is not supported")
-            if atomicity not in (p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR,
-                                 p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR):
+            if atomicity != CONTINUE_ON_ERROR and atomicity != ROLLBACK_ON_ERROR:
                 raise P4RuntimeError(Code.INVALID_ARGUMENT, f"unknown atomicity {atomicity}")
             with self._lock:
                 store = self._require_store()
-                errors = self._apply(store, request.updates,
-                                     rollback=atomicity == p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR)
+                errors = self._apply(store, request.updates, rollback=atomicity == ROLLBACK_ON_ERROR)
         except P4RuntimeError as exc:
             context.abort(exc.code, exc.message)
         if errors is not None:
             self._abort_with_update_errors(context, errors)
-        return p4runtime_pb2.WriteResponse()
 
     @staticmethod
-    def _apply(store: EntryStore, updates, rollback: bool) -> list[P4RuntimeError | None] | None:
+    def _apply(store: EntryStore, updates: list[Update],
+               rollback: bool) -> list[P4RuntimeError | None] | None:
         """Apply a batch; None if all succeeded, else one error (or None) per update."""
         results: list[P4RuntimeError | None] = []
         undo: list[Undo] = []
         failed = False
-        for update in updates:
+        for update_type, entity in updates:
             if failed and rollback:
                 results.append(P4RuntimeError(Code.ABORTED, "not applied: an earlier update failed"))
                 continue
             try:
-                store.write(update.type, update.entity, undo)
+                store.write(update_type, entity, undo)
                 results.append(None)
             except P4RuntimeError as exc:
                 results.append(exc)
@@ -289,15 +314,43 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         return self._store
 
 
+def method_handlers(service: P4RuntimeService) -> dict[str, grpc.RpcMethodHandler]:
+    """The P4Runtime methods of `service`, as the generated code registers them except Write,
+    which takes and returns bytes (see `P4RuntimeService.write_wire`)."""
+    pb = p4runtime_pb2
+    return {
+        "Write": grpc.unary_unary_rpc_method_handler(service.write_wire),
+        "Read": grpc.unary_stream_rpc_method_handler(
+            service.Read, request_deserializer=pb.ReadRequest.FromString,
+            response_serializer=pb.ReadResponse.SerializeToString),
+        "SetForwardingPipelineConfig": grpc.unary_unary_rpc_method_handler(
+            service.SetForwardingPipelineConfig,
+            request_deserializer=pb.SetForwardingPipelineConfigRequest.FromString,
+            response_serializer=pb.SetForwardingPipelineConfigResponse.SerializeToString),
+        "GetForwardingPipelineConfig": grpc.unary_unary_rpc_method_handler(
+            service.GetForwardingPipelineConfig,
+            request_deserializer=pb.GetForwardingPipelineConfigRequest.FromString,
+            response_serializer=pb.GetForwardingPipelineConfigResponse.SerializeToString),
+        "StreamChannel": grpc.stream_stream_rpc_method_handler(
+            service.StreamChannel, request_deserializer=pb.StreamMessageRequest.FromString,
+            response_serializer=pb.StreamMessageResponse.SerializeToString),
+        "Capabilities": grpc.unary_unary_rpc_method_handler(
+            service.Capabilities, request_deserializer=pb.CapabilitiesRequest.FromString,
+            response_serializer=pb.CapabilitiesResponse.SerializeToString),
+    }
+
+
 def start_server(service: P4RuntimeService, address: str = "127.0.0.1:9559",
                  max_workers: int = 32) -> tuple[grpc.Server, int]:
     """Serve `service` on `address`; returns the started server and the bound port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
                                                     thread_name_prefix="p4rt"))
-    p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(service, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        SERVICE_NAME, method_handlers(service)),))
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     server.start()
     log.info("P4Runtime server for device %d on %s", service.device_id, address)
     return server, port
+

@@ -1,0 +1,92 @@
+"""The CRIU options of the kit's migratable containers, handed to CRIU by runc.
+
+Why: Podman drives CRIU through runc, and runc passes CRIU the configuration file named
+by the container annotation `org.criu.config` (its settings override runc's own). The
+kit's file asks for the nftables network lock: CRIU then locks and unlocks a netns
+in-process through libnftables, where the default iptables lock spawns six
+iptables-restore processes at restore (measured: CRIU's restore 190 ms -> 70 ms). The
+dump records the method and the restore uses it, so one file serves both.
+
+It also names an action script (`criu-hook`), which CRIU runs at each stage. The kit
+only listens to one: when a restore is about to resume the tasks, the script creates
+GATES_DIR/<container id>.resumed when the kit asked for it (GATES_DIR/<id>.wait exists), so a
+migration points the switch as soon as the backend runs again, while runc, conmon and
+Podman still do their bookkeeping (about 60 ms here).
+
+Only the kit's server containers carry the annotation; the system's /etc/criu is never
+read for them (an empty file keeps runc from falling back to /etc/criu/runc.conf).
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+from p4cf_kit.checkpoint.criu import ensure_kdat_dir, find_criu
+from p4cf_kit.errors import PrerequisiteError
+from p4cf_kit.paths import state_dir
+from p4cf_kit.podman.restore_gate import GATES_DIR
+
+ANNOTATION = "org.criu.config"
+NFT_FEATURE = "network_lock_nftables"
+
+
+@functools.lru_cache(maxsize=1)
+def nftables_lock_supported() -> bool:
+    """True when the CRIU on PATH can lock networks with nftables (built with libnftables)."""
+    try:
+        proc = subprocess.run([find_criu(), "check", "--feature", NFT_FEATURE],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired, PrerequisiteError):
+        return False   # no usable criu: the file holds no options; migration reports the cause
+    return proc.returncode == 0
+
+
+def render_hook(gates_dir: Path = GATES_DIR) -> str:
+    """The action script: quiet for every stage but pre-resume of an awaited restore (the last
+    stage that still knows the image folder, hence the container; the sockets are live by then
+    and CRIU resumes the tasks right after it returns)."""
+    return f"""#!/bin/sh
+# Written by P4ContainerFlow Kit (p4cf_kit.checkpoint.runc_conf): CRIU runs this at each stage.
+[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] || exit 0
+images=$(readlink "$CRTOOLS_IMAGE_DIR" 2>/dev/null) || exit 0
+id=${{images%/userdata/checkpoint}}
+id=${{id##*/}}
+[ -e "{gates_dir}/$id.wait" ] && : > "{gates_dir}/$id.resumed"
+exit 0
+"""
+
+
+def render_runc_conf(nftables: bool, hook: Path | None) -> str:
+    """The file's text: CRIU's long options, one per line, without dashes."""
+    lines = ["# Written by P4ContainerFlow Kit (p4cf_kit.checkpoint.runc_conf) for its own containers,",
+             "# through the annotation org.criu.config; CRIU reads it when runc checkpoints or restores."]
+    if nftables:
+        lines.append("network-lock nftables")
+    if hook is not None:
+        lines.append(f"action-script {hook}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> None:
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.chmod(mode)
+        tmp.replace(path)
+
+
+def runc_conf_path() -> Path:
+    """Write (if changed) and return the kit's CRIU configuration file."""
+    ensure_kdat_dir()
+    hook = state_dir() / "criu-hook"
+    _write_if_changed(hook, render_hook(), 0o755)
+    path = state_dir() / "criu-runc.conf"
+    _write_if_changed(path, render_runc_conf(nftables_lock_supported(), hook))
+    return path
+
+
+def annotation_args() -> list[str]:
+    """`podman run` arguments that make runc hand the kit's file to CRIU."""
+    return ["--annotation", f"{ANNOTATION}={runc_conf_path()}"]

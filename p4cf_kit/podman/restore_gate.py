@@ -1,0 +1,147 @@
+"""A staged restore: Podman prepares a restore in advance, and CRIU starts when the kit says so.
+
+Why: of a `podman container restore` (about 300 ms here), CRIU's own work is about 80 ms.
+The rest is Podman and runc getting ready (CLI start, database, storage mount, spec,
+conmon, runc start) and none of it needs the checkpoint images. A migration therefore
+starts the destination's restore *before* it freezes the source, and lets it wait at a
+gate just before runc hands the images to CRIU; when the images are in place, one line
+opens the gate. The downtime keeps only runc + CRIU.
+
+The gate lives in a kit-owned OCI runtime: a small script that is runc itself, except that
+`restore` of container ID first waits for a verdict line on the FIFO GATES_DIR/ID when
+that FIFO exists ("go" proceeds, anything else fails the restore). Only the kit's landing
+containers are created with it (`podman create --runtime PATH`); with no FIFO it is plain
+runc, so every other Podman operation on them is unchanged. A gate nobody answers times
+out (GATE_TIMEOUT_S), so a crashed kit never leaves a restore hanging.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+from p4cf_kit.errors import PodmanError
+from p4cf_kit.paths import state_dir
+from p4cf_kit.podman.runner import podman
+
+GATES_DIR = Path("/run/p4cf/gates")
+GATE_TIMEOUT_S = 120
+GO, ABORT = "go", "abort"
+
+
+def _runc_path() -> str:
+    return shutil.which("runc") or "/usr/bin/runc"
+
+
+def render_gated_runtime(runc: str, gates_dir: Path = GATES_DIR, timeout_s: int = GATE_TIMEOUT_S) -> str:
+    """The runtime script: runc, with the restore gate in front of a real restore."""
+    return f"""#!/bin/bash
+# Written by P4ContainerFlow Kit (p4cf_kit.podman.restore_gate): runc with a restore gate.
+# `restore ... --image-path ... ID` waits for a verdict on the FIFO {gates_dir}/ID if it exists.
+if [ "${{1:-}}" != "--help" ]; then
+  case " $* " in
+    *" restore "*" --image-path "*)
+      id=${{!#}}
+      gate={gates_dir}/$id
+      if [ -p "$gate" ]; then
+        verdict=
+        read -r -t {timeout_s} verdict < "$gate" || verdict="no verdict within {timeout_s} s"
+        if [ "$verdict" != "{GO}" ]; then
+          echo "p4cf restore gate: restore of $id called off ($verdict)" >&2
+          exit 1
+        fi
+      fi ;;
+  esac
+fi
+exec {runc} "$@"
+"""
+
+
+def gated_runtime_path() -> Path:
+    """Write (if changed) and return the kit's gated runtime (Podman's `--runtime PATH`)."""
+    path = state_dir() / "runtime" / "p4cf-runc"
+    text = render_gated_runtime(_runc_path())
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+    return path
+
+
+class RestoreGate:
+    """The FIFO one staged restore waits on; create before starting the restore."""
+
+    def __init__(self, container_id: str, gates_dir: Path = GATES_DIR) -> None:
+        self.path = gates_dir / container_id
+        # Asks the kit's CRIU action script (checkpoint/runc_conf.py) to say when the tasks run.
+        self.wait_marker = gates_dir / f"{container_id}.wait"
+        self.resumed_marker = gates_dir / f"{container_id}.resumed"
+        gates_dir.mkdir(parents=True, exist_ok=True)
+        for old in (self.path, self.resumed_marker):
+            old.unlink(missing_ok=True)
+        os.mkfifo(self.path, 0o600)
+        self.wait_marker.touch()
+        self.answered = False
+
+    def answer(self, verdict: str, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
+        """Write `verdict` to the waiting restore. Waits for it to reach the gate (it may still be
+        preparing); PodmanError when the restore ended before reaching it or never does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:   # ENXIO: nobody reads yet
+                    raise
+            if restore.poll() is not None:
+                raise PodmanError(f"the staged restore ended (exit {restore.returncode}) before reaching "
+                                  f"its gate: {(restore.stderr.read() if restore.stderr else '').strip()}")
+            if time.monotonic() > deadline:
+                raise PodmanError(f"the staged restore did not reach its gate {self.path} within {timeout:.0f} s")
+            time.sleep(0.0005)
+        try:
+            os.write(fd, f"{verdict}\n".encode())
+        finally:
+            os.close(fd)
+        self.answered = True
+
+    def wait_resumed(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> bool:
+        """After GO: wait until CRIU has resumed the restored tasks (the action script's marker)
+        or the restore command ended; True for the marker. PodmanError on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.resumed_marker.exists():
+            if restore.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                raise PodmanError(f"the restore did not resume its tasks within {timeout:.0f} s")
+            time.sleep(0.0005)
+        return True
+
+    def close(self) -> None:
+        """Remove the FIFO and markers (a restore reaching the gate later runs ungated: close only
+        after answering, or once the restore has ended)."""
+        try:
+            if stat.S_ISFIFO(os.lstat(self.path).st_mode):
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self.wait_marker.unlink(missing_ok=True)
+        self.resumed_marker.unlink(missing_ok=True)
+
+
+def remove_stale_gates(gates_dir: Path = GATES_DIR) -> list[str]:
+    """Remove gates whose container no longer exists (left by a killed migration)."""
+    stale = []
+    for path in gates_dir.glob("*") if gates_dir.is_dir() else []:
+        if podman("container", "exists", path.name.split(".")[0], check=False).returncode != 0:
+            path.unlink(missing_ok=True)
+            stale.append(str(path))
+    return stale
