@@ -302,3 +302,29 @@ def test_podman_stats_parsing() -> None:
     stats = parse_stats(out, "restore")
     assert (stats.podman_s, stats.runtime_s, stats.criu_s) == pytest.approx((0.389854, 0.343217, 0.228099))
     assert parse_stats("not json", "checkpoint").criu_s is None
+
+
+def test_gated_runtime_is_runc_with_a_gate() -> None:
+    from p4cf_kit.podman.restore_gate import render_gated_runtime
+
+    text = render_gated_runtime("/usr/bin/runc", Path("/run/p4cf/gates"), 120)
+    assert text.startswith("#!/bin/bash") and text.rstrip().endswith('exec /usr/bin/runc "$@"')
+    assert "read -r -t 120 verdict" in text and "--image-path" in text
+
+
+def test_down_calls_off_a_restore_waiting_at_its_gate(lab: Lab) -> None:
+    """A migration killed after `prepare` leaves a restore waiting at its gate (holding its
+    container's lock); `down` must call it off rather than wait for the gate's timeout.
+    Last in the file: it takes the module's lab down (the fixture's own down is idempotent)."""
+    from p4cf_kit.migration import phases
+    from p4cf_kit.migration.plan import plan_migration
+    from p4cf_kit.topology.cleanup import down
+
+    src, dst = _home(lab)
+    staged = phases.prepare(lab, plan_migration(lab, src, dst))
+    assert staged.process.poll() is None                      # waiting at the gate
+    removed = down(LAB)
+    assert staged.container_id in removed.get("gates", [])
+    assert staged.process.wait(timeout=30) != 0               # called off, not restored
+    assert not [p for p in GATES_DIR.glob(f"{staged.container_id}*")]
+    assert container_state(lab.names.server(dst)) is None

@@ -94,7 +94,7 @@ def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
     images = images_of(cid)
     images.mkdir(parents=True, exist_ok=True)
     (images / INVENTORY).write_bytes(b"")
-    gate = RestoreGate(cid)
+    gate = RestoreGate(cid, owner=lab.config.name)
     process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid)
     return StagedRestore(container_id=cid, images=images, gate=gate, process=process)
 

@@ -78,8 +78,11 @@ def gated_runtime_path() -> Path:
 class RestoreGate:
     """The FIFO one staged restore waits on; create before starting the restore."""
 
-    def __init__(self, container_id: str, gates_dir: Path = GATES_DIR) -> None:
+    def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR) -> None:
         self.path = gates_dir / container_id
+        # Which lab it belongs to, so `down` can call off a restore a killed migration left
+        # waiting (that restore holds its container's lock: Podman could not remove it).
+        self.owner_file = gates_dir / f"{container_id}.owner"
         # Asks the kit's CRIU action script (checkpoint/runc_conf.py) to say when the tasks run.
         self.wait_marker = gates_dir / f"{container_id}.wait"
         self.resumed_marker = gates_dir / f"{container_id}.resumed"
@@ -87,6 +90,7 @@ class RestoreGate:
         for old in (self.path, self.resumed_marker):
             old.unlink(missing_ok=True)
         os.mkfifo(self.path, 0o600)
+        self.owner_file.write_text(owner)
         self.wait_marker.touch()
         self.answered = False
 
@@ -133,8 +137,8 @@ class RestoreGate:
                 self.path.unlink()
         except FileNotFoundError:
             pass
-        self.wait_marker.unlink(missing_ok=True)
-        self.resumed_marker.unlink(missing_ok=True)
+        for extra in (self.wait_marker, self.resumed_marker, self.owner_file):
+            extra.unlink(missing_ok=True)
 
 
 def remove_stale_gates(gates_dir: Path = GATES_DIR) -> list[str]:
@@ -145,3 +149,26 @@ def remove_stale_gates(gates_dir: Path = GATES_DIR) -> list[str]:
             path.unlink(missing_ok=True)
             stale.append(str(path))
     return stale
+
+
+def abort_gates(owner: str, gates_dir: Path = GATES_DIR) -> list[str]:
+    """Call off every restore of lab `owner` still waiting at its gate, and remove its gates;
+    returns the container IDs. Needs no Podman call (a waiting restore holds a lock)."""
+    aborted = []
+    for owner_file in gates_dir.glob("*.owner") if gates_dir.is_dir() else []:
+        if owner_file.read_text().strip() != owner:
+            continue
+        cid = owner_file.name.split(".")[0]
+        fifo = gates_dir / cid
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, f"{ABORT}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass                       # nobody waits (ENXIO) or already gone
+        for path in (fifo, gates_dir / f"{cid}.wait", gates_dir / f"{cid}.resumed", owner_file):
+            path.unlink(missing_ok=True)
+        aborted.append(cid)
+    return aborted

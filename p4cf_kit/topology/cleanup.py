@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from p4cf_kit.labels import LABEL
-from p4cf_kit.podman.restore_gate import remove_stale_gates
+from p4cf_kit.podman.restore_gate import abort_gates, remove_stale_gates
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.switch.targets import stop_switch
 from p4cf_kit.topology import isolation
@@ -65,6 +65,9 @@ def down(lab: str) -> dict[str, list[str]]:
     pid = stop_switch(names)
     if pid:
         removed["switch"].append(str(pid))
+    gates = abort_gates(lab)   # first: a restore waiting at its gate holds its container's lock
+    if gates:
+        removed["gates"] = gates
     containers = _podman_objects(["ps", "-a"], names)
     pods = _podman_objects(["pod", "ps"], names)
     if containers:
