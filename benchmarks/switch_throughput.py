@@ -117,16 +117,27 @@ def rx_packets(ns: str, ifname: str) -> int:
     return data[0]["stats64"]["rx"]["packets"]
 
 
-def measure_tcp(topo: StarTopology, dst: str, duration: float) -> float:
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]            # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def measure_tcp(topo: StarTopology, dst: str, duration: float) -> tuple[float, float]:
+    """(Gbit/s, fraction of the machine's CPUs busy meanwhile): a busy fraction near 1 says the
+    rate is bounded by CPU (sender, receiver and forwarding share the cores), not by the path."""
     server = popen_in(topo.host_ns(2), [sys.executable, "-c", TCP_SERVER, str(PORT)],
                       stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == "ready"
+        busy0, total0 = cpu_times()
         run_in(topo.host_ns(1), [sys.executable, "-c", TCP_CLIENT, dst, str(PORT), str(duration)],
                timeout=duration + 30)
+        busy1, total1 = cpu_times()
         total, secs = server.stdout.readline().split()
         server.wait(timeout=10)
-        return int(total) * 8 / float(secs) / 1e9
+        return int(total) * 8 / float(secs) / 1e9, (busy1 - busy0) / max(total1 - total0, 1)
     finally:
         if server.poll() is None:
             server.kill()
@@ -177,10 +188,10 @@ def kernel_topology(tag: str) -> StarTopology:
 
 
 def measure_kernel(topo: StarTopology, duration: float) -> dict[str, float | str]:
-    gbps = measure_tcp(topo, topo.host_ip(2), duration)
+    gbps, busy = measure_tcp(topo, topo.host_ip(2), duration)
     frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), topo.host_ip(2))
     pps, offered, gen = measure_pps(topo, frame, duration)
-    return {"tcp_gbps": gbps, "pps": pps, "offered_pps": offered, "generator": gen}
+    return {"tcp_gbps": gbps, "tcp_busy": busy, "pps": pps, "offered_pps": offered, "generator": gen}
 
 
 def measure_switch(topo: StarTopology, duration: float, fast: bool,
@@ -191,7 +202,7 @@ def measure_switch(topo: StarTopology, duration: float, fast: bool,
     with Dataplane(p, {1: topo.switch_if(1), 2: topo.switch_if(2)}, netns=topo.switch_ns,
                    rx_ring=rx_ring, fastpath=fast) as dp:
         cpu0, rx0 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
-        gbps = measure_tcp(topo, VIP, duration)
+        gbps, busy = measure_tcp(topo, VIP, duration)
         time.sleep(0.6)  # cpu_seconds is updated at least every 0.5 s
         cpu1, rx1 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
         frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), VIP)
@@ -201,7 +212,7 @@ def measure_switch(topo: StarTopology, duration: float, fast: bool,
         stats = {n: vars(s) for n, s in dp.stats().items()}
     if dp.error is not None:
         raise dp.error
-    return {"tcp_gbps": gbps, "pps": pps, "offered_pps": offered, "generator": gen,
+    return {"tcp_gbps": gbps, "tcp_busy": busy, "pps": pps, "offered_pps": offered, "generator": gen,
             "port_stats": stats, "tcp_cpu": cpu1 - cpu0, "tcp_frames": rx1 - rx0,
             "pps_cpu": cpu2 - cpu1, "pps_frames": rx2 - rx1}
 
@@ -268,7 +279,8 @@ def main() -> int:
           f" {args.repeat} x {args.duration:g} s per case, medians; load average"
           f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; nice {args.nice}")
     print(f"kernel routing : TCP {k_gbps:6.2f} Gbit/s   64B {k_pps / 1e3:7.1f} kpps"
-          f" (offered {median(results['kernel'], 'offered_pps') / 1e3:.0f} kpps)")
+          f" (offered {median(results['kernel'], 'offered_pps') / 1e3:.0f} kpps)"
+          f"   CPUs busy during TCP {100 * median(results['kernel'], 'tcp_busy'):.0f}%")
     for path in paths:
         runs = results[path]
         gbps, pps = median(runs, "tcp_gbps"), median(runs, "pps")
@@ -276,7 +288,8 @@ def main() -> int:
         tcp_ratio = statistics.median(r["tcp_gbps"] / k["tcp_gbps"] for r, k in zip(runs, results["kernel"]))
         pps_ratio = statistics.median(r["pps"] / k["pps"] for r, k in zip(runs, results["kernel"]))
         print(f"{NAMES[path]:15s}: TCP {gbps:6.2f} Gbit/s   64B {pps / 1e3:7.1f} kpps"
-              f" (offered {median(runs, 'offered_pps') / 1e3:.0f} kpps)")
+              f" (offered {median(runs, 'offered_pps') / 1e3:.0f} kpps)"
+              f"   CPUs busy during TCP {100 * median(runs, 'tcp_busy'):.0f}%")
         us = statistics.median(r["pps_cpu"] / max(r["pps_frames"], 1) for r in runs) * 1e6
         tcp_cpu = statistics.median(r["tcp_cpu"] / (r["tcp_gbps"] * args.duration) for r in runs)
         print(f"  forwarding thread CPU: 64B {us:.2f} us/frame (=> {1 / max(us, 1e-9) * 1e3:.0f} kpps"
