@@ -36,6 +36,7 @@ PHASE_RECORD_FIELDS: tuple[str, ...] = (
     "migration", "src", "dst", *PHASE_COLUMNS, "total_s", "checkpoint_bytes", "t_start_ns", "t_end_ns", "ok",
 )
 OPTIONAL_FIELD = "backend"
+FROZEN_FIELD = "criu_dump_s"      # CRIU's frozen time inside the checkpoint phase (Podman --print-stats)
 NS = 1_000_000_000
 
 
@@ -49,7 +50,8 @@ def phases_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         missing = [f for f in PHASE_RECORD_FIELDS if f not in row]
         if missing:
             raise ValueError(f"migration record {i} lacks {missing}; expected fields {PHASE_RECORD_FIELDS}")
-    columns = list(PHASE_RECORD_FIELDS) + [OPTIONAL_FIELD] * any(OPTIONAL_FIELD in r for r in rows)
+    columns = list(PHASE_RECORD_FIELDS) + [field for field in (OPTIONAL_FIELD, FROZEN_FIELD)
+                                           if any(field in r for r in rows)]
     frame = pd.DataFrame(rows, columns=columns)
     return typed_phases(frame)
 
@@ -59,8 +61,9 @@ def typed_phases(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in ("migration", "checkpoint_bytes", "t_start_ns", "t_end_ns"):
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
-    for column in (*PHASE_COLUMNS, "total_s"):
-        out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+    for column in (*PHASE_COLUMNS, "total_s", FROZEN_FIELD):
+        if column in out.columns:
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     for column in ("src", "dst", OPTIONAL_FIELD):
         if column not in out.columns:
             continue
@@ -109,9 +112,19 @@ def phase_windows(record: Mapping[str, Any] | pd.Series) -> pd.DataFrame:
 
 
 def phase_breakdown(phases: pd.DataFrame) -> pd.DataFrame:
-    """Per migration: seconds of each phase and other_s (the figure's data). Successful ones only."""
+    """Per migration: seconds of each phase and other_s (the figure's data). Successful ones only.
+
+    When the records carry CRIU's frozen time, the checkpoint is also split into
+    `before_freeze_s` (Podman and runc getting there: the backend still serves) and `frozen_s`
+    (the part clients feel), since the two differ by a factor of two or more."""
     ok = phases[phases["ok"]]
-    return ok[["migration", "src", "dst", *PHASE_COLUMNS, "other_s", "total_s"]].reset_index(drop=True)
+    out = ok[["migration", "src", "dst", *PHASE_COLUMNS, "other_s", "total_s"]].reset_index(drop=True)
+    if FROZEN_FIELD in ok.columns and ok[FROZEN_FIELD].notna().all() and len(ok):
+        frozen = ok[FROZEN_FIELD].to_numpy()
+        checkpoint = ok["checkpoint_s"].to_numpy()
+        out["frozen_s"] = [min(f, c) for f, c in zip(frozen, checkpoint)]
+        out["before_freeze_s"] = out["checkpoint_s"] - out["frozen_s"]
+    return out
 
 
 def migration_label(record: Mapping[str, Any] | pd.Series) -> str:

@@ -12,15 +12,21 @@ from p4cf_kit.plots.style import figure_style, new_figure, phase_color
 
 NAME = "phases"
 STACK = ("checkpoint", "rewrite", "restore", "switch", "other")
+# With CRIU's frozen time known, the checkpoint bar is split: before the freeze the backend still
+# serves; from the freeze on, clients wait.
+SPLIT_STACK = ("before_freeze", "frozen", "rewrite", "restore", "switch", "other")
+LEGEND = {"before_freeze": "checkpoint: before the freeze", "frozen": "checkpoint: frozen (CRIU)"}
 
 
 def plot_phase_breakdown(data: pd.DataFrame, out_dir: str | Path, name: str = NAME) -> FigureFiles:
     """Stacked bars of phase seconds per migration, plus a last bar of the per-phase medians.
 
-    `data`: analysis.phase_breakdown output (migration, src, dst, <phase>_s, other_s, total_s).
+    `data`: analysis.phase_breakdown output (migration, src, dst, <phase>_s, other_s, total_s,
+    and before_freeze_s/frozen_s when CRIU's frozen time is known).
     """
     labels = [f"m{int(m)}\n{s}→{d}" for m, s, d in zip(data["migration"], data["src"], data["dst"])]
-    columns = [f"{p}_s" for p in STACK if f"{p}_s" in data.columns]
+    stack = SPLIT_STACK if "frozen_s" in data.columns else STACK
+    columns = [f"{p}_s" for p in stack if f"{p}_s" in data.columns]
     values = data[columns].fillna(0).to_numpy(dtype=float)
     medians = np.median(values, axis=0) if len(values) else np.zeros(len(columns))
     rows = np.vstack([values, medians]) if len(values) else medians[None, :]
@@ -31,8 +37,10 @@ def plot_phase_breakdown(data: pd.DataFrame, out_dir: str | Path, name: str = NA
         for j, column in enumerate(columns):
             phase = column[:-2]
             hatches = [None] * len(values) + ["//"]
-            bars = ax.bar(x, rows[:, j], bottom=bottom, color=phase_color(phase), width=0.65,
-                          label=phase, edgecolor="white", linewidth=0.6)
+            color = phase_color("checkpoint" if phase in LEGEND else phase)
+            bars = ax.bar(x, rows[:, j], bottom=bottom, color=color, width=0.65,
+                          alpha=0.45 if phase == "before_freeze" else 1.0,
+                          label=LEGEND.get(phase, phase), edgecolor="white", linewidth=0.6)
             for bar, hatch in zip(bars, hatches):
                 bar.set_hatch(hatch)
             bottom += rows[:, j]
