@@ -158,6 +158,16 @@ def test_migrated_detected_by_address_change_when_host_id_differs() -> None:
     assert dt.set_index("conn_id")["migrated"].to_dict() == {0: True, 1: False}
 
 
+def test_phase_breakdown_splits_the_checkpoint_at_the_freeze() -> None:
+    record = {"migration": 1, "src": "h2", "dst": "h4", "checkpoint_s": 0.25, "rewrite_s": 0.01, "restore_s": 0.13,
+              "switch_s": 0.005, "total_s": 0.4, "checkpoint_bytes": 1, "t_start_ns": T0, "t_end_ns": T0 + NS,
+              "ok": True, "criu_dump_s": 0.09}
+    split = an.phase_breakdown(an.phases_frame([record]))
+    assert split.loc[0, "frozen_s"] == pytest.approx(0.09) and split.loc[0, "before_freeze_s"] == pytest.approx(0.16)
+    plain = an.phase_breakdown(an.phases_frame([{k: v for k, v in record.items() if k != "criu_dump_s"}]))
+    assert "frozen_s" not in plain.columns
+
+
 def test_phases_frame_types_other_and_windows() -> None:
     record = {"migration": 1, "src": "h2", "dst": "h4", "checkpoint_s": 1.0, "rewrite_s": 0.1, "restore_s": 0.5,
               "switch_s": 0.05, "total_s": 2.0, "checkpoint_bytes": 1024, "t_start_ns": T0, "t_end_ns": T0 + 2 * NS,
