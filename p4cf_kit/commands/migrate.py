@@ -38,8 +38,9 @@ def _run(args: argparse.Namespace) -> int:
     t = rec.timings
     emit(args, rec.as_row(),
          f"{rec.backend} moved {rec.src} -> {rec.dst} in {rec.total_s:.3f} s "
-         f"(checkpoint {t.checkpoint:.3f}, rewrite {t.rewrite:.3f}, restore {t.restore:.3f}, "
-         f"switch {t.switch:.3f}; cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
+         f"(checkpoint {t.checkpoint:.3f} of which CRIU frozen {rec.criu_dump_s or 0:.3f}, rewrite {t.rewrite:.3f}, "
+         f"restore {t.restore:.3f}, switch {t.switch:.3f}; before it prepare {t.prepare:.3f}, after it "
+         f"cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
          f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}")
     return 0
 
