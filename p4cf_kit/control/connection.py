@@ -22,6 +22,7 @@ import grpc
 
 from p4cf_kit.control.shell_client import client_of_failed_setup, end_stream, start_in_daemon_thread
 from p4cf_kit.errors import SwitchError
+from p4cf_kit.grpc_ready import wait_until_serving
 from p4cf_kit.paths import P4INFO_TXT, state_dir
 
 _LOCK = threading.RLock()
@@ -124,13 +125,10 @@ class SwitchConnection:
 
     def _wait_channel(self, timeout: float) -> None:
         channel = grpc.insecure_channel(self.grpc_addr)
-        ready = grpc.channel_ready_future(channel)
         try:
-            ready.result(timeout=timeout)
-        except grpc.FutureTimeoutError as exc:
-            raise ConnectionError(f"{self.grpc_addr} not reachable") from exc
+            if not wait_until_serving(channel, timeout):
+                raise ConnectionError(f"{self.grpc_addr} not reachable")
         finally:
-            ready.cancel()  # stop its polling thread before the channel goes away
             channel.close()
 
     @staticmethod

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 
 from p4cf_kit.errors import SwitchError
+from p4cf_kit.grpc_ready import wait_until_serving
 from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.switch import pids
 
@@ -73,14 +74,8 @@ def wait_grpc_ready(grpc_addr: str, timeout: float, alive: "callable[[], bool] |
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SwitchError(f"no P4Runtime server answers on {grpc_addr} after {timeout:.0f} s")
-            ready = grpc.channel_ready_future(channel)
-            try:
-                ready.result(timeout=min(0.2, remaining))
+            if wait_until_serving(channel, min(0.2, remaining)):
                 return
-            except grpc.FutureTimeoutError:
-                continue
-            finally:
-                ready.cancel()  # stop its polling thread before the channel goes away
     finally:
         channel.close()
 
