@@ -33,8 +33,7 @@ sys.path.insert(0, str(REPO))
 from p4cf_kit.config import parse_config  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
 from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment  # noqa: E402
-from p4cf_kit.migration.phases import parse_stats  # noqa: E402
-from p4cf_kit.podman.runner import podman  # noqa: E402
+from p4cf_kit.migration.phases import checkpoint_in_place, restore_in_place  # noqa: E402
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 300.0, 400.0
 OCTET = 158
@@ -43,11 +42,10 @@ OCTET = 158
 def bare_cycle(container: str) -> dict[str, float | None]:
     """One in-place checkpoint + restore of `container` (the floor), wall and CRIU seconds."""
     t0 = time.monotonic()
-    dump = podman("container", "checkpoint", "--tcp-established", "--print-stats", container)
+    d = checkpoint_in_place(container)
     t1 = time.monotonic()
-    back = podman("container", "restore", "--tcp-established", "--print-stats", container)
+    r = restore_in_place(container)
     t2 = time.monotonic()
-    d, r = parse_stats(dump.stdout, "checkpoint"), parse_stats(back.stdout, "restore")
     return {"wall_s": t2 - t0, "checkpoint_s": t1 - t0, "restore_s": t2 - t1,
             "criu_s": (d.criu_s or 0) + (r.criu_s or 0) if d.criu_s and r.criu_s else None}
 

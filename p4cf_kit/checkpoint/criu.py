@@ -79,6 +79,19 @@ def criu_check(path: str | None = None) -> CriuCheck:
     return CriuCheck(ok=proc.returncode == 0, path=path, version=version, output=output)
 
 
+NFT_LOCK_FEATURE = "network_lock_nftables"   # CRIU built with libnftables: in-process network lock
+
+
+def has_feature(feature: str, path: str | None = None) -> bool:
+    """`criu check --feature FEATURE` passes for the given (or found) criu; False when none runs."""
+    try:
+        proc = subprocess.run([path or find_criu(), "check", "--feature", feature],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired, PrerequisiteError):
+        return False
+    return proc.returncode == 0
+
+
 def kit_build_facts(stamp: Path = BUILD_STAMP) -> dict[str, str]:
     """`key=value` lines of the kit's CRIU build stamp (scripts/setup-criu.sh); {} for other builds."""
     if not stamp.is_file():

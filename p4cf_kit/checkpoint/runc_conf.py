@@ -20,27 +20,20 @@ read for them (an empty file keeps runc from falling back to /etc/criu/runc.conf
 from __future__ import annotations
 
 import functools
-import subprocess
 from pathlib import Path
 
-from p4cf_kit.checkpoint.criu import ensure_kdat_dir, find_criu
-from p4cf_kit.errors import PrerequisiteError
-from p4cf_kit.paths import state_dir
+from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, ensure_kdat_dir, has_feature
+from p4cf_kit.paths import state_dir, write_if_changed
 from p4cf_kit.podman.restore_gate import GATES_DIR
 
 ANNOTATION = "org.criu.config"
-NFT_FEATURE = "network_lock_nftables"
 
 
 @functools.lru_cache(maxsize=1)
 def nftables_lock_supported() -> bool:
-    """True when the CRIU on PATH can lock networks with nftables (built with libnftables)."""
-    try:
-        proc = subprocess.run([find_criu(), "check", "--feature", NFT_FEATURE],
-                              capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired, PrerequisiteError):
-        return False   # no usable criu: the file holds no options; migration reports the cause
-    return proc.returncode == 0
+    """True when the CRIU on PATH can lock networks with nftables (built with libnftables);
+    asked once per process."""
+    return has_feature(NFT_LOCK_FEATURE)
 
 
 def render_hook(gates_dir: Path = GATES_DIR) -> str:
@@ -69,22 +62,11 @@ def render_runc_conf(nftables: bool, hook: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> None:
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.chmod(mode)
-        tmp.replace(path)
-
-
 def runc_conf_path() -> Path:
     """Write (if changed) and return the kit's CRIU configuration file."""
     ensure_kdat_dir()
-    hook = state_dir() / "criu-hook"
-    _write_if_changed(hook, render_hook(), 0o755)
-    path = state_dir() / "criu-runc.conf"
-    _write_if_changed(path, render_runc_conf(nftables_lock_supported(), hook))
-    return path
+    hook = write_if_changed(state_dir() / "criu-hook", render_hook(), 0o755)
+    return write_if_changed(state_dir() / "criu-runc.conf", render_runc_conf(nftables_lock_supported(), hook))
 
 
 def annotation_args() -> list[str]:

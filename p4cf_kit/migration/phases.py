@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p4cf_kit.config import HostConfig
 from p4cf_kit.control.loadbalancer import NextHop
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.migration.netns_lock import release_lock
@@ -86,11 +87,17 @@ def has_images(folder: Path) -> bool:
     return inventory.is_file() and inventory.stat().st_size > 0
 
 
+def landing_container(lab: LabLike, plan: MigrationPlan, host: HostConfig) -> str:
+    """Create (not start) a container for the moving backend in `host`'s pod, labelled with where
+    it runs and which backend it is; returns its ID."""
+    return create_landing(lab.config, lab.names, host, plan.backend,
+                          {LOCATION_LABEL: host.name, BACKEND_LABEL: plan.backend})
+
+
 def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
     """Create the landing container at the destination and start its restore, which waits at
     its gate. An empty inventory.img passes Podman's check; the real one replaces it."""
-    cid = create_landing(lab.config, lab.names, plan.dst, plan.backend,
-                         {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend})
+    cid = landing_container(lab, plan, plan.dst)
     images = images_of(cid)
     images.mkdir(parents=True, exist_ok=True)
     (images / INVENTORY).write_bytes(b"")

@@ -27,9 +27,7 @@ from dataclasses import dataclass
 from p4cf_kit.errors import KitError
 from p4cf_kit.migration import nudge, phases
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.migration.plan import (BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state,
-                                     images_of)
-from p4cf_kit.topology.hosts import create_landing
+from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state, images_of
 
 
 class RollbackError(KitError):
@@ -74,8 +72,7 @@ def return_to_source(lab: LabLike, plan: MigrationPlan, run: MigrationRun,
             step = "restore at source"
             src_images = plan.src_images
             if src_state is None:   # cleanup had removed its record: a new one, as at a landing
-                create_landing(lab.config, lab.names, plan.src, plan.backend,
-                               {LOCATION_LABEL: plan.src.name, BACKEND_LABEL: plan.backend})
+                phases.landing_container(lab, plan, plan.src)
                 src_images = images_of(plan.src_container)
             if landing is not None and phases.has_images(landing):
                 phases.move_images(landing, src_images)

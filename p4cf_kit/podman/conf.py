@@ -13,7 +13,7 @@ import os
 import resource
 from pathlib import Path
 
-from p4cf_kit.paths import state_dir
+from p4cf_kit.paths import state_dir, write_if_changed
 
 RUNTIME = "runc"
 # Podman 4.3 lowers its own RLIMIT_NPROC to this at start-up; a container asking for more
@@ -47,11 +47,7 @@ def render_containers_conf() -> str:
 
 def containers_conf_path() -> Path:
     """Write (if changed) and return the kit's containers.conf."""
-    path = state_dir() / "containers.conf"
-    text = render_containers_conf()
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return write_if_changed(state_dir() / "containers.conf", render_containers_conf())
 
 
 def podman_env(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
 import subprocess
 import time
 from pathlib import Path
 
 from p4cf_kit.errors import PodmanError
-from p4cf_kit.paths import state_dir
+from p4cf_kit.paths import state_dir, write_if_changed
 from p4cf_kit.podman.runner import podman
 
 GATES_DIR = Path("/run/p4cf/gates")
@@ -64,57 +63,59 @@ exec {runc} "$@"
 
 def gated_runtime_path() -> Path:
     """Write (if changed) and return the kit's gated runtime (Podman's `--runtime PATH`)."""
-    path = state_dir() / "runtime" / "p4cf-runc"
-    text = render_gated_runtime(_runc_path())
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        tmp.replace(path)
-    return path
+    return write_if_changed(state_dir() / "runtime" / "p4cf-runc", render_gated_runtime(_runc_path()), 0o755)
+
+
+def _send_verdict(fifo: Path, verdict: str) -> bool:
+    """Write `verdict` to a restore waiting on `fifo`; False when nobody reads it (yet)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.ENOENT):   # no reader yet / no gate
+            return False
+        raise
+    try:
+        os.write(fd, f"{verdict}\n".encode())
+    finally:
+        os.close(fd)
+    return True
 
 
 class RestoreGate:
-    """The FIFO one staged restore waits on; create before starting the restore."""
+    """The FIFO one staged restore waits on, with its side files; create before starting the
+    restore. Side files, all named after the container ID:
+      .owner    the lab it belongs to, so `down` can call off a restore a killed migration left
+                waiting (that restore holds its container's lock: Podman could not remove it);
+      .wait     asks the kit's CRIU action script (checkpoint/runc_conf.py) for .resumed,
+                which it creates when CRIU resumes the restored tasks."""
 
     def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR) -> None:
         self.path = gates_dir / container_id
-        # Which lab it belongs to, so `down` can call off a restore a killed migration left
-        # waiting (that restore holds its container's lock: Podman could not remove it).
         self.owner_file = gates_dir / f"{container_id}.owner"
-        # Asks the kit's CRIU action script (checkpoint/runc_conf.py) to say when the tasks run.
         self.wait_marker = gates_dir / f"{container_id}.wait"
         self.resumed_marker = gates_dir / f"{container_id}.resumed"
         gates_dir.mkdir(parents=True, exist_ok=True)
-        for old in (self.path, self.resumed_marker):
-            old.unlink(missing_ok=True)
+        self.close()                                   # whatever an earlier run left
         os.mkfifo(self.path, 0o600)
         self.owner_file.write_text(owner)
         self.wait_marker.touch()
         self.answered = False
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker)
+
     def answer(self, verdict: str, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
         """Write `verdict` to the waiting restore. Waits for it to reach the gate (it may still be
         preparing); PodmanError when the restore ended before reaching it or never does."""
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:   # ENXIO: nobody reads yet
-                    raise
+        while not _send_verdict(self.path, verdict):
             if restore.poll() is not None:
                 raise PodmanError(f"the staged restore ended (exit {restore.returncode}) before reaching "
                                   f"its gate: {(restore.stderr.read() if restore.stderr else '').strip()}")
             if time.monotonic() > deadline:
                 raise PodmanError(f"the staged restore did not reach its gate {self.path} within {timeout:.0f} s")
             time.sleep(0.0005)
-        try:
-            os.write(fd, f"{verdict}\n".encode())
-        finally:
-            os.close(fd)
         self.answered = True
 
     def wait_resumed(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> bool:
@@ -130,22 +131,21 @@ class RestoreGate:
         return True
 
     def close(self) -> None:
-        """Remove the FIFO and markers (a restore reaching the gate later runs ungated: close only
-        after answering, or once the restore has ended)."""
-        try:
-            if stat.S_ISFIFO(os.lstat(self.path).st_mode):
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
-        for extra in (self.wait_marker, self.resumed_marker, self.owner_file):
-            extra.unlink(missing_ok=True)
+        """Remove the FIFO and side files (a restore reaching the gate later runs ungated: close
+        only after answering, or once the restore has ended)."""
+        for path in self.files:
+            path.unlink(missing_ok=True)
+
+
+def _container_id(gate_file: Path) -> str:
+    return gate_file.name.split(".")[0]
 
 
 def remove_stale_gates(gates_dir: Path = GATES_DIR) -> list[str]:
     """Remove gates whose container no longer exists (left by a killed migration)."""
     stale = []
     for path in gates_dir.glob("*") if gates_dir.is_dir() else []:
-        if podman("container", "exists", path.name.split(".")[0], check=False).returncode != 0:
+        if podman("container", "exists", _container_id(path), check=False).returncode != 0:
             path.unlink(missing_ok=True)
             stale.append(str(path))
     return stale
@@ -158,17 +158,9 @@ def abort_gates(owner: str, gates_dir: Path = GATES_DIR) -> list[str]:
     for owner_file in gates_dir.glob("*.owner") if gates_dir.is_dir() else []:
         if owner_file.read_text().strip() != owner:
             continue
-        cid = owner_file.name.split(".")[0]
-        fifo = gates_dir / cid
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            try:
-                os.write(fd, f"{ABORT}\n".encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            pass                       # nobody waits (ENXIO) or already gone
-        for path in (fifo, gates_dir / f"{cid}.wait", gates_dir / f"{cid}.resumed", owner_file):
+        cid = _container_id(owner_file)
+        _send_verdict(gates_dir / cid, ABORT)          # False: nobody waits any more
+        for path in gates_dir.glob(f"{cid}*"):
             path.unlink(missing_ok=True)
         aborted.append(cid)
     return aborted

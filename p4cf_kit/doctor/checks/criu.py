@@ -14,7 +14,7 @@ from typing import Any
 
 from p4cf_kit.doctor.checks.probes import dotted, output, resolve_binary, run, version_tuple
 from p4cf_kit.doctor.checks.result import CheckResult
-from p4cf_kit.checkpoint.criu import kit_build_facts
+from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, has_feature, kit_build_facts
 from p4cf_kit.errors import KitError
 
 CRIU_MIN = (4, 2)
@@ -104,8 +104,7 @@ def check_criu_fast_migration() -> CheckResult:
     if path is None:
         return _criu_missing(name, origin)
     notes, ok = [], True
-    nft = run([path, "check", "--feature", "network_lock_nftables"])
-    if nft.returncode == 0:
+    if has_feature(NFT_LOCK_FEATURE, path):
         notes.append("nftables network lock")
     else:
         ok = False
