@@ -16,6 +16,11 @@ more than the rest of the server's work; the switch now decodes it itself (`writ
 printed as "server decode", next to what protobuf's parser takes). The client still serialises
 with protobuf. `--control-cpu` is passed to the switch (its default: `auto`, gRPC kept on one
 CPU); `none` measures it unpinned.
+
+As root, the switch runs as in a lab: with two ports on veths in a kit-owned namespace
+(p4cf-b-*), its data plane on the default path (the eBPF fast path where it loads, whose
+generation every write bumps and whose counters every write collects), P4Runtime on a unix
+socket. `--no-ports` measures the control plane alone.
 """
 
 from __future__ import annotations
@@ -119,6 +124,8 @@ def main() -> int:
                     help="run the switch in this process (shares the GIL with the client)")
     ap.add_argument("--control-cpu", default="auto", metavar="auto|none|CPU",
                     help="the switch's --control-cpu (not with --in-process)")
+    ap.add_argument("--no-ports", action="store_true",
+                    help="no data plane (the default as root: two ports, as in a lab)")
     args = ap.parse_args()
 
     schema = P4Schema(load_p4info(P4INFO_TXT))
@@ -126,15 +133,27 @@ def main() -> int:
     addr = f"127.0.0.1:{port}"
     proc = None
     switch = None
+    topo = None
+    wrap: list[str] = []
+    ports: list[str] = []
+    if not args.no_ports and not args.in_process and os.geteuid() == 0:
+        from p4cf_kit.netns import StarTopology
+        topo = StarTopology(f"p4cf-b-{os.getpid() % 4096:03x}w-", 2).up()
+        wrap = ["ip", "netns", "exec", topo.switch_ns]
+        ports = [a for i in (1, 2) for a in ("-i", f"{i}@{topo.switch_if(i)}")]
+        addr = f"unix:/run/{topo.prefix}grpc.sock"
     if args.in_process:
         from p4cf_kit.switch.embedded.target import EmbeddedSwitch
         switch = EmbeddedSwitch(grpc_addr=addr, p4info_path=P4INFO_TXT)
         switch.start()
     else:
-        proc = subprocess.Popen([sys.executable, "-m", "p4cf_kit.switch.embedded",
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "p4cf_kit.switch.embedded",
                                  "--grpc-server-addr", addr, "--p4info", str(P4INFO_TXT),
-                                 "--log-level", "warn", "--control-cpu", args.control_cpu],
-                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                 "--log-level", "warn", "--control-cpu", args.control_cpu,
+                                 *ports],
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                stderr=subprocess.PIPE, text=True)
+        banner = proc.stderr.readline().strip()  # says which data path runs
     channel = grpc.insecure_channel(addr)
     try:
         grpc.channel_ready_future(channel).result(timeout=20)
@@ -191,8 +210,11 @@ def main() -> int:
 
         mode = ("in-process" if args.in_process
                 else f"switch in its own process, --control-cpu {args.control_cpu}")
-        print(f"P4Runtime Write round trip over gRPC on loopback ({mode}, python {sys.version.split()[0]}, "
+        where = "a unix socket" if addr.startswith("unix:") else "loopback"
+        print(f"P4Runtime Write round trip over gRPC on {where} ({mode}, python {sys.version.split()[0]}, "
               f"grpcio {grpc.__version__})")
+        if proc is not None:
+            print(f"  switch: {banner.split('; ', 1)[-1] if ports else 'no ports (control plane only)'}")
         b_med, b_p95 = summary("baseline: Capabilities", base_ns)
         w_med, w_p95 = summary("write: MODIFY ecmp_nhop (raw stub)", write_ns)
         s_med, _ = summary("shell: TableEntry.modify()", shell_ns)
@@ -211,6 +233,9 @@ def main() -> int:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
+        if topo is not None:
+            topo.down()
+            Path(addr[len("unix:"):]).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

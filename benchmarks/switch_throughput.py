@@ -2,8 +2,8 @@
 
 All run over the same kind of veths between kit-owned namespaces (p4cf-b-*), in one run, with
 the same load generators: a client h1 and a server h2 on either side of (a) a namespace routing
-with ip_forward (the baseline), (b) the embedded data plane with its C fast path, (c) the
-embedded data plane on its pure-Python path. Each measurement runs for a fixed duration; with
+with ip_forward (the baseline), (b) the embedded switch as it runs by default: its eBPF kernel
+fast path in front of the C one, (c) the C fast path alone, (d) the pure-Python path. Each measurement runs for a fixed duration; with
 --repeat N every case is measured N times, interleaved, and the median is reported.
 
   TCP:  h1 sends 1 MiB buffers for D seconds (kernel TCP, offloads on); h2 reports bytes
@@ -195,29 +195,32 @@ def measure_kernel(topo: StarTopology, duration: float) -> dict[str, float | str
 
 
 def measure_switch(topo: StarTopology, duration: float, fast: bool,
-                   rx_ring: bool = False) -> dict[str, object]:
-    """One measurement through a fresh embedded switch (C fast path or Python path)."""
+                   rx_ring: bool = False, offload: bool = False) -> dict[str, object]:
+    """One measurement through a fresh embedded switch (kernel + C, C or Python path)."""
     p = LoadBalancerPipeline()
     program(p, topo)
     with Dataplane(p, {1: topo.switch_if(1), 2: topo.switch_if(2)}, netns=topo.switch_ns,
-                   rx_ring=rx_ring, fastpath=fast) as dp:
-        cpu0, rx0 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
+                   rx_ring=rx_ring, fastpath=fast, offload=offload) as dp:
+        def in_kernel() -> int:
+            return sum(s.rx for s in dp.kernel_stats().values())
+        cpu0, rx0, k0 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values()), in_kernel()
         gbps, busy = measure_tcp(topo, VIP, duration)
         time.sleep(0.6)  # cpu_seconds is updated at least every 0.5 s
-        cpu1, rx1 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
+        cpu1, rx1, k1 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values()), in_kernel()
         frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), VIP)
         pps, offered, gen = measure_pps(topo, frame, duration)
         time.sleep(0.6)
-        cpu2, rx2 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values())
+        cpu2, rx2, k2 = dp.cpu_seconds, sum(s.rx for s in dp.stats().values()), in_kernel()
         stats = {n: vars(s) for n, s in dp.stats().items()}
     if dp.error is not None:
         raise dp.error
     return {"tcp_gbps": gbps, "tcp_busy": busy, "pps": pps, "offered_pps": offered, "generator": gen,
             "port_stats": stats, "tcp_cpu": cpu1 - cpu0, "tcp_frames": rx1 - rx0,
-            "pps_cpu": cpu2 - cpu1, "pps_frames": rx2 - rx1}
+            "pps_cpu": cpu2 - cpu1, "pps_frames": rx2 - rx1,
+            "tcp_kernel_frames": k1 - k0, "pps_kernel_frames": k2 - k1}
 
 
-NAMES = {"fast": "switch (C)", "fast-ring": "switch (C ring)", "python": "switch (Python)",
+NAMES = {"ebpf": "switch (eBPF+C)", "fast": "switch (C)", "fast-ring": "switch (C ring)", "python": "switch (Python)",
          "ring": "switch (Py ring)"}
 
 
@@ -229,8 +232,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per case (median)")
-    parser.add_argument("--paths", default="fast,python",
-                        help="switch paths to measure, comma-separated: fast (C, recvmmsg), "
+    parser.add_argument("--paths", default="ebpf,fast,python",
+                        help="switch paths to measure, comma-separated: ebpf (the default: "
+                             "eBPF at tc ingress, then C), fast (C, recvmmsg), "
                              "fast-ring (C, TPACKET_V2 ring), python (recv), ring (Python, "
                              "TPACKET_V3 ring)")
     parser.add_argument("--json", help="also write the raw results to this file")
@@ -249,10 +253,10 @@ def main() -> int:
     if unknown:
         print(f"unknown paths {sorted(unknown)}; choose from {sorted(NAMES)}", file=sys.stderr)
         return 2
-    if not fastpath_available() and any(x.startswith("fast") for x in paths):
+    if not fastpath_available() and any(x.startswith("fast") or x == "ebpf" for x in paths):
         print("C fast path not built (or P4CF_FASTPATH=0): measuring the Python paths only",
               file=sys.stderr)
-        paths = [x for x in paths if not x.startswith("fast")]
+        paths = [x for x in paths if not x.startswith("fast") and x != "ebpf"]
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, max(-20, min(19, args.nice)))  # children inherit it
     tag = f"{os.getpid() % 4096:03x}"
@@ -265,8 +269,9 @@ def main() -> int:
             results["kernel"].append(measure_kernel(ktopo, args.duration))
             for path in paths:
                 results[path].append(measure_switch(stopo, args.duration,
-                                                    fast=path.startswith("fast"),
-                                                    rx_ring=path.endswith("ring")))
+                                                    fast=path.startswith("fast") or path == "ebpf",
+                                                    rx_ring=path.endswith("ring"),
+                                                    offload=path == "ebpf"))
             print(f"round {rnd + 1}/{args.repeat}: " + "  ".join(
                 f"{k} {v[-1]['tcp_gbps']:.2f} Gbit/s {v[-1]['pps'] / 1e3:.0f} kpps"
                 for k, v in results.items()), file=sys.stderr, flush=True)
@@ -292,8 +297,14 @@ def main() -> int:
               f"   CPUs busy during TCP {100 * median(runs, 'tcp_busy'):.0f}%")
         us = statistics.median(r["pps_cpu"] / max(r["pps_frames"], 1) for r in runs) * 1e6
         tcp_cpu = statistics.median(r["tcp_cpu"] / (r["tcp_gbps"] * args.duration) for r in runs)
-        print(f"  forwarding thread CPU: 64B {us:.2f} us/frame (=> {1 / max(us, 1e-9) * 1e3:.0f} kpps"
-              f" per busy core); TCP {tcp_cpu:.2f} core-s per Gbit")
+        if path == "ebpf":  # the user-space thread only sees each flow's first frame
+            share = {k: statistics.median(r[f"{k}_kernel_frames"] / max(r[f"{k}_frames"], 1) for r in runs)
+                     for k in ("tcp", "pps")}
+            print(f"  frames forwarded in the kernel: TCP {100 * share['tcp']:.2f}%"
+                  f"   64B {100 * share['pps']:.2f}%")
+        else:
+            print(f"  forwarding thread CPU: 64B {us:.2f} us/frame (=> {1 / max(us, 1e-9) * 1e3:.0f}"
+                  f" kpps per busy core); TCP {tcp_cpu:.2f} core-s per Gbit")
         print(f"  ratio to kernel (paired median): TCP {tcp_ratio:.2f} (goal >= 0.75)"
               f"   64B {pps_ratio:.2f}   64B goal >= 160 kpps: {'met' if pps >= 160e3 else 'NOT met'}")
     if args.json:

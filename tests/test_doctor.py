@@ -28,12 +28,12 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="p4cf doctor's checks 
 
 EXPECTED_CHECKS = {
     "root", "pycriu", "podman", "podman-api", "oci-runtime", "containers-conf", "criu", "criu-check", "criu-fast-migration",
-    "netns", "veth", "af-packet", "tcp-repair", "firewall", "ethtool", "busybox-static",
+    "netns", "veth", "af-packet", "ebpf-fastpath", "tcp-repair", "firewall", "ethtool", "busybox-static",
     "kit-images", "bmv2", "p4c",
     *(f"python:{d}" for d in ("jupyterlab", "ipywidgets", "podman", "p4runtime-shell", "p4runtime",
                               "protobuf", "grpcio", "pandas", "matplotlib", "scapy")),
 }
-OPTIONAL_CHECKS = {"podman-api", "criu-fast-migration", "kit-images", "bmv2", "p4c", "python:jupyterlab", "python:scapy"}
+OPTIONAL_CHECKS = {"podman-api", "criu-fast-migration", "ebpf-fastpath", "kit-images", "bmv2", "p4c", "python:jupyterlab", "python:scapy"}
 
 
 def run_doctor(*args: str, env: dict[str, str] | None = None,
@@ -92,6 +92,14 @@ def test_machine_check_passes(check) -> None:
     result = check()
     assert result.ok, f"{result.name}: {result.detail} (fix: {result.fix})"
     assert result.required and result.status == "OK"
+
+
+def test_ebpf_fastpath_check_loads_and_leaves_nothing() -> None:
+    """Optional (older kernels lack tcx), but this machine's kernel has it: it must pass, and
+    its namespace must be gone afterwards."""
+    result = checks.check_ebpf_fastpath()
+    assert result.ok and not result.required, result.detail
+    assert not [n for n in os.listdir("/run/netns") if n.startswith("p4cf-doctor-bpf-")]
 
 
 @pytest.mark.podman

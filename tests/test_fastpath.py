@@ -104,7 +104,7 @@ def fast(table, p: LoadBalancerPipeline, v: bytes, frame: bytes) -> tuple[object
         assert (vb, fb) == (bytearray(v), bytearray(frame))  # a punted frame is left untouched
         learnt = bytearray(frame)
         dpm.prepare_offloads(v, learnt)  # as Dataplane._handle: offloads first, then learn
-        dpm.learn(table, p, learnt)
+        dpm.learn(table, None, p, learnt)
         res = table.handle(vb, fb)
     return res, bytes(vb), bytes(fb)
 
@@ -214,7 +214,7 @@ def test_stale_generation_refused(pair) -> None:
     p.set_send_frame(3, "drop", {})  # any write
     assert not table.insert(key, generation, *dpm._decision_args(d))
     assert table.handle(bytearray(NO_VNET), bytearray(frame)) is None
-    assert dpm.learn(table, p, frame)
+    assert dpm.learn(table, None, p, frame)
     assert table.handle(bytearray(NO_VNET), bytearray(frame)) is not None
 
 
@@ -281,7 +281,7 @@ def test_counts_exact_under_concurrent_writes(pair) -> None:
             if table.handle(bytearray(NO_VNET), out) is not None:
                 in_c += 1
                 continue
-            dpm.learn(table, p, out)
+            dpm.learn(table, None, p, out)
             p.process_frame(out, 1, len(out), 1, False)
     finally:
         done.set()

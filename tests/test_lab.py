@@ -110,10 +110,13 @@ def lab4() -> Iterator[Lab]:
     lab.up()
     record("up_4_hosts", time.monotonic() - t0)
     yield lab
+    bridges = cleanup.network_bridges(leftovers("t4")["networks"])
+    assert len(bridges) == 4
     t0 = time.monotonic()
     lab.down()
     record("down_4_hosts", time.monotonic() - t0)
     assert_clean("t4")
+    assert not [b for b in bridges if Path(f"/sys/class/net/{b}").exists()], "bridges left behind"
 
 
 def test_up_builds_the_classic_lab(lab4: Lab) -> None:

@@ -53,6 +53,39 @@ def lab_interfaces(names: LabNames) -> list[str]:
     return found
 
 
+def network_bridges(networks: list[str]) -> list[str]:
+    """The Linux bridges behind these Podman networks (asked before they are removed)."""
+    if not networks:
+        return []
+    out = podman("network", "inspect", *networks, check=False).stdout.strip()
+    try:
+        items = json.loads(out) if out else []
+    except ValueError:
+        return []
+    return [str(i["network_interface"]) for i in items or [] if i.get("network_interface")]
+
+
+def _remove_bridges(bridges: list[str]) -> list[str]:
+    """Delete the lab networks' bridges that outlived `podman network rm`.
+
+    Why: netavark deletes a bridge only when its last container leaves and nothing else is
+    plugged in, but the switch's veth port is; and `network rm` never deletes a bridge. Left
+    alone, every bring-up leaked one (a machine collected 1426, and tools that list
+    interfaces, scapy among them, slowed to a crawl). Only bridges of networks this lab owned
+    are touched, and only once no port is left on them."""
+    gone = []
+    for bridge in bridges:
+        sysfs = Path("/sys/class/net") / bridge
+        if not (sysfs / "bridge").is_dir():
+            continue  # already gone (netavark removed it) or not a bridge
+        brif = sysfs / "brif"
+        if brif.is_dir() and any(brif.iterdir()):
+            continue  # still in use by something else
+        if run(["ip", "link", "del", bridge], check=False).returncode == 0:
+            gone.append(bridge)
+    return gone
+
+
 def netns_exists(name: str) -> bool:
     return Path(f"/run/netns/{name}").exists()
 
@@ -77,6 +110,7 @@ def down(lab: str) -> dict[str, list[str]]:
         podman("pod", "rm", "-f", "-t", "0", *[p[0] for p in pods], check=False)
         removed["pods"] = [p[1] for p in pods]
     nets = _podman_objects(["network", "ls"], names)
+    bridges = network_bridges([n[1] for n in nets])
     ifaces = lab_interfaces(names)
     with ThreadPoolExecutor(max_workers=8) as pool:
         if nets:
@@ -84,7 +118,7 @@ def down(lab: str) -> dict[str, list[str]]:
         for iface in ifaces:
             pool.submit(run, ["ip", "link", "del", iface], check=False)
     removed["networks"] = [n[1] for n in nets]
-    removed["interfaces"] = ifaces
+    removed["interfaces"] = ifaces + _remove_bridges(bridges)
     if netns_exists(names.switch_netns):
         run(["ip", "netns", "del", names.switch_netns], check=False)
         removed["netns"].append(names.switch_netns)

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from p4cf_kit.doctor.checks.criu import (CRIU_MIN, FIX_CRIU, check_criu_check, check_criu_deep,
                                          check_criu_fast_migration, check_criu_version)
-from p4cf_kit.doctor.checks.kernel import (check_af_packet, check_netns, check_root,
-                                           check_tcp_repair, check_veth)
+from p4cf_kit.doctor.checks.kernel import (check_af_packet, check_ebpf_fastpath, check_netns,
+                                           check_root, check_tcp_repair, check_veth)
 from p4cf_kit.doctor.checks.podman import (PODMAN_MIN, SYSTEM_PODMAN_SOCKET, check_containers_conf,
                                            check_oci_runtime, check_podman_api, check_podman_version,
                                            kit_podman_service)
@@ -49,7 +49,7 @@ def all_checks(deep: bool = False) -> list[Check]:
                            check_criu_fast_migration]
     if deep:
         checks.append(check_criu_deep)
-    checks += [check_netns, check_veth, check_af_packet, check_tcp_repair,
+    checks += [check_netns, check_veth, check_af_packet, check_ebpf_fastpath, check_tcp_repair,
                check_firewall, check_ethtool, check_busybox_static, check_kit_images,
                check_bmv2, check_p4c]
     return checks

@@ -1,4 +1,5 @@
-"""Checks of privileges and kernel features: root, network namespaces, veth, AF_PACKET, TCP repair.
+"""Checks of privileges and kernel features: root, network namespaces, veth, AF_PACKET, TCP
+repair, and the embedded switch's eBPF fast path.
 
 The ones that create something (a netns, a veth pair) give it a kit name carrying the doctor's
 pid and remove it before returning, whatever happens.
@@ -89,3 +90,25 @@ def check_tcp_repair() -> CheckResult:
         return CheckResult("tcp-repair", False, True, f"setsockopt(TCP_REPAIR): {exc}",
                            "run as root (CAP_NET_ADMIN); TCP repair mode is in every Linux >= 3.5")
     return CheckResult("tcp-repair", True, True, "setsockopt(TCP_REPAIR) works")
+
+
+def check_ebpf_fastpath() -> CheckResult:
+    """Optional: the embedded switch's kernel fast path loads here (its maps, the verifier's
+    yes to its program, a tcx link on an interface). Without it the switch forwards every
+    frame in user space: correct, but TCP runs at about half of kernel routing."""
+    from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload, OffloadUnavailable
+    ns = f"{NAME_PREFIX}doctor-bpf-{os.getpid()}"
+    fix = "run as root on Linux >= 6.6 with CONFIG_BPF_SYSCALL and CONFIG_NET_XGRESS"
+    try:
+        added = _ip("netns", "add", ns)
+        if added.returncode != 0:
+            return CheckResult("ebpf-fastpath", False, False, f"`ip netns add {ns}`: {output(added)}", fix)
+        try:
+            offload = KernelOffload({1: "lo"}, ns).start()
+            offload.close()
+        finally:
+            _ip("netns", "delete", ns)
+    except (OSError, OffloadUnavailable, subprocess.SubprocessError) as exc:
+        return CheckResult("ebpf-fastpath", False, False, f"kernel fast path unavailable: {exc}", fix)
+    return CheckResult("ebpf-fastpath", True, False,
+                       "program verified and attached with tcx (the switch's default data path)")

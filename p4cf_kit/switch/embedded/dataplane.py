@@ -40,6 +40,7 @@ from typing import Callable
 
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
+from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload, OffloadUnavailable
 from p4cf_kit.switch.embedded.pcap import PortPcaps
 from p4cf_kit.switch.embedded.pipeline import Decision, LoadBalancerPipeline
 
@@ -49,6 +50,7 @@ except ImportError:  # not built (no compiler at install time): the Python path 
     _fastpath = None  # type: ignore[assignment]
 
 ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
 SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_VERSION = 10
@@ -86,15 +88,24 @@ def fastpath_available() -> bool:
     return _fastpath is not None and os.environ.get("P4CF_FASTPATH", "1") != "0"
 
 
-def learn(table: "_fastpath.FlowTable", pipeline: LoadBalancerPipeline,
-          frame: bytes | bytearray | memoryview) -> bool:
-    """Teach the C flow table the pipeline's decision for `frame`'s flow (before the frame is
-    rewritten); False when refused (a table write happened meanwhile) or the frame is too
-    short to have a fast-path key."""
+def offload_wanted() -> bool:
+    """The kernel fast path is not switched off with P4CF_OFFLOAD=0."""
+    return os.environ.get("P4CF_OFFLOAD", "1") != "0"
+
+
+def learn(table: "_fastpath.FlowTable | None", offload: KernelOffload | None,
+          pipeline: LoadBalancerPipeline, frame: bytes | bytearray | memoryview) -> bool:
+    """Teach the fast paths the pipeline's decision for `frame`'s flow (before the frame is
+    rewritten). The C table refuses it if a table write happened meanwhile (the kernel takes
+    it either way, tagged with the generation it was decided in, and so ignores it then).
+    Whether the C table (without one: the kernel) took it."""
     if len(frame) < MIN_KEY_FRAME:
         return False
     key, d, generation = pipeline.decision_for(frame)
-    return table.insert(key, generation, *_decision_args(d))
+    taken = offload.learn(frame, d, generation) if offload is not None else False
+    if table is not None:
+        taken = table.insert(key, generation, *_decision_args(d))
+    return taken
 
 
 def _decision_args(d: Decision) -> tuple[int, int, bytes, bytes, bool, bool]:
@@ -193,14 +204,18 @@ class Dataplane:
 
     def __init__(self, pipeline: LoadBalancerPipeline, ports: dict[int, str],
                  pcap_dir: str | None = None, netns: str | None = None,
-                 rx_ring: bool = False, fastpath: bool | None = None) -> None:
+                 rx_ring: bool = False, fastpath: bool | None = None,
+                 offload: bool | None = None) -> None:
         self.pipeline = pipeline
         self.port_names = dict(ports)
         self.pcap_dir = pcap_dir
         self.netns = netns
         self.rx_ring = rx_ring
         self.fastpath = fastpath
+        self.offload = offload
         self.fast = False  # whether the running data plane uses the C fast path
+        self.kernel: KernelOffload | None = None  # the running kernel fast path, if any
+        self.offload_error = ""  # why the kernel fast path is not running (when it is not)
         self._table: "_fastpath.FlowTable | None" = None
         self._forwarder: "_fastpath.Forwarder | None" = None
         self._ports: dict[int, _Port] = {}
@@ -218,8 +233,10 @@ class Dataplane:
             raise RuntimeError("data plane already started")
         try:
             fast = self._wants_fastpath()
+            self._start_offload()
+            proto = ETH_P_IP if self.kernel is not None else ETH_P_ALL
             for number, ifname in self.port_names.items():
-                sock, ignores = call_in_netns(self.netns, lambda n=ifname: _open_socket(n))
+                sock, ignores = call_in_netns(self.netns, lambda n=ifname: _open_socket(n, proto))
                 port = _Port(number, ifname, sock, see_outgoing=not ignores)
                 if self.rx_ring and not fast:  # the fast path maps its own ring
                     port.ring = _attach_ring(sock)
@@ -230,6 +247,8 @@ class Dataplane:
             self._wake_r, self._wake_w = os.pipe()
             if fast:
                 self._start_fastpath()
+            if self.kernel is not None:
+                self.pipeline.attach_fastpath(self.kernel)
         except BaseException:
             self._close()
             raise
@@ -245,6 +264,24 @@ class Dataplane:
             raise RuntimeError("C fast path requested but unavailable (not built, P4CF_FASTPATH=0"
                                " or pcap capture)")
         return usable and self.fastpath is not False
+
+    def _start_offload(self) -> None:
+        """Attach the kernel fast path if wanted and possible (see the module doc)."""
+        if self.offload is False:
+            self.offload_error = "switched off"
+            return
+        if self.pcap_dir or not offload_wanted():
+            reason = "pcap capture needs every frame in user space" if self.pcap_dir else "P4CF_OFFLOAD=0"
+            if self.offload:
+                raise OffloadUnavailable(f"kernel fast path requested but {reason}")
+            self.offload_error = reason
+            return
+        try:
+            self.kernel = KernelOffload(self.port_names, self.netns).start()
+        except OffloadUnavailable as exc:
+            if self.offload:
+                raise
+            self.offload_error = str(exc)
 
     def _start_fastpath(self) -> None:
         """Set up the C flow table and forwarder, and attach the table to the pipeline."""
@@ -277,16 +314,23 @@ class Dataplane:
             self._pcaps.flush()
 
     def stats(self) -> dict[int, PortStats]:
-        """Frame counts per port number (Python and C fast path together)."""
-        if self._forwarder is None:
-            return {n: p.stats for n, p in self._ports.items()}
-        fast = self._forwarder.stats()
+        """Frame counts per port number (Python, C and kernel fast paths together)."""
+        fast = self._forwarder.stats() if self._forwarder is not None else {}
+        kernel = self.kernel.port_stats() if self.kernel is not None else {}
         out = {}
         for n, p in self._ports.items():
             rx, tx, dropped, tx_errors = fast.get(n, (0, 0, 0, 0))
+            krx, ktx, kdropped = kernel.get(n, (0, 0, 0))
             s = p.stats
-            out[n] = PortStats(s.rx + rx, s.tx + tx, s.dropped + dropped, s.tx_errors + tx_errors)
+            out[n] = PortStats(s.rx + rx + krx, s.tx + tx + ktx, s.dropped + dropped + kdropped,
+                               s.tx_errors + tx_errors)
         return out
+
+    def kernel_stats(self) -> dict[int, PortStats]:
+        """The part of `stats()` the kernel fast path handled (empty when it is not running)."""
+        if self.kernel is None:
+            return {}
+        return {n: PortStats(rx, tx, dropped) for n, (rx, tx, dropped) in self.kernel.port_stats().items()}
 
     def fastpath_stats(self) -> dict[int, PortStats]:
         """The part of `stats()` the C fast path handled without Python (empty when off)."""
@@ -295,6 +339,10 @@ class Dataplane:
         return {n: PortStats(*v) for n, v in self._forwarder.stats().items()}
 
     def _close(self) -> None:
+        if self.kernel is not None:  # first: no frame may leave through it after the stop
+            self.pipeline.detach_fastpath(self.kernel)  # keeps the counts it gathered
+            self.kernel.close()
+            self.kernel = None
         if self._table is not None:
             self.pipeline.detach_fastpath(self._table)  # keeps the counts it gathered
             self._table = None
@@ -414,8 +462,8 @@ class Dataplane:
             pcaps.rx[port.number].write(frame)
         vnet, partial, segs, nbytes = prepare_offloads(vnet, frame)
         try:
-            if self._table is not None:
-                learn(self._table, self.pipeline, frame)  # before the frame is rewritten
+            if self._table is not None or self.kernel is not None:
+                learn(self._table, self.kernel, self.pipeline, frame)  # before it is rewritten
             out = self.pipeline.process_frame(frame, port.number, nbytes, segs, partial)
         except Exception:  # a program bug must not stop the switch; count and drop
             port.stats.dropped += 1
@@ -450,9 +498,9 @@ def _clear_error(port: _Port) -> bool:
         return False
 
 
-def _open_socket(ifname: str) -> tuple[socket.socket, bool]:
-    """A packet socket on `ifname` (in the calling thread's namespace) with vnet headers, and
-    whether the kernel keeps outgoing packets away from it."""
+def _open_socket(ifname: str, proto: int = ETH_P_ALL) -> tuple[socket.socket, bool]:
+    """A packet socket on `ifname` (in the calling thread's namespace) with vnet headers,
+    receiving `proto` frames, and whether the kernel keeps outgoing packets away from it."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing until bound
     ignores_outgoing = True
     try:
@@ -470,7 +518,7 @@ def _open_socket(ifname: str) -> tuple[socket.socket, bool]:
                 sock.setsockopt(socket.SOL_SOCKET, opt, size)
             except OSError:
                 pass
-        sock.bind((ifname, ETH_P_ALL))
+        sock.bind((ifname, proto))
     except BaseException:
         sock.close()
         raise

@@ -29,6 +29,7 @@ from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
 
 log = logging.getLogger("p4cf.switch")
 DEFAULT_GRPC_ADDR = "127.0.0.1:9559"
+DATAPATHS: dict[str, bool | None] = {"auto": None, "ebpf": True, "user": False}  # -> Dataplane(offload=)
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
               "warn": logging.WARNING, "error": logging.ERROR, "off": logging.CRITICAL + 10}
 
@@ -85,7 +86,9 @@ class EmbeddedSwitch:
                  ports: dict[int, str] | None = None, pcap_dir: str | Path | None = None,
                  p4info_path: str | Path | None = None, pipeline: Any | None = None,
                  allow_remote: bool = False, control_plane_only: bool = False,
-                 control_cpu: int | None = None) -> None:
+                 control_cpu: int | None = None, datapath: str = "auto") -> None:
+        if datapath not in DATAPATHS:
+            raise SwitchError(f"unknown datapath {datapath!r}; choose one of {', '.join(DATAPATHS)}")
         if not allow_remote and not is_loopback(grpc_addr):
             raise SwitchError(f"{grpc_addr} is not a loopback address; pass allow_remote "
                               "(--allow-remote) to listen on other interfaces")
@@ -100,6 +103,7 @@ class EmbeddedSwitch:
         self.service = P4RuntimeService(device_id, self.pipeline)
         self.p4info_path = Path(p4info_path) if p4info_path else None
         self.control_cpu = control_cpu
+        self.datapath = datapath
         self.dataplane: Any | None = None
         self._server: Any | None = None
         self.port: int | None = None
@@ -136,14 +140,30 @@ class EmbeddedSwitch:
                    else "p4cf_kit/switch/embedded/dataplane.py or pipeline.py is missing")
             raise SwitchError(f"ports (-i/--pcap) need the embedded data plane, but {why}")
         dataplane = cls(self.pipeline, self.ports,
-                        pcap_dir=str(self.pcap_dir) if self.pcap_dir else None)
+                        pcap_dir=str(self.pcap_dir) if self.pcap_dir else None,
+                        offload=DATAPATHS[self.datapath])
         try:
             dataplane.start()
+        except RuntimeError as exc:  # the kernel fast path was insisted on (--datapath ebpf)
+            raise SwitchError(f"cannot use the eBPF fast path: {exc}; run with --datapath auto "
+                              "(falls back to user space) or --datapath user") from exc
         except OSError as exc:
             names = ", ".join(f"{p}@{i}" for p, i in sorted(self.ports.items()))
             raise SwitchError(f"cannot open the switch ports ({names}): {exc}; check that the "
                               "interfaces exist in this network namespace and that you are root") from exc
         self.dataplane = dataplane
+
+    def datapath_in_use(self) -> str:
+        """What forwards frames, in words (for the log and `p4cf switch`'s banner)."""
+        if self.pipeline is None:
+            return "off (control plane only)"
+        dp = self.dataplane
+        if dp is None:
+            return "off (no ports)"
+        if getattr(dp, "kernel", None) is not None:
+            return "eBPF at tc ingress, user space for each flow's first frame"
+        why = getattr(dp, "offload_error", "")
+        return "user space" + (f" (eBPF fast path not used: {why})" if why else "")
 
     def _stop_dataplane(self) -> None:
         if self.dataplane is not None:
@@ -191,6 +211,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep P4Runtime (gRPC and its Python threads) on one CPU and the "
                              "data plane on the others: fewer cross-CPU hand-offs per call "
                              "(default auto: the highest allowed CPU, if there are two or more)")
+    parser.add_argument("--datapath", choices=list(DATAPATHS), default="auto",
+                        help="ebpf: established flows are forwarded by an eBPF program at each "
+                             "port's tc ingress, the rest in user space (needs root and Linux >= "
+                             "6.6); user: every frame in user space; auto (default): ebpf where it "
+                             "loads, else user")
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
     parser.add_argument("--log-console", action="store_true", help="log to the console (stderr)")
     parser.add_argument("--log-file", type=Path, help="log to this file")
@@ -209,11 +234,11 @@ def run(args: argparse.Namespace) -> int:
                             allow_remote=args.allow_remote,
                             control_plane_only=args.control_plane_only,
                             control_cpu=control_plane_cpu(args.control_cpu,
-                                                          os.sched_getaffinity(0)))
+                                                          os.sched_getaffinity(0)),
+                            datapath=args.datapath)
     port = switch.start()
     log.info("embedded switch: device %d, P4Runtime on port %d, ports %s, data plane %s",
-             args.device_id, port, ports or "none",
-             "on" if switch.pipeline is not None else "off (control plane only)")
+             args.device_id, port, ports or "none", switch.datapath_in_use())
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -222,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"p4cf switch: device {args.device_id} listening on {args.grpc_server_addr}",
-          file=sys.stderr, flush=True)
+    print(f"p4cf switch: device {args.device_id} listening on {args.grpc_server_addr};"
+          f" data plane {switch.datapath_in_use()}", file=sys.stderr, flush=True)
     status = 0
     try:
         while not stop.wait(0.5):

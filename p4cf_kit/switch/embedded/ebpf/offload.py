@@ -1,0 +1,186 @@
+"""Keeping the kernel fast path in step with the pipeline: maps, programs, links, learning.
+
+`KernelOffload` is a fast table in the pipeline's sense (`invalidate`, `take_counts`), like the
+C flow table. The user-space data plane teaches it the decision for every flow it handles
+(`learn`); from then on the flow's frames never leave the kernel. A table write bumps the
+generation in the `gen` map before it changes anything, so every learnt entry stops matching
+at once and the next frame of each flow comes back to user space (which learns it again under
+the new tables): a write takes effect on the next packet, and the write costs one map update.
+
+Counters: the program adds to per-CPU slots, one per `ecmp_nhop` entry, which are never reset;
+`take_counts` hands the pipeline what each slot gained since it last looked. A frame that
+passed the generation check just before a write may be counted a few microseconds after the
+write's `take_counts` and is then credited at the next read, to the entry then at that slot.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+from p4cf_kit.netns import call_in_netns
+from p4cf_kit.switch.embedded import packet as pk
+from p4cf_kit.switch.embedded.ebpf import program as prog
+from p4cf_kit.switch.embedded.ebpf import syscall as bpf
+from p4cf_kit.switch.embedded.pipeline import Decision
+
+FLOW_ENTRIES = 1 << 16   # LRU: the least recently used flows make room (they come back via user space)
+COUNTER_SLOTS = 1 << 14  # ecmp_select is 14 bits
+_U32 = struct.Struct("<I")
+_GEN = struct.Struct("<Q")
+
+
+class OffloadUnavailable(RuntimeError):
+    """The kernel fast path cannot run here; the message says why (the user path still works)."""
+
+
+@dataclass
+class _Attached:
+    number: int
+    ifindex: int
+    prog_fd: int
+    link_fd: int
+
+
+@dataclass
+class KernelOffload:
+    """The eBPF fast path of one data plane: `ports` maps P4 port numbers to interface names in
+    namespace `netns`."""
+
+    ports: dict[int, str]
+    netns: str | None = None
+    _maps: dict[str, int] = field(default_factory=dict)
+    _attached: list[_Attached] = field(default_factory=list)
+    _ifindex: dict[int, int] = field(default_factory=dict)
+    _slots: set[int] = field(default_factory=set)
+    _seen: dict[int, tuple[int, int]] = field(default_factory=dict)
+    _stats_lock: threading.Lock = field(default_factory=threading.Lock)  # stats() may come from any thread
+
+    def start(self) -> "KernelOffload":
+        """Create the maps, load one program per port and attach it; OffloadUnavailable (with
+        everything undone) when the kernel or our privileges do not allow it."""
+        try:
+            self._start()
+        except bpf.BpfError as exc:
+            self.close()
+            hint = {errno.EPERM: "needs root (CAP_BPF and CAP_NET_ADMIN)",
+                    errno.EINVAL: "tcx needs Linux >= 6.6",
+                    errno.ENOSYS: "the kernel has no bpf(2)"}.get(exc.errno or 0, "")
+            raise OffloadUnavailable(f"{exc.strerror or exc}{': ' + hint if hint else ''}") from exc
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        ncpu = bpf.possible_cpus()
+        self._maps = {}
+        for name, kind, key, value, entries in (
+                ("flows", bpf.MAP_LRU_HASH, prog.FLOW_KEY_LEN, prog.FLOW_VALUE.size, FLOW_ENTRIES),
+                ("gen", bpf.MAP_ARRAY, 4, 8, 1),
+                ("counters", bpf.MAP_PERCPU_ARRAY, 4, prog.COUNTER_VALUE.size, COUNTER_SLOTS),
+                ("ports", bpf.MAP_PERCPU_ARRAY, 4, prog.PORT_VALUE.size, prog.MAX_PORTS)):
+            self._maps[name] = bpf.map_create(kind, key, value, entries, f"p4cf_{name}")
+        self._flows = bpf.MapOps(self._maps["flows"], prog.FLOW_KEY_LEN, prog.FLOW_VALUE.size)
+        self._gen = bpf.MapOps(self._maps["gen"], 4, 8)
+        self._counters = bpf.MapOps(self._maps["counters"], 4, prog.COUNTER_VALUE.size * ncpu)
+        self._port_stats = bpf.MapOps(self._maps["ports"], 4, prog.PORT_VALUE.size * ncpu)
+        self._ncpu = ncpu
+        for number, ifname in self.ports.items():
+            if not 0 <= number < prog.MAX_PORTS:
+                raise OffloadUnavailable(f"port {number} is out of the fast path's range")
+            self._ifindex[number] = call_in_netns(self.netns, lambda n=ifname: socket.if_nametoindex(n))
+        for number, ifindex in self._ifindex.items():
+            code = prog.build(number, self._maps["flows"], self._maps["gen"],
+                              self._maps["counters"], self._maps["ports"])
+            prog_fd = bpf.prog_load(bpf.PROG_SCHED_CLS, code, f"p4cf_lb_p{number}")
+            try:
+                link_fd = call_in_netns(self.netns, lambda: bpf.link_tcx_ingress(prog_fd, ifindex))
+            except BaseException:
+                os.close(prog_fd)
+                raise
+            self._attached.append(_Attached(number, ifindex, prog_fd, link_fd))
+
+    def close(self) -> None:
+        """Detach the programs (closing their links) and free the maps; safe to call twice."""
+        for a in self._attached:
+            for fd in (a.link_fd, a.prog_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._attached = []
+        for fd in self._maps.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._maps = {}
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._attached)
+
+    # ---- learning ------------------------------------------------------------------------
+    def learn(self, frame: bytes | bytearray | memoryview, decision: Decision, generation: int) -> bool:
+        """Teach the kernel `decision` for `frame`'s flow (before the frame is rewritten); False
+        when the program would not take such frames (they keep going through user space)."""
+        egress = decision.egress
+        if (egress is None or decision.mac12 is None or len(frame) < prog.HDR
+                or frame[12] != 0x08 or frame[13] != 0x00 or frame[14] != 0x45
+                or frame[20] & 0x3F or frame[21] or frame[22] < 2
+                or ((frame[16] << 8) | frame[17]) + pk.ETH_LEN != len(frame)):
+            return False
+        ifindex = self._ifindex.get(egress)
+        if ifindex is None:
+            return False
+        src, dst = bytes(frame[26:30]), bytes(frame[30:34])
+        flags = ((prog.F_TTL_DEC if decision.ttl_dec else 0)
+                 | (prog.F_SRC if decision.addrs[:4] != src else 0)
+                 | (prog.F_DST if decision.addrs[4:] != dst else 0)
+                 | (prog.F_TCP if decision.tcp else 0))
+        slot = decision.select if decision.counter is not None and decision.select >= 0 else prog.NO_SLOT
+        if slot != prog.NO_SLOT:
+            self._slots.add(slot)
+        value = prog.flow_value(generation, ifindex, slot, egress, flags, decision.mac12,
+                                decision.addrs[:4], decision.addrs[4:])
+        self._flows.update(bytes(frame[26:38]), value)
+        return True
+
+    # ---- the pipeline's fast-table interface --------------------------------------------
+    def invalidate(self, generation: int) -> list[tuple[int, int, int]]:
+        """Make every entry learnt before now stale, then hand over the counts so far."""
+        self._gen.update(_U32.pack(0), _GEN.pack(generation))
+        return self.take_counts()
+
+    def take_counts(self) -> list[tuple[int, int, int]]:
+        """(select, packets, bytes) gained by each counter slot since the last call."""
+        out = []
+        for slot in self._slots:
+            raw = self._counters.lookup(_U32.pack(slot))
+            if raw is None:
+                continue
+            packets = sum(prog.COUNTER_VALUE.unpack_from(raw, i * 16)[0] for i in range(self._ncpu))
+            nbytes = sum(prog.COUNTER_VALUE.unpack_from(raw, i * 16)[1] for i in range(self._ncpu))
+            seen = self._seen.get(slot, (0, 0))
+            if (packets, nbytes) != seen:
+                out.append((slot, packets - seen[0], nbytes - seen[1]))
+                self._seen[slot] = (packets, nbytes)
+        return out
+
+    def port_stats(self) -> dict[int, tuple[int, int, int]]:
+        """Frames the kernel path handled per port: (received, sent, dropped)."""
+        out = {}
+        size = prog.PORT_VALUE.size
+        for number in self._ifindex:
+            with self._stats_lock:
+                raw = self._port_stats.lookup(_U32.pack(number))
+            if raw is None:
+                continue
+            per_cpu = [prog.PORT_VALUE.unpack_from(raw, i * size) for i in range(self._ncpu)]
+            out[number] = tuple(sum(v[k] for v in per_cpu) for k in range(3))  # type: ignore[misc]
+        return out
