@@ -29,8 +29,8 @@ def packet_socket(netns: str, ifname: str) -> socket.socket:
     return call_in_netns(netns, open_)
 
 
-def receive_tcp_to(sock: socket.socket, dport: int, timeout: float) -> bytes | None:
-    """The first IPv4/TCP frame to `dport` (no IP options) `sock` receives within `timeout` s.
+def receive_matching(sock: socket.socket, match: Callable[[bytes], bool], timeout: float) -> bytes | None:
+    """The raw bytes of the first frame `match` accepts that `sock` receives within `timeout` s.
 
     `sock` needs a short timeout of its own so the wait can end; other frames are skipped.
     """
@@ -40,9 +40,16 @@ def receive_tcp_to(sock: socket.socket, dport: int, timeout: float) -> bytes | N
             data = sock.recv(65536)
         except socket.timeout:
             continue
-        if len(data) >= 38 and data[12:14] == b"\x08\x00" and data[36:38] == dport.to_bytes(2, "big"):
+        if match(data):
             return data
     return None
+
+
+def receive_tcp_to(sock: socket.socket, dport: int, timeout: float) -> bytes | None:
+    """The first IPv4/TCP frame to `dport` (no IP options) `sock` receives within `timeout` s."""
+    port = dport.to_bytes(2, "big")
+    return receive_matching(sock, lambda d: len(d) >= 38 and d[12:14] == b"\x08\x00" and d[36:38] == port,
+                            timeout)
 
 
 class HostPort:

@@ -28,7 +28,7 @@ from p4cf_kit.switch.embedded.ebpf import asm, syscall as bpf
 from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
-from packet_io import packet_socket
+from packet_io import packet_socket, receive_matching
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -84,16 +84,7 @@ def socks(topo, switch) -> Iterator[dict[int, socket.socket]]:
 
 
 def receive(sock: socket.socket, match: Callable[[bytes], bool], timeout: float = 2.0) -> bytes | None:
-    """The raw bytes of the first frame `match` accepts within `timeout` s."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            data = sock.recv(65536)
-        except socket.timeout:
-            continue
-        if match(data):
-            return data
-    return None
+    return receive_matching(sock, match, timeout)
 
 
 def kernel_rx(dp: Dataplane, port: int = 1) -> int:
@@ -125,6 +116,13 @@ def frames(topo: StarTopology) -> dict[str, bytes]:
     }
 
 
+def flow(topo: StarTopology, case: str, sport: int) -> bytes:
+    """Frame `case` of `frames`, moved to its own flow (source port `sport`)."""
+    pkt = Ether(frames(topo)[case])
+    pkt[TCP].sport = sport
+    return bytes(pkt)
+
+
 def ports_of(frame: bytes) -> bytes:
     return frame[34:38]
 
@@ -146,9 +144,7 @@ def test_corrupt_tcp_checksum_goes_to_user_space(topo, switch, socks) -> None:
     """The program recomputes the TCP checksum, so a corrupt one leaves corrected: only user
     space does that, so the kernel must hand such frames up, not update them incrementally."""
     p, dp = switch
-    good = Ether(frames(topo)["small"])
-    good[TCP].sport = 47100
-    good = Ether(bytes(good))
+    good = Ether(flow(topo, "small", 47100))
     bad = good.copy()
     bad[TCP].chksum ^= 0x1234
     egress, expected = p.process(bytes(good), 1)
@@ -161,9 +157,7 @@ def test_corrupt_tcp_checksum_goes_to_user_space(topo, switch, socks) -> None:
 
 def test_corrupt_header_checksum_goes_to_user_space(topo, switch, socks) -> None:
     p, dp = switch
-    good = Ether(frames(topo)["small"])
-    good[TCP].sport = 47101
-    good = Ether(bytes(good))
+    good = Ether(flow(topo, "small", 47101))
     egress, expected = p.process(bytes(good), 1)
     socks[1].send(bytes(good))
     assert receive(socks[egress], lambda d: ports_of(d) == ports_of(bytes(good))) == expected
@@ -177,9 +171,7 @@ def test_corrupt_header_checksum_goes_to_user_space(topo, switch, socks) -> None
 
 def test_counters_see_kernel_frames(topo, switch, socks) -> None:
     p, dp = switch
-    frame = Ether(frames(topo)["full size"])
-    frame[TCP].sport = 47200
-    frame = bytes(frame)
+    frame = flow(topo, "full size", 47200)
     egress, _ = p.process(frame, 1)
     before = p.nhop_counter(egress - 1)
     for _ in range(5):
@@ -202,9 +194,7 @@ def test_non_ipv4_counted_as_dropped_by_the_kernel(topo, switch, socks) -> None:
 
 def test_write_takes_effect_on_the_next_kernel_frame(topo, switch, socks) -> None:
     p, dp = switch
-    frame = Ether(frames(topo)["small"])
-    frame[TCP].sport = 47300
-    frame = bytes(frame)
+    frame = flow(topo, "small", 47300)
     egress, _ = p.process(frame, 1)
     for _ in range(2):
         socks[1].send(frame)
@@ -300,9 +290,7 @@ def test_fuzz_kernel_and_user_paths_agree(topo, switch, socks) -> None:
     import random
     p, dp = switch
     rng = random.Random(20261128)
-    base = Ether(frames(topo)["full size"])
-    base[TCP].sport = 47400
-    base = bytes(base)
+    base = flow(topo, "full size", 47400)
     egress, expected = p.process(base, 1)
     socks[1].send(base)
     assert receive(socks[egress], lambda d: ports_of(d) == ports_of(base)) == expected

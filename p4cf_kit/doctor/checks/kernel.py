@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+from typing import Callable
 
 from p4cf_kit.doctor.checks.probes import output, run
 from p4cf_kit.doctor.checks.result import CheckResult
@@ -36,23 +37,32 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return run([ip, *args])
 
 
+def _in_scratch_netns(name: str, required: bool, fix: str, ns: str,
+                      use: Callable[[], CheckResult]) -> CheckResult:
+    """Create namespace `ns`, run `use` (the check proper), and delete `ns` whatever happens."""
+    added = _ip("netns", "add", ns)
+    if added.returncode != 0:
+        return CheckResult(name, False, required, f"`ip netns add {ns}`: {output(added)}", fix)
+    try:
+        return use()
+    finally:
+        _ip("netns", "delete", ns)
+
+
 def check_netns() -> CheckResult:
     """Network namespaces can be made (one per host network of a lab)."""
     ns = f"{NAME_PREFIX}doctor-{os.getpid()}"
     fix = "run as root on a kernel with CONFIG_NET_NS; apt-get install iproute2"
+
+    def use() -> CheckResult:
+        lo = _ip("-n", ns, "link", "set", "lo", "up")
+        if lo.returncode != 0:
+            return CheckResult("netns", False, True, f"namespace {ns} unusable: {output(lo)}", fix)
+        return CheckResult("netns", True, True, f"created and deleted {ns}")
     try:
-        added = _ip("netns", "add", ns)
-        if added.returncode != 0:
-            return CheckResult("netns", False, True, f"`ip netns add {ns}`: {output(added)}", fix)
-        try:
-            lo = _ip("-n", ns, "link", "set", "lo", "up")
-            if lo.returncode != 0:
-                return CheckResult("netns", False, True, f"namespace {ns} unusable: {output(lo)}", fix)
-        finally:
-            _ip("netns", "delete", ns)
+        return _in_scratch_netns("netns", True, fix, ns, use)
     except (OSError, subprocess.SubprocessError) as exc:
         return CheckResult("netns", False, True, str(exc), fix)
-    return CheckResult("netns", True, True, f"created and deleted {ns}")
 
 
 def check_veth() -> CheckResult:
@@ -99,16 +109,12 @@ def check_ebpf_fastpath() -> CheckResult:
     from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload, OffloadUnavailable
     ns = f"{NAME_PREFIX}doctor-bpf-{os.getpid()}"
     fix = "run as root on Linux >= 6.6 with CONFIG_BPF_SYSCALL and CONFIG_NET_XGRESS"
+
+    def use() -> CheckResult:
+        KernelOffload({1: "lo"}, ns).start().close()
+        return CheckResult("ebpf-fastpath", True, False,
+                           "program verified and attached with tcx (the switch's default data path)")
     try:
-        added = _ip("netns", "add", ns)
-        if added.returncode != 0:
-            return CheckResult("ebpf-fastpath", False, False, f"`ip netns add {ns}`: {output(added)}", fix)
-        try:
-            offload = KernelOffload({1: "lo"}, ns).start()
-            offload.close()
-        finally:
-            _ip("netns", "delete", ns)
+        return _in_scratch_netns("ebpf-fastpath", False, fix, ns, use)
     except (OSError, OffloadUnavailable, subprocess.SubprocessError) as exc:
         return CheckResult("ebpf-fastpath", False, False, f"kernel fast path unavailable: {exc}", fix)
-    return CheckResult("ebpf-fastpath", True, False,
-                       "program verified and attached with tcx (the switch's default data path)")

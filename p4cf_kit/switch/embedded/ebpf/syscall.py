@@ -16,7 +16,7 @@ import struct
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 
 # commands
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM = 0, 1, 2, 3
+MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = 0, 1, 2
 PROG_LOAD, PROG_QUERY, LINK_CREATE = 5, 16, 28
 # map and program types
 MAP_HASH, MAP_ARRAY, MAP_PERCPU_ARRAY, MAP_LRU_HASH = 1, 2, 6, 9
@@ -92,15 +92,6 @@ class MapOps:
                 return None
             raise
         return self.value.raw
-
-    def delete(self, key: bytes) -> bool:
-        try:
-            self._run(MAP_DELETE_ELEM, key, 0, "map delete")
-        except BpfError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
-        return True
 
 
 def prog_load(kind: int, insns: bytes, name: str, license_: str = "Dual MIT/GPL") -> int:
