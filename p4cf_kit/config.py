@@ -19,6 +19,7 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     grpc_addr = ""            # empty: a unix socket in the state dir (netns mode) or 127.0.0.1:9559
     device_id = 1
     netns = true              # switch ports live in a kit netns (no kernel path at all)
+    datapath = "auto"         # embedded switch: "ebpf" (kernel fast path), "user", or auto
 
     [images]
     server = "localhost/p4cf-tcp-server:latest"
@@ -77,6 +78,10 @@ class SwitchConfig:
     grpc_addr: str = ""
     device_id: int = 1
     netns: bool = True
+    datapath: str = "auto"  # the embedded switch's --datapath
+
+
+SWITCH_DATAPATHS = ("auto", "ebpf", "user")  # p4cf_kit.switch.embedded.target.DATAPATHS
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ def _hosts(lab: dict[str, Any], name: str) -> tuple[HostConfig, ...]:
 
 
 def _switch(raw: dict[str, Any]) -> SwitchConfig:
-    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns"})
+    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns", "datapath"})
     target = raw.get("target", "embedded")
     if target not in TARGETS:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
@@ -216,7 +221,14 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
                 "loopback is inside its own netns and unreachable; leave grpc_addr empty (a unix socket "
                 "is used) or set switch.netns = false")
     device_id = _int("switch", "device_id", raw.get("device_id", 1), 0, 2**32 - 1)
-    return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns)
+    datapath = raw.get("datapath", "auto")
+    if datapath not in SWITCH_DATAPATHS:
+        raise ConfigError(f"switch.datapath = {datapath!r} is not one of {', '.join(SWITCH_DATAPATHS)}")
+    if datapath != "auto" and target != "embedded":
+        raise ConfigError(f"switch.datapath = {datapath!r} applies to the embedded switch only; "
+                          f"remove it or set switch.target = \"embedded\"")
+    return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns,
+                        datapath=datapath)
 
 
 def _images(raw: dict[str, Any]) -> ImagesConfig:
@@ -285,7 +297,8 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
         "lab": {"name": cfg.name, "vip": str(cfg.vip), "port": cfg.port, "hosts": len(cfg.hosts),
                 "client": cfg.client.name, "backends": [b.name for b in cfg.backends]},
         "switch": {"target": cfg.switch.target, "grpc_addr": cfg.switch.grpc_addr,
-                   "device_id": cfg.switch.device_id, "netns": cfg.switch.netns},
+                   "device_id": cfg.switch.device_id, "netns": cfg.switch.netns,
+                   "datapath": cfg.switch.datapath},
         "images": {"server": cfg.images.server, "client": cfg.images.client},
         "hosts": [{"name": h.name, "role": h.role, "subnet": str(h.subnet), "ip": str(h.ip), "mac": h.mac,
                    "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port} for h in cfg.hosts],

@@ -162,7 +162,8 @@ class Lab:
             self.names.state, ports, self.grpc_addr, self.config.switch.device_id,
             netns_path(self.names.switch_netns) if in_ns else None, timeout=timeout,
             container_name=f"{self.names.prefix}s1",
-            labels=(LABEL, self.names.lab_label, f"{ROLE_LABEL_KEY}=switch"))
+            labels=(LABEL, self.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
+            datapath=self.config.switch.datapath)
         # The entries depend on the config only, so the switch is programmed while pods start.
         lb = self._connect(push_pipeline=True)
         cfg = self.config
@@ -211,7 +212,9 @@ class Lab:
         """What runs: switch pid and address, per-host pod/container state, the pool from the switch."""
         pid = switch_targets.running_pid(self.names.state)
         out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
-                                                                    "running": pid is not None},
+                                                                    "running": pid is not None,
+                                                                    "data_plane": switch_targets.data_path(self.names.state)
+                                                                    if pid is not None else None},
                                "hosts": {}, "pool": None}
         ps = podman("ps", "-a", "--pod", "--filter", f"label={self.names.lab_label}", "--format", "json",
                     check=False).stdout.strip()

@@ -67,6 +67,8 @@ def test_round_trip_through_saved_source() -> None:
     ({"switch": {"grpc_addr": "127.0.0.1:9559"}}, "switch.grpc_addr"),
     ({"switch": {"grpc_addr": "nohost"}}, "switch.grpc_addr"),
     ({"switch": {"netns": "yes"}}, "switch.netns"),
+    ({"switch": {"datapath": "fast"}}, "switch.datapath"),
+    ({"switch": {"target": "bmv2", "datapath": "user"}}, "switch.datapath"),
     ({"images": {"server": ""}}, "images.server"),
     ({"extra": {}}, "top level"),
 ])
@@ -74,6 +76,13 @@ def test_bad_values_name_the_field(raw: dict, field: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert field in str(err.value)
+
+
+def test_datapath_names_are_the_switch_options() -> None:
+    from p4cf_kit.config import SWITCH_DATAPATHS
+    from p4cf_kit.switch.embedded.target import DATAPATHS
+    assert SWITCH_DATAPATHS == tuple(DATAPATHS)
+    assert parse_config({"switch": {"datapath": "user"}}).switch.datapath == "user"
 
 
 def test_loopback_grpc_is_fine_without_netns() -> None:

@@ -49,7 +49,6 @@ def test_build_all_then_nothing_to_do(kit_images: list[images.BuildOutcome]) -> 
     assert [o.ref for o in kit_images] == [images.BASE_REF, images.SERVER_REF, images.CLIENT_REF]
     again = images.build_all()
     assert [o.built for o in again] == [False, False, False], "unchanged inputs must not rebuild"
-    assert sum(o.seconds for o in again) < 10
 
 
 def test_images_carry_kit_label_and_input_hash(kit_images: list[images.BuildOutcome]) -> None:

@@ -22,7 +22,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
-from p4cf_kit.netns import StarTopology, call_in_netns
+from p4cf_kit.netns import StarTopology, call_in_netns, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane
 from p4cf_kit.switch.embedded.ebpf import asm, syscall as bpf
 from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
@@ -60,15 +60,22 @@ def topo() -> Iterator[StarTopology]:
         yield t
 
 
-@pytest.fixture(scope="module")
-def switch(topo) -> Iterator[tuple[LoadBalancerPipeline, Dataplane]]:
+@pytest.fixture(scope="module", params=["tcx", "tc"])
+def switch(request, topo) -> Iterator[tuple[LoadBalancerPipeline, Dataplane]]:
+    """The kernel path attached with a tcx link (Linux >= 6.6), and as a cls_bpf filter (how
+    it runs on older kernels, forced here with P4CF_OFFLOAD_ATTACH)."""
     p = LoadBalancerPipeline()
     program(p, topo)
     ports = {i: topo.switch_if(i) for i in (1, 2, 3)}
-    with Dataplane(p, ports, netns=topo.switch_ns, offload=True) as dp:
-        assert dp.kernel is not None
-        yield p, dp
+    os.environ["P4CF_OFFLOAD_ATTACH"] = request.param
+    try:
+        with Dataplane(p, ports, netns=topo.switch_ns, offload=True) as dp:
+            assert dp.kernel is not None and dp.kernel.attach_kind == request.param
+            yield p, dp
+    finally:
+        del os.environ["P4CF_OFFLOAD_ATTACH"]
     assert dp.error is None
+    assert _tc_filters(topo, 1) == "", "the cls_bpf filter outlived the switch"
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +230,10 @@ def test_switched_off_by_environment(topo, monkeypatch) -> None:
         assert dp.kernel is None and dp.offload_error == "P4CF_OFFLOAD=0"
 
 
+def _tc_filters(topo: StarTopology, port: int) -> str:
+    return run_in(topo.switch_ns, ["tc", "filter", "show", "dev", topo.switch_if(port), "ingress"]).stdout.strip()
+
+
 def _programs_on(topo: StarTopology, port: int) -> int:
     ifindex = call_in_netns(topo.switch_ns, lambda: socket.if_nametoindex(topo.switch_if(port)))
     return call_in_netns(topo.switch_ns, lambda: bpf.tcx_ingress_count(ifindex))
@@ -232,14 +243,8 @@ def test_programs_detach_when_the_switch_dies(topo) -> None:
     """A killed switch (no clean-up at all) leaves no program on its ports: tcx links die with
     the process's file descriptors."""
     assert _programs_on(topo, 4) == 0
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", topo.switch_ns, sys.executable, "-m", "p4cf_kit.switch.embedded",
-         "-i", f"4@{topo.switch_if(4)}", "--grpc-server-addr", "127.0.0.1:0", "--datapath", "ebpf",
-         "--control-cpu", "none"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = _switch_process(topo, 4, "tcx")
     try:
-        banner = proc.stderr.readline()
-        assert "eBPF" in banner, banner
         assert _programs_on(topo, 4) == 1
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -248,6 +253,35 @@ def test_programs_detach_when_the_switch_dies(topo) -> None:
     while _programs_on(topo, 4) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _programs_on(topo, 4) == 0
+
+
+def _switch_process(topo: StarTopology, port: int, attach: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", topo.switch_ns, sys.executable, "-m", "p4cf_kit.switch.embedded",
+         "-i", f"{port}@{topo.switch_if(port)}", "--grpc-server-addr", "127.0.0.1:0",
+         "--datapath", "ebpf", "--control-cpu", "none"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "P4CF_OFFLOAD_ATTACH": attach})
+    banner = proc.stderr.readline()
+    assert "eBPF" in banner, banner
+    return proc
+
+
+def test_a_killed_cls_bpf_switch_is_cleaned_up_by_the_next(topo) -> None:
+    """A cls_bpf filter outlives its process (unlike a tcx link): the next switch on the port
+    replaces it, and a clean stop removes it and the qdisc the kit created."""
+    proc = _switch_process(topo, 4, "tc")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert "p4cf_lb_p4" in _tc_filters(topo, 4)  # left behind by the kill
+    proc = _switch_process(topo, 4, "tc")
+    try:
+        assert _tc_filters(topo, 4).count("handle 0x4cf") == 1  # replaced, not doubled
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert _tc_filters(topo, 4) == ""
+    qdiscs = run_in(topo.switch_ns, ["tc", "qdisc", "show", "dev", topo.switch_if(4)]).stdout
+    assert "clsact" in qdiscs  # the killed switch created it; the second one found it there
 
 
 def test_assembler_resolves_labels_and_rejects_bad_ones() -> None:

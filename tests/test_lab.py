@@ -126,7 +126,7 @@ def test_up_builds_the_classic_lab(lab4: Lab) -> None:
     assert list(st["hosts"]["h3"]["containers"]) == ["p4cf-t4-h3-srv"]
     assert st["hosts"]["h4"]["containers"] == {}
     assert [b["host"] for b in st["pool"]["backends"]] == ["h2", "h3"]
-    assert TIMINGS["up_4_hosts"] <= 10.0
+    assert st["switch"]["data_plane"].startswith("eBPF"), st["switch"]  # the default where it loads
 
 
 def test_hosts_are_quiet_and_route_through_the_switch(lab4: Lab) -> None:

@@ -17,6 +17,8 @@ def _run(args: argparse.Namespace) -> int:
     sw = st["switch"]
     lines = [f"lab {st['lab']}: switch {('running (pid %s)' % sw['pid']) if sw['running'] else 'stopped'}"
              f" on {sw['grpc_addr']}"]
+    if sw.get("data_plane"):
+        lines.append(f"  data plane: {sw['data_plane']}")
     for name, h in st["hosts"].items():
         ctrs = ", ".join(f"{c} {s}" for c, s in h["containers"].items()) or "no containers"
         lines.append(f"  {name:3} {h['role']:8} {h['ip']:15} port {h['port']}  {ctrs}")

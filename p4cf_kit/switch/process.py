@@ -45,10 +45,10 @@ class SwitchProcess:
 
 def switch_command(ports: dict[int, str], grpc_addr: str, device_id: int = 1,
                    netns_path: str | None = None, p4info: Path | None = P4INFO_TXT,
-                   log_path: Path | None = None) -> list[str]:
+                   log_path: Path | None = None, datapath: str = "auto") -> list[str]:
     """The argv that runs the embedded switch with `ports` (port -> interface)."""
     cmd = [sys.executable, "-m", "p4cf_kit.switch.embedded", "--device-id", str(device_id),
-           "--grpc-server-addr", grpc_addr, "--log-console"]
+           "--grpc-server-addr", grpc_addr, "--log-console", "--datapath", datapath]
     for port, iface in sorted(ports.items()):
         cmd += ["-i", f"{port}@{iface}"]
     if p4info is not None and Path(p4info).exists():
@@ -81,7 +81,8 @@ def wait_grpc_ready(grpc_addr: str, timeout: float, alive: "callable[[], bool] |
 
 
 def start_switch(state: Path, ports: dict[int, str], grpc_addr: str, device_id: int = 1,
-                 netns_path: str | None = None, timeout: float = 15.0) -> SwitchProcess:
+                 netns_path: str | None = None, timeout: float = 15.0,
+                 datapath: str = "auto") -> SwitchProcess:
     """Start the embedded switch and wait until it serves P4Runtime (pid file in `state`)."""
     state.mkdir(parents=True, exist_ok=True)
     pid_path, log_path = state / PID_FILE, state / LOG_FILE
@@ -91,7 +92,7 @@ def start_switch(state: Path, ports: dict[int, str], grpc_addr: str, device_id: 
             raise SwitchError(f"a switch (pid {old}) already runs for this lab; `p4cf down` first")
     if grpc_addr.startswith("unix:"):
         Path(grpc_addr[5:]).unlink(missing_ok=True)
-    cmd = switch_command(ports, grpc_addr, device_id, netns_path, log_path=log_path)
+    cmd = switch_command(ports, grpc_addr, device_id, netns_path, log_path=log_path, datapath=datapath)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                       env.get("PYTHONPATH", "")]))
@@ -128,6 +129,18 @@ def stop_pid(pid: int, pid_path: Path | None = None, grace: float = 3.0) -> None
     pids.reap(pid)
     if pid_path is not None:
         pid_path.unlink(missing_ok=True)
+
+
+def data_path(state: Path) -> str | None:
+    """What forwards frames in this lab's embedded switch, as its last start-up line says."""
+    try:
+        lines = (state / LOG_FILE).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("p4cf switch: device") and "; data plane " in line:
+            return line.split("; data plane ", 1)[1].strip()
+    return None
 
 
 def running_pid(state: Path) -> int | None:

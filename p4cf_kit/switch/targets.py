@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol
 
-from p4cf_kit.errors import ConfigError
+from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.paths import P4INFO_TXT
 
@@ -50,8 +50,10 @@ class SwitchTarget(Protocol):
 
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
-              container_name: str | None = None, labels: tuple[str, ...] = ()) -> RunningProcess:
-        """Start the switch with `ports` (pid and log in `state`); return once P4Runtime answers."""
+              container_name: str | None = None, labels: tuple[str, ...] = (),
+              datapath: str = "auto") -> RunningProcess:
+        """Start the switch with `ports` (pid and log in `state`); return once P4Runtime answers.
+        `datapath` is the embedded switch's --datapath (other targets take only "auto")."""
 
     def running_pid(self, state: Path) -> int | None: ...
 
@@ -71,9 +73,11 @@ class EmbeddedTarget:
 
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
-              container_name: str | None = None, labels: tuple[str, ...] = ()) -> RunningProcess:
+              container_name: str | None = None, labels: tuple[str, ...] = (),
+              datapath: str = "auto") -> RunningProcess:
         from p4cf_kit.switch import process
-        return process.start_switch(state, dict(ports), grpc_addr, device_id, netns_path, timeout=timeout)
+        return process.start_switch(state, dict(ports), grpc_addr, device_id, netns_path, timeout=timeout,
+                                    datapath=datapath)
 
     def running_pid(self, state: Path) -> int | None:
         from p4cf_kit.switch import process
@@ -114,7 +118,10 @@ class Bmv2Target:
 
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
-              container_name: str | None = None, labels: tuple[str, ...] = ()) -> RunningProcess:
+              container_name: str | None = None, labels: tuple[str, ...] = (),
+              datapath: str = "auto") -> RunningProcess:
+        if datapath != "auto":
+            raise SwitchError(f"datapath {datapath!r} is an embedded-switch option; BMv2 has its own")
         from p4cf_kit.switch.bmv2.command import Bmv2Options
         from p4cf_kit.switch.bmv2.process import start_bmv2
         from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
@@ -144,6 +151,12 @@ def get_target(name: str) -> SwitchTarget:
         return TARGETS[name]
     except KeyError:
         raise ConfigError(f"switch target {name!r} is unknown; use one of {', '.join(TARGETS)}") from None
+
+
+def data_path(state: Path) -> str | None:
+    """What forwards frames in the lab's embedded switch (None for BMv2 or before it starts)."""
+    from p4cf_kit.switch import process
+    return process.data_path(state)
 
 
 def running_pid(state: Path) -> int | None:

@@ -108,12 +108,14 @@ def check_ebpf_fastpath() -> CheckResult:
     frame in user space: correct, but TCP runs at about half of kernel routing."""
     from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload, OffloadUnavailable
     ns = f"{NAME_PREFIX}doctor-bpf-{os.getpid()}"
-    fix = "run as root on Linux >= 6.6 with CONFIG_BPF_SYSCALL and CONFIG_NET_XGRESS"
+    fix = "run as root on a kernel with CONFIG_BPF_SYSCALL and CONFIG_NET_CLS_BPF (or tcx, Linux >= 6.6)"
 
     def use() -> CheckResult:
-        KernelOffload({1: "lo"}, ns).start().close()
+        offload = KernelOffload({1: "lo"}, ns).start()
+        how = "a tcx link" if offload.attach_kind == "tcx" else "a cls_bpf filter (no tcx before Linux 6.6)"
+        offload.close()
         return CheckResult("ebpf-fastpath", True, False,
-                           "program verified and attached with tcx (the switch's default data path)")
+                           f"program verified and attached with {how} (the switch's default data path)")
     try:
         return _in_scratch_netns("ebpf-fastpath", False, fix, ns, use)
     except (OSError, OffloadUnavailable, subprocess.SubprocessError) as exc:

@@ -24,6 +24,16 @@ processes it as above and teaches the table the decision. It is used by default 
 extension imports, unless P4CF_FASTPATH=0 is set, `fastpath=False` is passed or pcap files are
 written (those run in Python). With `rx_ring` the fast path reads a TPACKET_V2 ring (one slot
 per frame, so no block retire timer) instead of calling recvmmsg.
+
+Kernel fast path (`ebpf/`): where the kernel allows it (root; a tcx link on Linux >= 6.6, a
+cls_bpf filter before) an eBPF program at each port's tc ingress forwards every flow the
+pipeline has decided, so established connections never leave the kernel; user space sees a
+flow's first frame after each table write, and the frames the program does not take. The port
+sockets are then bound to ETH_P_IP, which the kernel serves after tc ingress, so no frame is
+handled twice; non-IPv4 frames, which the program drops, are counted by the kernel program
+instead. Used by default where it loads (`offload=None`), unless P4CF_OFFLOAD=0 is set,
+`offload=False` is passed or pcap files are written; `offload=True` insists
+(OffloadUnavailable says why it cannot).
 """
 
 from __future__ import annotations

@@ -160,8 +160,10 @@ class EmbeddedSwitch:
         dp = self.dataplane
         if dp is None:
             return "off (no ports)"
-        if getattr(dp, "kernel", None) is not None:
-            return "eBPF at tc ingress, user space for each flow's first frame"
+        kernel = getattr(dp, "kernel", None)
+        if kernel is not None:
+            how = "a tcx link" if kernel.attach_kind == "tcx" else "a cls_bpf filter"
+            return f"eBPF at tc ingress ({how}), user space for each flow's first frame"
         why = getattr(dp, "offload_error", "")
         return "user space" + (f" (eBPF fast path not used: {why})" if why else "")
 
@@ -213,8 +215,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default auto: the highest allowed CPU, if there are two or more)")
     parser.add_argument("--datapath", choices=list(DATAPATHS), default="auto",
                         help="ebpf: established flows are forwarded by an eBPF program at each "
-                             "port's tc ingress, the rest in user space (needs root and Linux >= "
-                             "6.6); user: every frame in user space; auto (default): ebpf where it "
+                             "port's tc ingress, the rest in user space (needs root; a tcx link on "
+                             "Linux >= 6.6, else a cls_bpf filter); user: every frame in user space; "
+                             "auto (default): ebpf where it "
                              "loads, else user")
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
     parser.add_argument("--log-console", action="store_true", help="log to the console (stderr)")

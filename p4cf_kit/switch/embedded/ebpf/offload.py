@@ -26,12 +26,15 @@ from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.ebpf import program as prog
 from p4cf_kit.switch.embedded.ebpf import syscall as bpf
+from p4cf_kit.switch.embedded.ebpf import tc_attach as tc
 from p4cf_kit.switch.embedded.pipeline import Decision
 
 FLOW_ENTRIES = 1 << 16   # LRU: the least recently used flows make room (they come back via user space)
 COUNTER_SLOTS = 1 << 14  # ecmp_select is 14 bits
 _U32 = struct.Struct("<I")
 _GEN = struct.Struct("<Q")
+ATTACH_MODES = ("auto", "tcx", "tc")  # auto: tcx where the kernel has it (>= 6.6), else tc
+NO_TCX = (errno.EINVAL, errno.EOPNOTSUPP, 524)  # 524: ENOTSUPP, an unknown attach type
 
 
 class OffloadUnavailable(RuntimeError):
@@ -43,7 +46,8 @@ class _Attached:
     number: int
     ifindex: int
     prog_fd: int
-    link_fd: int
+    link_fd: int | None            # tcx; None: a cls_bpf filter
+    created_clsact: bool = False   # cls_bpf: the qdisc is ours to remove
 
 
 @dataclass
@@ -53,6 +57,9 @@ class KernelOffload:
 
     ports: dict[int, str]
     netns: str | None = None
+    attach: str = field(default_factory=lambda: os.environ.get("P4CF_OFFLOAD_ATTACH", "auto"))
+    attach_kind: str = ""  # what was used: "tcx" or "tc" (cls_bpf)
+    _netlink: tc.Rtnetlink | None = None
     _maps: dict[str, int] = field(default_factory=dict)
     _attached: list[_Attached] = field(default_factory=list)
     _ifindex: dict[int, int] = field(default_factory=dict)
@@ -68,15 +75,20 @@ class KernelOffload:
         except bpf.BpfError as exc:
             self.close()
             hint = {errno.EPERM: "needs root (CAP_BPF and CAP_NET_ADMIN)",
-                    errno.EINVAL: "tcx needs Linux >= 6.6",
+                    errno.EINVAL: "P4CF_OFFLOAD_ATTACH=tcx needs Linux >= 6.6",
                     errno.ENOSYS: "the kernel has no bpf(2)"}.get(exc.errno or 0, "")
             raise OffloadUnavailable(f"{exc.strerror or exc}{': ' + hint if hint else ''}") from exc
+        except OSError as exc:  # rtnetlink refused the cls_bpf filter
+            self.close()
+            raise OffloadUnavailable(str(exc)) from exc
         except BaseException:
             self.close()
             raise
         return self
 
     def _start(self) -> None:
+        if self.attach not in ATTACH_MODES:
+            raise OffloadUnavailable(f"P4CF_OFFLOAD_ATTACH={self.attach!r}: use one of {', '.join(ATTACH_MODES)}")
         ncpu = bpf.possible_cpus()
         self._maps = {}
         for name, kind, key, value, entries in (
@@ -97,23 +109,51 @@ class KernelOffload:
         for number, ifindex in self._ifindex.items():
             code = prog.build(number, self._maps["flows"], self._maps["gen"],
                               self._maps["counters"], self._maps["ports"])
-            prog_fd = bpf.prog_load(bpf.PROG_SCHED_CLS, code, f"p4cf_lb_p{number}")
+            name = f"p4cf_lb_p{number}"
+            prog_fd = bpf.prog_load(bpf.PROG_SCHED_CLS, code, name)
             try:
-                link_fd = call_in_netns(self.netns, lambda: bpf.link_tcx_ingress(prog_fd, ifindex))
+                self._attached.append(self._attach(number, ifindex, prog_fd, name))
             except BaseException:
                 os.close(prog_fd)
                 raise
-            self._attached.append(_Attached(number, ifindex, prog_fd, link_fd))
+
+    def _attach(self, number: int, ifindex: int, prog_fd: int, name: str) -> _Attached:
+        """Attach one port's program: a tcx link, else (older kernels) the kit's cls_bpf filter.
+        A kit filter a killed switch left on the port goes first either way: it would forward
+        with its own stale maps."""
+        if self._netlink is None:
+            self._netlink = call_in_netns(self.netns, tc.Rtnetlink)
+        tc.detach_filter(self._netlink, ifindex)
+        if self.attach != "tc":
+            try:
+                link_fd = call_in_netns(self.netns, lambda: bpf.link_tcx_ingress(prog_fd, ifindex))
+                self.attach_kind = "tcx"
+                return _Attached(number, ifindex, prog_fd, link_fd)
+            except bpf.BpfError as exc:
+                if self.attach == "tcx" or exc.errno not in NO_TCX:
+                    raise
+        created = tc.attach_filter(self._netlink, ifindex, prog_fd, name)
+        self.attach_kind = "tc"
+        return _Attached(number, ifindex, prog_fd, None, created)
 
     def close(self) -> None:
         """Detach the programs (closing their links) and free the maps; safe to call twice."""
         for a in self._attached:
+            if a.link_fd is None and self._netlink is not None:
+                tc.detach_filter(self._netlink, a.ifindex)
+                if a.created_clsact:
+                    tc.remove_clsact(self._netlink, a.ifindex)
             for fd in (a.link_fd, a.prog_fd):
+                if fd is None:
+                    continue
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self._attached = []
+        if self._netlink is not None:
+            self._netlink.close()
+            self._netlink = None
         for fd in self._maps.values():
             try:
                 os.close(fd)
