@@ -230,6 +230,16 @@ def test_switched_off_by_environment(topo, monkeypatch) -> None:
         assert dp.kernel is None and dp.offload_error == "P4CF_OFFLOAD=0"
 
 
+def test_auto_falls_back_to_user_space_and_says_why(topo, monkeypatch) -> None:
+    """When the kernel path cannot load, the default (offload=None) forwards in user space and
+    keeps the reason; insisting (offload=True) fails with it."""
+    monkeypatch.setenv("P4CF_OFFLOAD_ATTACH", "neither")
+    with Dataplane(LoadBalancerPipeline(), {1: topo.switch_if(1)}, netns=topo.switch_ns) as dp:
+        assert dp.kernel is None and "P4CF_OFFLOAD_ATTACH" in dp.offload_error
+    with pytest.raises(OffloadUnavailable, match="P4CF_OFFLOAD_ATTACH"):
+        Dataplane(LoadBalancerPipeline(), {1: topo.switch_if(1)}, netns=topo.switch_ns, offload=True).start()
+
+
 def _tc_filters(topo: StarTopology, port: int) -> str:
     return run_in(topo.switch_ns, ["tc", "filter", "show", "dev", topo.switch_if(port), "ingress"]).stdout.strip()
 
