@@ -85,6 +85,10 @@ class FastTable(Protocol):
 
     def invalidate(self, generation: int) -> list[tuple[int, int, int]]: ...
 
+    # Optional, for a write that changes ecmp_nhop[select] only (a backend's next hop): forget
+    # just the flows whose decision looked that entry up. Tables without it get invalidate().
+    # def invalidate_select(self, select: int, generation: int) -> list[tuple[int, int, int]]
+
     def take_counts(self) -> list[tuple[int, int, int]]: ...
 
 
@@ -102,13 +106,14 @@ class Decision:
     """What the program does to every packet of one flow key: the egress port (None: drop),
     the counter to bump, and the header values to write (with their checksum sums ready)."""
 
-    __slots__ = ("egress", "counter", "select", "dmac", "smac", "src", "dst", "ttl_dec", "tcp",
-                 "mac12", "addrs", "pseudo_base")
+    __slots__ = ("egress", "counter", "select", "lookup", "dmac", "smac", "src", "dst", "ttl_dec",
+                 "tcp", "mac12", "addrs", "pseudo_base")
 
     def __init__(self) -> None:
         self.egress: int | None = None
         self.counter: list[int] | None = None
         self.select = -1  # the ecmp_nhop entry `counter` belongs to (for the C fast path)
+        self.lookup = -1  # the ecmp_nhop key looked up (hit or miss): what the decision depends on
         self.dmac: bytes | None = None
         self.smac: bytes | None = None
         self.src = b""
@@ -194,7 +199,7 @@ class LoadBalancerPipeline:
         _check_select(select)
         act = Action.checked("ecmp_nhop", ECMP_NHOP_ACTIONS, action, params)
         with self._lock:
-            self._begin_write()
+            self._begin_write(select)
             entry = self._nhop.get(select)
             if entry is None:
                 self._nhop[select] = NhopEntry(act)
@@ -204,7 +209,7 @@ class LoadBalancerPipeline:
     def del_ecmp_nhop(self, select: int) -> None:
         """Delete entry `select` and its counter; KeyError if it does not exist."""
         with self._lock:
-            self._begin_write()
+            self._begin_write(select)
             del self._nhop[select]
 
     def set_ecmp_nhop_default(self, action: str, params: dict[str, int]) -> None:
@@ -271,13 +276,17 @@ class LoadBalancerPipeline:
         with self._lock:
             return _flow_key(frame), self._decision(frame), self._generation
 
-    def _begin_write(self) -> None:
+    def _begin_write(self, select: int | None = None) -> None:
         """Start a table write (lock held): forget cached decisions here and in every attached
-        fast path, taking their counts first so they land on the entries they belong to."""
+        fast path, taking their counts first so they land on the entries they belong to. A write
+        to ecmp_nhop[`select`] alone lets a fast path that can tell forget only the flows whose
+        decision looked that entry up."""
         self._cache = {}
         self._generation += 1
         for table in self._fast:
-            self._credit(table.invalidate(self._generation))
+            narrow = getattr(table, "invalidate_select", None) if select is not None else None
+            self._credit(narrow(select, self._generation) if narrow is not None
+                         else table.invalidate(self._generation))
 
     def _credit(self, counts: list[tuple[int, int, int]]) -> None:
         """Add a fast path's (select, packets, bytes) to the entries' counters (lock held)."""
@@ -350,6 +359,7 @@ class LoadBalancerPipeline:
             ecmp_select = (act.params["ecmp_base"] + crc16(data) % count) & ECMP_SELECT_MASK
         else:  # set_rewrite_src
             d.src = act.params["new_src"].to_bytes(4, "big")
+        d.lookup = ecmp_select
         entry = self._nhop.get(ecmp_select)
         if entry is not None:
             d.counter = entry.counter

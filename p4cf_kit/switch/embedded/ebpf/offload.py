@@ -2,10 +2,17 @@
 
 `KernelOffload` is a fast table in the pipeline's sense (`invalidate`, `take_counts`), like the
 C flow table. The user-space data plane teaches it the decision for every flow it handles
-(`learn`); from then on the flow's frames never leave the kernel. A table write bumps the
-generation in the `gen` map before it changes anything, so every learnt entry stops matching
-at once and the next frame of each flow comes back to user space (which learns it again under
-the new tables): a write takes effect on the next packet, and the write costs one map update.
+(`learn`); from then on the flow's frames never leave the kernel. A table write bumps a
+generation before it changes anything, so the entries it may change stop matching at once and
+the next frame of each such flow comes back to user space (which learns it again under the new
+tables): a write takes effect on the next packet, and costs one map update.
+
+Which entries: every flow depends on the ecmp_nhop key its decision looked up (hit or miss), so
+a write to ecmp_nhop[s] alone (`invalidate_select`: a backend's next hop, as in a migration)
+bumps slot s's generation in `slot_gens`, and flows to other backends stay in the kernel. Any
+other write bumps the global epoch in `gen`. A decision made before a write is never learnt
+after it: `learn` and the bumps share a lock, and `learn` refuses a decision whose pipeline
+generation is not the latest one it was told.
 
 Counters: the program adds to per-CPU slots, one per `ecmp_nhop` entry, which are never reset;
 `take_counts` hands the pipeline what each slot gained since it last looked. A frame that
@@ -66,6 +73,10 @@ class KernelOffload:
     _slots: set[int] = field(default_factory=set)
     _seen: dict[int, tuple[int, int]] = field(default_factory=dict)
     _stats_lock: threading.Lock = field(default_factory=threading.Lock)  # stats() may come from any thread
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # learn vs. the generation bumps
+    _pipeline_gen: int = -1      # the pipeline generation of the latest write we were told of
+    _epoch: int = 0              # the value in the `gen` map
+    _slot_gen: dict[int, int] = field(default_factory=dict)  # mirror of `slot_gens` (0 unless set)
 
     def start(self) -> "KernelOffload":
         """Create the maps, load one program per port and attach it; OffloadUnavailable (with
@@ -95,12 +106,14 @@ class KernelOffload:
                 ("flows", bpf.MAP_LRU_HASH, prog.FLOW_KEY_LEN, prog.FLOW_VALUE.size, FLOW_ENTRIES),
                 ("gen", bpf.MAP_ARRAY, 4, 8, 1),
                 ("counters", bpf.MAP_PERCPU_ARRAY, 4, prog.COUNTER_VALUE.size, COUNTER_SLOTS),
-                ("ports", bpf.MAP_PERCPU_ARRAY, 4, prog.PORT_VALUE.size, prog.MAX_PORTS)):
+                ("ports", bpf.MAP_PERCPU_ARRAY, 4, prog.PORT_VALUE.size, prog.MAX_PORTS),
+                ("slot_gens", bpf.MAP_ARRAY, 4, 4, COUNTER_SLOTS)):
             self._maps[name] = bpf.map_create(kind, key, value, entries, f"p4cf_{name}")
         self._flows = bpf.MapOps(self._maps["flows"], prog.FLOW_KEY_LEN, prog.FLOW_VALUE.size)
         self._gen = bpf.MapOps(self._maps["gen"], 4, 8)
         self._counters = bpf.MapOps(self._maps["counters"], 4, prog.COUNTER_VALUE.size * ncpu)
         self._port_stats = bpf.MapOps(self._maps["ports"], 4, prog.PORT_VALUE.size * ncpu)
+        self._slot_gens = bpf.MapOps(self._maps["slot_gens"], 4, 4)
         self._ncpu = ncpu
         for number, ifname in self.ports.items():
             if not 0 <= number < prog.MAX_PORTS:
@@ -108,7 +121,7 @@ class KernelOffload:
             self._ifindex[number] = call_in_netns(self.netns, lambda n=ifname: socket.if_nametoindex(n))
         for number, ifindex in self._ifindex.items():
             code = prog.build(number, self._maps["flows"], self._maps["gen"],
-                              self._maps["counters"], self._maps["ports"])
+                              self._maps["counters"], self._maps["ports"], self._maps["slot_gens"])
             name = f"p4cf_lb_p{number}"
             prog_fd = bpf.prog_load(bpf.PROG_SCHED_CLS, code, name)
             try:
@@ -184,17 +197,36 @@ class KernelOffload:
                  | (prog.F_DST if decision.addrs[4:] != dst else 0)
                  | (prog.F_TCP if decision.tcp else 0))
         slot = decision.select if decision.counter is not None and decision.select >= 0 else prog.NO_SLOT
-        if slot != prog.NO_SLOT:
-            self._slots.add(slot)
-        value = prog.flow_value(generation, ifindex, slot, egress, flags, decision.mac12,
-                                decision.addrs[:4], decision.addrs[4:])
-        self._flows.update(bytes(frame[26:38]), value)
+        dep = decision.lookup
+        if not 0 <= dep < COUNTER_SLOTS:
+            return False
+        key = bytes(frame[26:38])
+        with self._lock:
+            if generation != self._pipeline_gen:
+                return False  # decided before a write the kernel has already been told of
+            if slot != prog.NO_SLOT:
+                self._slots.add(slot)
+            value = prog.flow_value(self._epoch, ifindex, slot, egress, flags, decision.mac12,
+                                    decision.addrs[:4], decision.addrs[4:], dep, self._slot_gen.get(dep, 0))
+            self._flows.update(key, value)
         return True
 
     # ---- the pipeline's fast-table interface --------------------------------------------
     def invalidate(self, generation: int) -> list[tuple[int, int, int]]:
         """Make every entry learnt before now stale, then hand over the counts so far."""
-        self._gen.update(_U32.pack(0), _GEN.pack(generation))
+        with self._lock:
+            self._epoch += 1
+            self._gen.update(_U32.pack(0), _GEN.pack(self._epoch))
+            self._pipeline_gen = generation
+        return self.take_counts()
+
+    def invalidate_select(self, select: int, generation: int) -> list[tuple[int, int, int]]:
+        """Make stale only the entries whose decision looked up ecmp_nhop[`select`]."""
+        with self._lock:
+            bumped = (self._slot_gen.get(select, 0) + 1) & 0xFFFFFFFF
+            self._slot_gens.update(_U32.pack(select), _U32.pack(bumped))
+            self._slot_gen[select] = bumped
+            self._pipeline_gen = generation
         return self.take_counts()
 
     def take_counts(self) -> list[tuple[int, int, int]]:

@@ -42,8 +42,9 @@ SEG_CHUNKS = 5    # full chunks at most: TCP segments up to 5 * 256 + 255 bytes 
 
 # Flow entry value (see FLOW_VALUE): the pipeline's decision for one flow.
 FLOW_KEY_LEN = 12
-FLOW_VALUE = struct.Struct("<QIHHBB12sH4s4s")
+FLOW_VALUE = struct.Struct("<QIHHBB12sH4s4sHHI")
 V_GEN, V_IFINDEX, V_SLOT, V_EGRESS, V_FLAGS, V_MACS, V_SRC, V_DST = 0, 8, 12, 14, 16, 18, 32, 36
+V_DEP, V_DEP_GEN = 40, 44  # the ecmp_nhop key the decision looked up, and its generation then
 F_TTL_DEC, F_SRC, F_DST, F_TCP = 1, 2, 4, 8
 NO_SLOT = 0xFFFF
 
@@ -53,12 +54,13 @@ MAX_PORTS = 512
 
 
 def flow_value(generation: int, ifindex: int, slot: int, egress: int, flags: int,
-               macs: bytes, src: bytes, dst: bytes) -> bytes:
+               macs: bytes, src: bytes, dst: bytes, dep: int, dep_gen: int) -> bytes:
     """Pack one flow entry's value."""
-    return FLOW_VALUE.pack(generation, ifindex, slot, egress, flags, 0, macs, 0, src, dst)
+    return FLOW_VALUE.pack(generation, ifindex, slot, egress, flags, 0, macs, 0, src, dst, dep, 0, dep_gen)
 
 
-def build(port: int, flows_fd: int, gen_fd: int, counters_fd: int, ports_fd: int) -> bytes:
+def build(port: int, flows_fd: int, gen_fd: int, counters_fd: int, ports_fd: int,
+          slot_gens_fd: int) -> bytes:
     """The program for P4 port `port`, using the given maps."""
     p = Program()
     p.mov(R6, R1, reg=True)                                   # r6 = skb
@@ -115,6 +117,18 @@ def build(port: int, flows_fd: int, gen_fd: int, counters_fd: int, ports_fd: int
     p.jump_if(R0, "==", 0, "pass")
     p.load(R1, R0, 0, 8)
     p.load(R2, R7, V_GEN, 8)
+    p.jump_if(R1, "!=", R2, "pass", reg_value=True)
+    # ... and of the current generation of the ecmp_nhop entry it looked up
+    p.load(R1, R7, V_DEP, 2)
+    p.jump_if(R1, "==", NO_SLOT, "pass")
+    p.store(FP, SCRATCH, R1, 4)
+    p.load_map_fd(R1, slot_gens_fd)
+    p.mov(R2, FP, reg=True)
+    p.alu(R2, "+", SCRATCH)
+    p.call(MAP_LOOKUP_ELEM)
+    p.jump_if(R0, "==", 0, "pass")
+    p.load(R1, R0, 0, 4)
+    p.load(R2, R7, V_DEP_GEN, 4)
     p.jump_if(R1, "!=", R2, "pass", reg_value=True)
     _verify_tcp_checksum(p)
     # direct counter: segments and their frame bytes
