@@ -109,24 +109,14 @@ def build(port: int, flows_fd: int, gen_fd: int, counters_fd: int, ports_fd: int
     p.call(MAP_LOOKUP_ELEM)
     p.jump_if(R0, "==", 0, "pass")
     p.mov(R7, R0, reg=True)                                   # r7 = flow entry
-    p.store_imm(FP, SCRATCH, 0, 4)
-    p.load_map_fd(R1, gen_fd)
-    p.mov(R2, FP, reg=True)
-    p.alu(R2, "+", SCRATCH)
-    p.call(MAP_LOOKUP_ELEM)
-    p.jump_if(R0, "==", 0, "pass")
+    _lookup(p, gen_fd, 0, "pass")
     p.load(R1, R0, 0, 8)
     p.load(R2, R7, V_GEN, 8)
     p.jump_if(R1, "!=", R2, "pass", reg_value=True)
     # ... and of the current generation of the ecmp_nhop entry it looked up
     p.load(R1, R7, V_DEP, 2)
     p.jump_if(R1, "==", NO_SLOT, "pass")
-    p.store(FP, SCRATCH, R1, 4)
-    p.load_map_fd(R1, slot_gens_fd)
-    p.mov(R2, FP, reg=True)
-    p.alu(R2, "+", SCRATCH)
-    p.call(MAP_LOOKUP_ELEM)
-    p.jump_if(R0, "==", 0, "pass")
+    _lookup(p, slot_gens_fd, None, "pass")
     p.load(R1, R0, 0, 4)
     p.load(R2, R7, V_DEP_GEN, 4)
     p.jump_if(R1, "!=", R2, "pass", reg_value=True)
@@ -134,12 +124,7 @@ def build(port: int, flows_fd: int, gen_fd: int, counters_fd: int, ports_fd: int
     # direct counter: segments and their frame bytes
     p.load(R1, R7, V_SLOT, 2)
     p.jump_if(R1, "==", NO_SLOT, "rewrite")
-    p.store(FP, SCRATCH, R1, 4)
-    p.load_map_fd(R1, counters_fd)
-    p.mov(R2, FP, reg=True)
-    p.alu(R2, "+", SCRATCH)
-    p.call(MAP_LOOKUP_ELEM)
-    p.jump_if(R0, "==", 0, "rewrite")
+    _lookup(p, counters_fd, None, "rewrite")
     p.mov(R8, R0, reg=True)                                   # r8 = counter
     p.mov(R4, 1)                                              # r4 = segments
     p.mov(R5, R9, reg=True)                                   # r5 = bytes
@@ -345,18 +330,23 @@ def _store(p: Program, off: int, base: int, src_off: int, size: int) -> None:
     p.jump_if(R0, "!=", 0, "fail")
 
 
-def _count_port(p: Program, ports_fd: int, port: int | None, field: int) -> None:
-    """Add one to a per-port counter: `port`'s, or (None) the one whose number is in r1."""
-    done = f"port_counted_{len(p)}"
-    if port is None:
+def _lookup(p: Program, map_fd: int, key: int | None, miss: str) -> None:
+    """r0 = the value at u32 `key` (None: the key in r1) of an array map; a miss goes to `miss`."""
+    if key is None:
         p.store(FP, SCRATCH, R1, 4)
     else:
-        p.store_imm(FP, SCRATCH, port, 4)
-    p.load_map_fd(R1, ports_fd)
+        p.store_imm(FP, SCRATCH, key, 4)
+    p.load_map_fd(R1, map_fd)
     p.mov(R2, FP, reg=True)
     p.alu(R2, "+", SCRATCH)
     p.call(MAP_LOOKUP_ELEM)
-    p.jump_if(R0, "==", 0, done)
+    p.jump_if(R0, "==", 0, miss)
+
+
+def _count_port(p: Program, ports_fd: int, port: int | None, field: int) -> None:
+    """Add one to a per-port counter: `port`'s, or (None) the one whose number is in r1."""
+    done = f"port_counted_{len(p)}"
+    _lookup(p, ports_fd, port, done)
     p.load(R1, R0, field, 8)
     p.alu(R1, "+", 1)
     p.store(R0, field, R1, 8)
