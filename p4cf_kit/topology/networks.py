@@ -19,5 +19,12 @@ def create_network(names: LabNames, host: HostConfig) -> str:
 
 def bridge_of(network: str) -> str:
     """The Linux bridge behind a Podman network (4.3 has no --interface-name, so ask)."""
-    info = podman_json("network", "inspect", network)
-    return str(info[0]["network_interface"])
+    return bridges_of([network])[0]
+
+
+def bridges_of(networks: list[str]) -> list[str]:
+    """The Linux bridges behind these Podman networks, in one `network inspect`."""
+    if not networks:
+        return []
+    return [str(i["network_interface"]) for i in podman_json("network", "inspect", *networks)
+            if i.get("network_interface")]

@@ -106,9 +106,9 @@ def offload_wanted() -> bool:
 def learn(table: "_fastpath.FlowTable | None", offload: KernelOffload | None,
           pipeline: LoadBalancerPipeline, frame: bytes | bytearray | memoryview) -> bool:
     """Teach the fast paths the pipeline's decision for `frame`'s flow (before the frame is
-    rewritten). The C table refuses it if a table write happened meanwhile (the kernel takes
-    it either way, tagged with the generation it was decided in, and so ignores it then).
-    Whether the C table (without one: the kernel) took it."""
+    rewritten). Both refuse it if a table write happened meanwhile, and the kernel also when
+    its program would not take such frames. Whether the C table (without one: the kernel)
+    took it."""
     if len(frame) < MIN_KEY_FRAME:
         return False
     key, d, generation = pipeline.decision_for(frame)

@@ -142,9 +142,10 @@ class EmbeddedSwitch:
         dataplane = cls(self.pipeline, self.ports,
                         pcap_dir=str(self.pcap_dir) if self.pcap_dir else None,
                         offload=DATAPATHS[self.datapath])
+        from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
         try:
             dataplane.start()
-        except RuntimeError as exc:  # the kernel fast path was insisted on (--datapath ebpf)
+        except OffloadUnavailable as exc:  # insisted on (--datapath ebpf) but cannot load
             raise SwitchError(f"cannot use the eBPF fast path: {exc}; run with --datapath auto "
                               "(falls back to user space) or --datapath user") from exc
         except OSError as exc:
@@ -217,8 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ebpf: established flows are forwarded by an eBPF program at each "
                              "port's tc ingress, the rest in user space (needs root; a tcx link on "
                              "Linux >= 6.6, else a cls_bpf filter); user: every frame in user space; "
-                             "auto (default): ebpf where it "
-                             "loads, else user")
+                             "auto (default): ebpf where it loads, else user")
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
     parser.add_argument("--log-console", action="store_true", help="log to the console (stderr)")
     parser.add_argument("--log-file", type=Path, help="log to this file")

@@ -174,10 +174,6 @@ class KernelOffload:
                 pass
         self._maps = {}
 
-    @property
-    def attached(self) -> bool:
-        return bool(self._attached)
-
     # ---- learning ------------------------------------------------------------------------
     def learn(self, frame: bytes | bytearray | memoryview, decision: Decision, generation: int) -> bool:
         """Teach the kernel `decision` for `frame`'s flow (before the frame is rewritten); False
@@ -196,7 +192,7 @@ class KernelOffload:
                  | (prog.F_SRC if decision.addrs[:4] != src else 0)
                  | (prog.F_DST if decision.addrs[4:] != dst else 0)
                  | (prog.F_TCP if decision.tcp else 0))
-        slot = decision.select if decision.counter is not None and decision.select >= 0 else prog.NO_SLOT
+        slot = decision.select if decision.select >= 0 else prog.NO_SLOT  # set with its counter
         dep = decision.lookup
         if not 0 <= dep < COUNTER_SLOTS:
             return False
@@ -236,8 +232,7 @@ class KernelOffload:
             raw = self._counters.lookup(_U32.pack(slot))
             if raw is None:
                 continue
-            packets = sum(prog.COUNTER_VALUE.unpack_from(raw, i * 16)[0] for i in range(self._ncpu))
-            nbytes = sum(prog.COUNTER_VALUE.unpack_from(raw, i * 16)[1] for i in range(self._ncpu))
+            packets, nbytes = self._per_cpu_sum(raw, prog.COUNTER_VALUE)
             seen = self._seen.get(slot, (0, 0))
             if (packets, nbytes) != seen:
                 out.append((slot, packets - seen[0], nbytes - seen[1]))
@@ -247,12 +242,15 @@ class KernelOffload:
     def port_stats(self) -> dict[int, tuple[int, int, int]]:
         """Frames the kernel path handled per port: (received, sent, dropped)."""
         out = {}
-        size = prog.PORT_VALUE.size
         for number in self._ifindex:
             with self._stats_lock:
                 raw = self._port_stats.lookup(_U32.pack(number))
-            if raw is None:
-                continue
-            per_cpu = [prog.PORT_VALUE.unpack_from(raw, i * size) for i in range(self._ncpu)]
-            out[number] = tuple(sum(v[k] for v in per_cpu) for k in range(3))  # type: ignore[misc]
+            if raw is not None:
+                rx, tx, dropped = self._per_cpu_sum(raw, prog.PORT_VALUE)
+                out[number] = (rx, tx, dropped)
         return out
+
+    def _per_cpu_sum(self, raw: bytes, layout: struct.Struct) -> tuple[int, ...]:
+        """A per-CPU map value (one `layout` per possible CPU) summed field by field."""
+        per_cpu = [layout.unpack_from(raw, i * layout.size) for i in range(self._ncpu)]
+        return tuple(sum(fields) for fields in zip(*per_cpu))

@@ -37,17 +37,15 @@ class BpfError(OSError):
         self.log = log
 
 
-def _sys_bpf() -> int:
-    machine = os.uname().machine
-    if machine not in SYS_BPF:
-        raise BpfError(errno.ENOSYS, f"unknown system call number on {machine}")
-    return SYS_BPF[machine]
+_NR_BPF = SYS_BPF.get(os.uname().machine)
 
 
 def bpf(cmd: int, attr: bytes | bytearray | ctypes.Array, what: str) -> int:
     """Run one bpf(2) command on the packed `attr`; its result, or BpfError."""
+    if _NR_BPF is None:
+        raise BpfError(errno.ENOSYS, f"bpf(2) system call number unknown on {os.uname().machine}")
     buf = attr if isinstance(attr, ctypes.Array) else ctypes.create_string_buffer(bytes(attr), len(attr))
-    ret = _libc.syscall(_sys_bpf(), cmd, buf, len(buf))
+    ret = _libc.syscall(_NR_BPF, cmd, buf, len(buf))
     if ret < 0:
         raise BpfError(ctypes.get_errno(), what)
     return int(ret)
