@@ -12,7 +12,7 @@ RUNTIME_PACKAGES=(
     podman runc netavark aardvark-dns conmon catatonit
     iproute2 iptables nftables ethtool busybox-static
     python3 python3-venv python3-dev
-    tcpdump ca-certificates
+    tcpdump ca-certificates python3-protobuf
 )
 # Only the test suite needs these: Debian's Chromium drives the real-browser test (Playwright
 # uses it; its own browser download cannot work offline).

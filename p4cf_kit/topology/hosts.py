@@ -14,9 +14,9 @@ from pathlib import Path
 from p4cf_kit.checkpoint.runc_conf import annotation_args
 from p4cf_kit.config import HostConfig, LabConfig
 from p4cf_kit.errors import PodmanError
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.podman.restore_gate import gated_runtime_path
 from p4cf_kit.podman.runner import podman
-from p4cf_kit.topology.commands import in_netns
 from p4cf_kit.topology.names import LabNames
 
 CLIENT_LOG_DIR = "/data"
@@ -40,10 +40,10 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
             cfg.images.server]
 
 
-def start_server(cfg: LabConfig, names: LabNames, host: HostConfig) -> str:
-    """Run the TCP server in `host`'s pod; returns the container name. It carries the kit's
-    CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
-    podman("run", "-d", *_server_args(cfg, names, host, host.name))
+def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL) -> str:
+    """Run the TCP server in `host`'s pod (on `machine`); returns the container name. It carries
+    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
+    machine.podman("run", "-d", *_server_args(cfg, names, host, host.name))
     return names.server(host.name)
 
 
@@ -65,9 +65,9 @@ def create_landing(cfg: LabConfig, names: LabNames, host: HostConfig, backend: s
     return cid
 
 
-def listening(netns_path: str, port: int) -> bool:
+def listening(netns_path: str, port: int, machine: Machine = LOCAL) -> bool:
     """True when some socket in that netns listens on TCP `port` (read from /proc/net/tcp)."""
-    text = in_netns(netns_path, ["cat", "/proc/net/tcp"]).stdout
+    text = machine.in_netns(netns_path, ["cat", "/proc/net/tcp"]).stdout
     want = f":{port:04X}"
     for line in text.splitlines()[1:]:
         cols = line.split()
@@ -76,11 +76,12 @@ def listening(netns_path: str, port: int) -> bool:
     return False
 
 
-def wait_listening(netns_path: str, port: int, what: str, timeout: float = 10.0) -> None:
+def wait_listening(netns_path: str, port: int, what: str, timeout: float = 10.0,
+                   machine: Machine = LOCAL) -> None:
     """Poll until `port` listens in the netns; PodmanError naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     delay = 0.02
-    while not listening(netns_path, port):
+    while not listening(netns_path, port, machine):
         if time.monotonic() > deadline:
             raise PodmanError(f"{what} does not listen on TCP {port} after {timeout:.0f} s; "
                               f"see `podman logs {what}`")
@@ -106,6 +107,6 @@ def stop_container(name: str, timeout_s: int = 5) -> None:
     podman("rm", "-f", "-t", "0", name, check=False)
 
 
-def container_running(name: str) -> bool:
-    proc = podman("inspect", "--type", "container", "--format", "{{.State.Running}}", name, check=False)
+def container_running(name: str, machine: Machine = LOCAL) -> bool:
+    proc = machine.podman("inspect", "--type", "container", "--format", "{{.State.Running}}", name, check=False)
     return proc.returncode == 0 and proc.stdout.strip() == "true"
