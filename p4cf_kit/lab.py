@@ -210,6 +210,8 @@ class Lab:
         removed = cleanup.down(self.config.name, self.machines)
         self.pod_nets.clear()
         self.bridges.clear()
+        for machine in self.machines.values():
+            machine.close()   # the SSH connections to other machines
         return removed
 
     def close(self) -> None:

@@ -16,7 +16,9 @@ RUNTIME_PACKAGES=(
 )
 # Only the test suite needs these: Debian's Chromium drives the real-browser test (Playwright
 # uses it; its own browser download cannot work offline).
-TEST_PACKAGES=(chromium)
+# openssh-server: the emulated second machine's sshd (started only inside its namespace; the
+# package's own service is not enabled where no init system runs it).
+TEST_PACKAGES=(chromium openssh-server)
 p4cf_step "system packages" p4cf_apt_install "${RUNTIME_PACKAGES[@]}"
 if [ "${1:-}" = "--test" ]; then
     p4cf_step "test packages" p4cf_apt_install "${TEST_PACKAGES[@]}"

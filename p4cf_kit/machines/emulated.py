@@ -332,9 +332,21 @@ def remove(name: str) -> list[str]:
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
-    for suffix in (".ctl", ".podman.sock"):
-        Path(f"/run/p4cf/ssh/{name}{suffix}").unlink(missing_ok=True)
+    _close_connections(name)
     return removed
+
+
+def _close_connections(name: str) -> None:
+    """End the SSH masters to this machine (ssh -O exit) and drop their sockets."""
+    ctl_dir = Path("/run/p4cf/ssh")
+    if not ctl_dir.is_dir():
+        return
+    for ctl in ctl_dir.glob(f"{name}-*.ctl"):
+        subprocess.run(["ssh", "-o", f"ControlPath={ctl}", "-O", "exit", "p4cf-emulated"],
+                       capture_output=True, timeout=10)
+        ctl.unlink(missing_ok=True)
+    for sock in ctl_dir.glob(f"{name}-*.podman.sock"):
+        sock.unlink(missing_ok=True)
 
 
 def _remove_containers(name: str) -> None:

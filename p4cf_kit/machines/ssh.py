@@ -10,7 +10,7 @@ blindly: a wrong or unknown key is an error that says how to add it.
 
 from __future__ import annotations
 
-import os
+import hashlib
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -77,7 +77,11 @@ class SshConnection:
     def __init__(self, name: str, target: SshTarget) -> None:
         self.name = name
         self.target = target
-        self.control_path = control_dir() / f"{name}.ctl"
+        # One master per machine *and* target: two configs naming the same machine differently
+        # (another address, key or host-key file) must never share a connection.
+        tag = hashlib.sha256(repr(target).encode()).hexdigest()[:8]
+        self.control_path = control_dir() / f"{name}-{tag}.ctl"
+        self.forward_path = control_dir() / f"{name}-{tag}.podman.sock"
 
     def base_args(self) -> list[str]:
         t = self.target
@@ -131,7 +135,7 @@ class SshConnection:
 
     def forward_socket(self, remote_socket: str) -> Path:
         """Forward a local unix socket to `remote_socket` over the control master; its path."""
-        local = control_dir() / f"{self.name}.podman.sock"
+        local = self.forward_path
         probe = self.run(["true"], timeout=CONNECT_TIMEOUT_S + 10)  # starts the master if needed
         if probe.returncode != 0:
             raise PrerequisiteError(self.explain(probe.stderr))
@@ -152,7 +156,5 @@ class SshConnection:
             return
         subprocess.run([*self.base_args(), "-O", "exit", self.target.user + "@" + self.target.host],
                        capture_output=True, text=True, timeout=10)
-        try:
-            os.unlink(self.control_path)
-        except FileNotFoundError:
-            pass
+        for path in (self.control_path, self.forward_path):
+            path.unlink(missing_ok=True)

@@ -31,11 +31,14 @@ UNMASKED_FOR_MIGRATION = ("/proc/acpi", "/proc/scsi", "/sys/firmware", "/sys/dev
 
 
 def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
-                 labels: dict[str, str] | None = None) -> list[str]:
-    """The container arguments of backend `backend`'s server placed in `host`'s pod."""
+                 labels: dict[str, str] | None = None, criu_options: bool = True) -> list[str]:
+    """The container arguments of backend `backend`'s server placed in `host`'s pod.
+
+    `criu_options`: point CRIU at the kit's options file (checkpoint/runc_conf.py). Only on this
+    machine: the file lives here, and the kit puts no files of its own on other machines."""
     extra = [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
     return ["--pod", names.pod(host.name), "--name", names.server(host.name), *names.labels("backend"),
-            *extra, *annotation_args(), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
+            *extra, *(annotation_args() if criu_options else []), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
             cfg.images.server]
 
@@ -43,7 +46,7 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
 def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL) -> str:
     """Run the TCP server in `host`'s pod (on `machine`); returns the container name. It carries
     the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
-    machine.podman("run", "-d", *_server_args(cfg, names, host, host.name))
+    machine.podman("run", "-d", *_server_args(cfg, names, host, host.name, criu_options=machine.is_local))
     return names.server(host.name)
 
 
