@@ -38,6 +38,11 @@ class Machine(ABC):
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a host command (`ip`, `nft`, ...) on this machine; HostToolError on failure."""
 
+    @abstractmethod
+    def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
+              ) -> subprocess.Popen[bytes]:
+        """Start a host command without waiting (binary pipes as asked, stderr piped): streams."""
+
     def podman_json(self, *args: str, timeout: float | None = 120) -> Any:
         """Run a podman command that prints JSON and parse it."""
         out = self.podman(*args, timeout=timeout).stdout.strip()
@@ -80,6 +85,11 @@ class LocalMachine(Machine):
     def in_netns(self, netns_path: str, args: Sequence[str], check: bool = True,
                  input: str | None = None) -> subprocess.CompletedProcess[str]:
         return commands.in_netns(netns_path, args, check=check, input=input)
+
+    def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
+              ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([commands.tool(args[0]), *args[1:]], stdin=stdin, stdout=stdout,
+                                stderr=subprocess.PIPE)
 
 
 LOCAL = LocalMachine()

@@ -62,6 +62,11 @@ class RemoteMachine(Machine):
         return subprocess.Popen(cmd, env=podman_env(), stdin=stdin, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
+    def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
+              ) -> subprocess.Popen[bytes]:
+        """Start a host command on the machine without waiting (a stream over SSH)."""
+        return self.ssh.popen(args, stdin=stdin, stdout=stdout)
+
     def run(self, args: Sequence[str], check: bool = True, input: str | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
         proc = self.ssh.run(args, input=input, timeout=timeout)

@@ -117,6 +117,13 @@ class SshConnection:
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(cmd, 255, "", f"ssh timed out after {timeout:.0f} s")
 
+    def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
+              ) -> subprocess.Popen[bytes]:
+        """Start `args` on the machine without waiting (binary pipes as asked; stderr piped)."""
+        self._check_identity()
+        cmd = [*self.base_args(), self.target.user + "@" + self.target.host, "--", shlex.join(args)]
+        return subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+
     def explain(self, stderr: str) -> str:
         """What an ssh failure means, with the fix."""
         t = self.target

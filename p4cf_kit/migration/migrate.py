@@ -77,6 +77,13 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
     _warm_up()
+    if plan.across_machines:
+        from p4cf_kit.migration.across import migrate_across
+        return migrate_across(
+            lab, plan, MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
+                                       container=plan.src_container),
+            nudge=nudge, started=on_phase or (lambda _phase: None), timeout=timeout,
+            end=lambda record, phase, t0: _end(record, phase, t0, inject))
     raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
     clients: list[nudging.ClientSeq] = []
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PHASES: tuple[str, ...] = ("prepare", "checkpoint", "rewrite", "restore", "switch", "cleanup")
+PHASES: tuple[str, ...] = ("prepare", "checkpoint", "rewrite", "transfer", "restore", "switch", "cleanup")
 
 
 @dataclass
@@ -22,6 +22,7 @@ class PhaseTimings:
     prepare: float | None = None
     checkpoint: float | None = None
     rewrite: float | None = None
+    transfer: float | None = None   # across machines only: the images crossing the network
     restore: float | None = None
     switch: float | None = None
     cleanup: float | None = None
@@ -51,6 +52,9 @@ class MigrationRecord:
     timings: PhaseTimings = field(default_factory=PhaseTimings)
     total_s: float | None = None
     checkpoint_bytes: int = 0
+    transfer_bytes: int = 0        # across machines: what crossed the network (tar stream)
+    transfer_mb_s: float | None = None
+    machines: str = ""             # across machines: "SRC_MACHINE->DST_MACHINE"
     t_start_ns: int = 0
     t_end_ns: int = 0
     ok: bool = False
@@ -69,11 +73,13 @@ class MigrationRecord:
         t = self.timings
         return {
             "migration": self.migration, "src": self.src, "dst": self.dst,
-            "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "restore_s": t.restore, "switch_s": t.switch,
+            "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "transfer_s": t.transfer,
+            "restore_s": t.restore, "switch_s": t.switch,
             "total_s": self.total_s, "checkpoint_bytes": self.checkpoint_bytes,
             "t_start_ns": self.t_start_ns, "t_end_ns": self.t_end_ns, "ok": self.ok, "backend": self.backend,
             "prepare_s": t.prepare, "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
-            "rollback_s": self.rollback_s,
+            "rollback_s": self.rollback_s, "transfer_bytes": self.transfer_bytes,
+            "transfer_mb_s": self.transfer_mb_s, "machines": self.machines,
         }

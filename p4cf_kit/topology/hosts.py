@@ -51,19 +51,23 @@ def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Mac
 
 
 def create_landing(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
-                   labels: dict[str, str]) -> str:
+                   labels: dict[str, str], machine: Machine = LOCAL) -> str:
     """Create (never start) the container a migration restores backend `backend` into, in
-    `host`'s pod, with the kit's gated runtime (podman/restore_gate.py); returns its ID.
+    `host`'s pod, with the kit's gated runtime (podman/restore_gate.py) on this machine and
+    plain runc on another (the kit installs nothing there); returns its ID.
 
     `podman container init` + `cleanup` give it the OCI spec a restore starts from, without
     running the server: its process comes from the checkpoint."""
-    cid = podman("create", "--runtime", str(gated_runtime_path()),
-                 *_server_args(cfg, names, host, backend, labels)).stdout.strip()
+    runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
+    cid = machine.podman("create", *runtime, *_server_args(cfg, names, host, backend, labels,
+                                                           criu_options=machine.is_local)).stdout.strip()
     try:
-        podman("container", "init", cid)
-        podman("container", "cleanup", cid)
+        machine.podman("container", "init", cid)
+        # `cleanup` is not offered by the remote client; `stop` of an initialized container
+        # ends in the same state (exited, with its OCI spec written).
+        machine.podman("container", "cleanup" if machine.is_local else "stop", cid)
     except PodmanError:
-        podman("rm", "-f", "-t", "0", cid, check=False)
+        machine.podman("rm", "-f", "-t", "0", cid, check=False)
         raise
     return cid
 

@@ -1,0 +1,153 @@
+"""Moving a checkpoint's images between machines: one tar stream through the kit, over SSH.
+
+Why this way: the images leave the source machine as `tar` over the machine's SSH
+connection (or are read here when the source is this machine), pass through the kit, and
+land in the landing container's checkpoint folder on the destination the same way. Only
+`files.img` is changed on the way (its sockets get the destination's address; the rewrite
+is timed apart), so the source keeps its own images untouched until the destination runs,
+and a rollback restores it from them. Nothing of the kit runs on either machine: `tar` is
+all they need.
+
+A cut stream (connection dropped, destination disk full, machine gone) raises
+TransferError; the caller removes the half-filled landing container.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+from p4cf_kit.errors import KitError
+from p4cf_kit.machines.machine import Machine
+from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
+
+CHUNK = 1 << 20
+
+
+class TransferError(KitError):
+    """The images did not reach the destination whole; the message says where it broke."""
+
+
+@dataclass
+class TransferReport:
+    """What crossed the network: bytes and seconds (rewrite time excluded), files, sockets."""
+
+    bytes: int = 0
+    seconds: float = 0.0
+    files: int = 0
+    rewrite_s: float = 0.0
+    sockets: int = 0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+
+def _local_members(folder: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file(follow_symlinks=False):
+            info = tarfile.TarInfo(entry.name)
+            st = entry.stat(follow_symlinks=False)
+            info.size, info.mode, info.mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
+            yield info, open(entry.path, "rb")
+
+
+def _stream_members(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for info in tar:
+            if info.isfile():
+                data = tar.extractfile(info)
+                assert data is not None
+                yield info, data
+
+
+def _rewritten(info: tarfile.TarInfo, data: IO[bytes], old_ip: str, new_ip: str,
+               report: TransferReport) -> IO[bytes]:
+    """files.img with the destination's address; every other file passes as it is."""
+    if os.path.basename(info.name) != FILES_IMG:
+        return data
+    t0 = time.monotonic()
+    new, rw = rewrite_files_image(data.read(), old_ip, new_ip)
+    report.rewrite_s += time.monotonic() - t0
+    report.sockets += rw.sockets
+    info.size = len(new)
+    return io.BytesIO(new)
+
+
+def _check(proc: subprocess.Popen[bytes], what: str) -> None:
+    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    if proc.wait(timeout=60) != 0:
+        raise TransferError(f"{what} failed (exit {proc.returncode}): {err or 'no message'}")
+
+
+def stream_images(src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, old_ip: str,
+                  new_ip: str) -> TransferReport:
+    """Copy the CRIU images in `src_dir` on `src` into `dst_dir` on `dst`, with files.img's
+    sockets moved from `old_ip` to `new_ip`. TransferError when the stream breaks."""
+    report = TransferReport()
+    t0 = time.monotonic()
+    reader: subprocess.Popen[bytes] | None = None
+    writer: subprocess.Popen[bytes] | None = None
+    try:
+        if src.is_local:
+            members = _local_members(src_dir)
+        else:
+            reader = src.popen(["tar", "-C", str(src_dir), "-cf", "-", "."], stdout=subprocess.PIPE)
+            assert reader.stdout is not None
+            members = _stream_members(reader.stdout)
+        if dst.is_local:
+            dst_dir.mkdir(parents=True, exist_ok=True)
+            out_tar = None
+        else:
+            writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && tar -C {dst_dir} -xf -"],
+                               stdin=subprocess.PIPE)
+            assert writer.stdin is not None
+            out_tar = tarfile.open(fileobj=writer.stdin, mode="w|", format=tarfile.GNU_FORMAT)
+        for info, data in members:
+            data = _rewritten(info, data, old_ip, new_ip, report)
+            name = os.path.basename(info.name)
+            if out_tar is not None:
+                info.name = name
+                out_tar.addfile(info, data)
+            else:
+                with open(dst_dir / name, "wb") as fh:
+                    shutil.copyfileobj(data, fh, CHUNK)
+                os.chmod(dst_dir / name, info.mode)
+            report.bytes += info.size
+            report.files += 1
+        if out_tar is not None:
+            out_tar.close()
+            assert writer is not None and writer.stdin is not None
+            writer.stdin.close()
+            _check(writer, f"unpacking the images on machine {dst.name!r} ({dst_dir})")
+        if reader is not None:
+            _check(reader, f"packing the images on machine {src.name!r} ({src_dir})")
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        why = ""
+        for proc, where in ((writer, dst.name), (reader, src.name)):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+                err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+                if err:
+                    why += f" ({where}: {err})"
+        raise TransferError(f"the images did not reach machine {dst.name!r}: {exc}{why}") from exc
+    report.seconds = time.monotonic() - t0 - report.rewrite_s
+    if report.files == 0:
+        raise TransferError(f"no images found in {src_dir} on machine {src.name!r}")
+    return report
+
+
+def remove_images(machine: Machine, folder: Path) -> None:
+    """Delete a (half-filled) image folder on `machine`; missing is fine."""
+    if machine.is_local:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        machine.run(["rm", "-rf", str(folder)], check=False)
