@@ -13,13 +13,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from p4cf_kit.config import MachineConfig, parse_config
-from p4cf_kit.errors import ConfigError, PrerequisiteError
+from p4cf_kit.errors import ConfigError, MigrationError, PrerequisiteError
 from p4cf_kit.lab import Lab
 from p4cf_kit.labels import LABEL
 from p4cf_kit.machines import emulated
@@ -154,6 +155,50 @@ def test_two_machine_lab_up_traffic_isolation_down(machine: RemoteMachine) -> No
     assert not any(left.values()), left
     # the cables are back, unplugged, ready for the next lab
     assert Path("/sys/class/net/p4cfm-tm-0").exists() and Path("/sys/class/net/p4cfm-tm-1").exists()
+
+
+def test_migrations_across_machines_under_traffic(machine: RemoteMachine) -> None:
+    """Both directions under traffic with a timed transfer, then a transfer that fails (injected
+    after the stream) rolls back: the backend serves at the source, nothing is left at the
+    destination, and no connection breaks or loses a reply."""
+    cfg = parse_config(two_machine_config("tg", 208))
+    lab = Lab(cfg)
+    cleanup.down("tg")
+    lab.up()
+    try:
+        run = lab.traffic(connections=8, rate=40, duration=14)
+        time.sleep(1.5)
+        out = lab.migrate("h2", "h4")                      # this machine -> the other
+        assert out.ok and out.machines == f"local->{MACHINE}", out
+        assert out.timings.transfer and out.transfer_bytes > 1_000_000 and out.transfer_mb_s
+        assert out.sockets_rewritten >= 1                  # the connections hashed to h2
+        assert machine.podman("container", "inspect", "--format", "{{.State.Status}}",
+                              "p4cf-tg-h4-srv").stdout.strip() == "running"
+        assert podman("container", "exists", "p4cf-tg-h2-srv", check=False).returncode != 0
+        print(f"\nlocal->{MACHINE}: transfer {out.transfer_bytes / 1e6:.1f} MB in "
+              f"{out.timings.transfer:.3f} s ({out.transfer_mb_s} MB/s), total {out.total_s:.3f} s")
+        time.sleep(1.5)
+        back = lab.migrate("h4", "h2")                     # and back
+        assert back.ok and back.machines == f"{MACHINE}->local", back
+        assert back.nudged >= 1                            # the local side nudges the clients
+        time.sleep(1.5)
+        with pytest.raises(MigrationError) as failed:
+            lab.migrate("h2", "h4", fail_at="transfer")
+        rec = failed.value.record  # type: ignore[attr-defined]
+        assert rec.failed_phase == "transfer" and rec.rolled_back, rec
+        assert podman("container", "inspect", "--format", "{{.State.Status}}",
+                      "p4cf-tg-h2-srv").stdout.strip() == "running"
+        assert machine.podman("ps", "-a", "--filter", "name=p4cf-tg-h4", "--format",
+                              "{{.Names}}").stdout.split() in ([], ["p4cf-tg-h4-infra"]), "landing left"
+        assert lab.pool() == ["h2", "h3"]
+        assert run.wait(timeout=60) == 0
+        totals = run.summary()["totals"]
+        assert totals["broken"] == 0 and totals["received"] == totals["sent"], totals
+        row = out.as_row()
+        assert row["transfer_s"] == out.timings.transfer and row["machines"] == f"local->{MACHINE}"
+    finally:
+        lab.down()
+    assert not any(remote_leftovers(machine, "tg").values())
 
 
 def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMachine, tmp_path: Path) -> None:

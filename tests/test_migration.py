@@ -119,7 +119,7 @@ def test_migration_keeps_connections_and_server_state(lab: Lab, tmp_path: Path) 
     log = traffic.stop()
     print(f"\nphases (s): {rec.timings.as_dict()} total {rec.total_s:.3f}")
     assert rec.ok and rec.backend == "h2" and rec.container == lab.names.server(dst)
-    assert seen == list(PHASES)
+    assert seen == [p for p in PHASES if p != "transfer"]  # within one machine: no transfer
     assert rec.nudged >= rec.sockets_rewritten and rec.criu_dump_s and rec.criu_restore_s
     assert rec.t_start_ns < rec.t_end_ns and rec.checkpoint_bytes > 1_000_000
     assert rec.sockets_rewritten >= 1
@@ -156,7 +156,7 @@ def test_ten_migrations_back_and_forth_without_drops(lab: Lab, tmp_path: Path) -
     print(f"client gap (ms): median {moved['downtime_ms'].median():.0f}, max {moved['downtime_ms'].max():.0f}")
 
 
-@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("phase", [p for p in PHASES if p != "transfer"])  # transfer: test_machines.py
 def test_failure_in_each_phase_rolls_back(lab: Lab, tmp_path: Path, phase: str) -> None:
     src, dst = _home(lab)
     traffic = Traffic(lab, tmp_path, connections=6)

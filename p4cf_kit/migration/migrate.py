@@ -77,6 +77,9 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
     _warm_up()
+    if inject == "transfer" and not plan.across_machines:
+        raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
+                          "no transfer phase; inject another phase or migrate across machines")
     if plan.across_machines:
         from p4cf_kit.migration.across import migrate_across
         return migrate_across(
