@@ -14,7 +14,16 @@ client errors), phase medians, and the ratios
                      Podman's --print-stats of the migrations themselves)
 Goal: median client gap <= 300 ms, p95 <= 400 ms, 0 drops in 20 migrations.
 
+With --machines 2 the same run adds, per --link-gbit rate, the same experiment on a lab whose
+h4 lives on an emulated second machine (`p4cf machine emulate`, link rate-limited with tbf),
+so every migration crosses machines, and prints them beside the same-machine case:
+  gap / same-machine gap      (goal at 10 Gbit/s: <= 1.3)
+  transfer MB/s / link rate   (goal: >= 0.70)
+  extra gap / transfer time at the link rate (goal at 1 Gbit/s: within 20 %)
+  two-machine bring-up        (goal: <= 15 s)
+
     .venv/bin/python benchmarks/migration_downtime.py [--migrations 20] [--lab NAME] [--json]
+    .venv/bin/python benchmarks/migration_downtime.py --machines 2 --link-gbit 1,10
 """
 
 from __future__ import annotations
@@ -70,6 +79,52 @@ def median(values: list[float | None]) -> float:
     return statistics.median(clean) if clean else float("nan")
 
 
+MACHINE = "bm"
+
+
+def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[str, Any]]:
+    """The experiment once per link rate on a lab with h4 on an emulated machine."""
+    from p4cf_kit.config import MachineConfig
+    from p4cf_kit.machines import emulated
+    from p4cf_kit.machines.images import push_images
+    from p4cf_kit.machines.registry import open_machine
+    rows = []
+    for rate in [float(r) for r in args.link_gbit.split(",")]:
+        emulated.emulate(MACHINE, link_gbit=rate)
+        push_images(open_machine(MachineConfig(MACHINE, emulated=True)))
+        octet = OCTET + 1
+        lab = Lab(parse_config({"lab": {"name": "benchx", "hosts": 4, "vip": f"10.{octet}.0.100",
+                                        "subnet_pattern": f"10.{octet}.{{n}}.0/24"},
+                                "machines": {MACHINE: {"emulated": True}},
+                                "hosts": {"h4": {"machine": MACHINE}}}))
+        t0 = time.monotonic()
+        lab.up()
+        up_s = time.monotonic() - t0
+        try:
+            opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval,
+                                     connections=args.connections, rto_min_ms=args.rto_min or None,
+                                     what=f"migration-downtime-{rate:g}gbit")
+            result = run_experiment(lab, opts, out=args.out, progress=lambda line: print(line, file=sys.stderr))
+        finally:
+            lab.down()
+        ok = [r for r in result.records if r.ok]
+        gap = result.summary["gap_ms"]
+        transfer_s = median([r.timings.transfer for r in ok])
+        mb = median([r.transfer_bytes / 1e6 for r in ok])
+        mb_s = median([r.transfer_mb_s for r in ok])
+        link_mb_s = rate * 1000 / 8
+        rows.append({"link_gbit": rate, "folder": str(result.folder), "up_s": up_s,
+                     "succeeded": result.summary["succeeded"], "migrations": result.summary["migrations"],
+                     "broken": result.summary["connections_broken"], "client_errors": result.summary["client_errors"],
+                     "gap_ms": {"median": gap["median"], "p95": gap["p95"]},
+                     "transfer_s": transfer_s, "transfer_mb": mb, "transfer_mb_s": mb_s,
+                     "ratio": {"gap_over_same_machine": gap["median"] / same_gap_ms,
+                               "transfer_over_link": mb_s / link_mb_s,
+                               "extra_gap_over_wire_time": (gap["median"] - same_gap_ms) / 1000 / (mb / link_mb_s)}})
+    emulated.remove(MACHINE)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--migrations", type=int, default=20)
@@ -80,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab", help="use this running lab instead of bringing up `bench`")
     parser.add_argument("--out", default=str(REPO / "results"), help="parent of the results folder")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--machines", type=int, choices=(1, 2), default=1,
+                        help="2: also migrate across an emulated second machine, per --link-gbit")
+    parser.add_argument("--link-gbit", default="1,10", metavar="R[,R...]",
+                        help="link rates between the machines for --machines 2 (Gbit/s, tbf)")
     args = parser.parse_args(argv)
 
     if args.lab:
@@ -124,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": bool(gap["median"] <= GOAL_MEDIAN_MS and gap["p95"] <= GOAL_P95_MS
                          and s["connections_broken"] == 0 and s["client_errors"] == 0),
     }
+    if args.machines == 2:
+        out["across_machines"] = across_machines(args, gap["median"])
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -142,6 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     r = out["ratio"]
     print(f"ratios: total/floor {r['total_over_floor']:.2f}, gap/floor {r['gap_over_floor']:.2f}, "
           f"total/CRIU {r['total_over_criu']:.2f}")
+    if args.machines == 2:
+        print("\nacross machines (h2 here <-> h4 on an emulated machine), beside the same-machine case:")
+        print(f"{'link':>9} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'/same':>6} "
+              f"{'transfer':>9} {'MB/s':>7} {'/link':>6} {'extra/wire':>10} {'up':>6}")
+        print(f"{'same':>9} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
+              f"{gap['median']:>6.0f}ms {gap['p95']:>6.0f}ms {1:>6.2f}")
+        for row in out["across_machines"]:
+            rr = row["ratio"]
+            print(f"{row['link_gbit']:>5g}Gb/s {row['succeeded']:>3}/{row['migrations']:<2} {row['broken']:>6} "
+                  f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms {rr['gap_over_same_machine']:>6.2f} "
+                  f"{row['transfer_mb']:>5.1f} MB {row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
+                  f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s")
     return 0
 
 

@@ -34,7 +34,7 @@ from p4cf_kit.migration import phases
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state, images_of
 from p4cf_kit.migration.record import MigrationRecord
-from p4cf_kit.migration.transfer import remove_images, stream_images
+from p4cf_kit.migration.transfer import ImageStream, remove_images
 from p4cf_kit.topology.hosts import create_landing
 
 End = Callable[[MigrationRecord, str, float], None]
@@ -56,6 +56,7 @@ class _Landing:
                                             machine=self.machine)
             self.images = images_of(self.container, self.machine)
         self.restore_stats: phases.CriuStats | None = None
+        self.stream: ImageStream | None = None
 
     def restore(self, timeout: float) -> None:
         """Restore the backend from the images now in the landing container's folder."""
@@ -74,6 +75,8 @@ class _Landing:
 
     def remove(self) -> None:
         """Call off and remove the landing container and whatever images reached it."""
+        if self.stream is not None:
+            self.stream.abort()
         if self.staged is not None:
             phases.abort(self.staged)
         self.machine.podman("rm", "-f", "-t", "0", self.container, check=False)
@@ -93,6 +96,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         started(phase)
         t0 = time.monotonic()
         landing = _Landing(lab, plan)
+        stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images)
         end(record, phase, t0)
 
         phase = "checkpoint"
@@ -108,8 +112,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         phase = "transfer"
         started(phase)
         t0 = time.monotonic()
-        report = stream_images(src_m, plan.src_images, dst_m, landing.images, str(plan.src.ip),
-                               str(plan.dst.ip))
+        report = stream.run(str(plan.src.ip), str(plan.dst.ip))
         record.checkpoint_bytes = record.transfer_bytes = report.bytes
         record.transfer_mb_s = round(report.mb_per_s, 1)
         record.sockets_rewritten = report.sockets

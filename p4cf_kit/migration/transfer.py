@@ -87,62 +87,93 @@ def _check(proc: subprocess.Popen[bytes], what: str) -> None:
         raise TransferError(f"{what} failed (exit {proc.returncode}): {err or 'no message'}")
 
 
-def stream_images(src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, old_ip: str,
-                  new_ip: str) -> TransferReport:
-    """Copy the CRIU images in `src_dir` on `src` into `dst_dir` on `dst`, with files.img's
-    sockets moved from `old_ip` to `new_ip`. TransferError when the stream breaks."""
-    report = TransferReport()
-    t0 = time.monotonic()
-    reader: subprocess.Popen[bytes] | None = None
-    writer: subprocess.Popen[bytes] | None = None
-    try:
-        if src.is_local:
-            members = _local_members(src_dir)
-        else:
-            reader = src.popen(["tar", "-C", str(src_dir), "-cf", "-", "."], stdout=subprocess.PIPE)
-            assert reader.stdout is not None
-            members = _stream_members(reader.stdout)
-        if dst.is_local:
-            dst_dir.mkdir(parents=True, exist_ok=True)
-            out_tar = None
-        else:
-            writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && tar -C {dst_dir} -xf -"],
-                               stdin=subprocess.PIPE)
-            assert writer.stdin is not None
-            out_tar = tarfile.open(fileobj=writer.stdin, mode="w|", format=tarfile.GNU_FORMAT)
-        for info, data in members:
-            data = _rewritten(info, data, old_ip, new_ip, report)
-            name = os.path.basename(info.name)
-            if out_tar is not None:
-                info.name = name
-                out_tar.addfile(info, data)
+class ImageStream:
+    """Both ends of one transfer, started before the source is frozen.
+
+    Why start early: a new SSH session (and the `tar` it runs) costs a tenth of a second or
+    more; started in the migration's prepare phase they wait, the source's `tar` for a "go"
+    line and the destination's for data, so the transfer phase is the bytes alone."""
+
+    def __init__(self, src: Machine, src_dir: Path, dst: Machine, dst_dir: Path) -> None:
+        self.src, self.src_dir, self.dst, self.dst_dir = src, src_dir, dst, dst_dir
+        self.reader: subprocess.Popen[bytes] | None = None
+        self.writer: subprocess.Popen[bytes] | None = None
+        try:
+            if not src.is_local:
+                self.reader = src.popen(["sh", "-c", f"read go && exec tar -C {src_dir} -cf - ."],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            if dst.is_local:
+                dst_dir.mkdir(parents=True, exist_ok=True)
             else:
-                with open(dst_dir / name, "wb") as fh:
-                    shutil.copyfileobj(data, fh, CHUNK)
-                os.chmod(dst_dir / name, info.mode)
-            report.bytes += info.size
-            report.files += 1
-        if out_tar is not None:
-            out_tar.close()
-            assert writer is not None and writer.stdin is not None
-            writer.stdin.close()
-            _check(writer, f"unpacking the images on machine {dst.name!r} ({dst_dir})")
-        if reader is not None:
-            _check(reader, f"packing the images on machine {src.name!r} ({src_dir})")
-    except (OSError, tarfile.TarError, ValueError) as exc:
+                self.writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && exec tar -C {dst_dir} -xf -"],
+                                        stdin=subprocess.PIPE)
+        except OSError as exc:
+            self.abort()
+            raise TransferError(f"could not open the image stream: {exc}") from exc
+
+    def run(self, old_ip: str, new_ip: str) -> TransferReport:
+        """Copy the images, with files.img's sockets moved from `old_ip` to `new_ip`.
+        TransferError when the stream breaks (the caller removes what reached the destination)."""
+        report = TransferReport()
+        t0 = time.monotonic()
+        try:
+            if self.reader is None:
+                members = _local_members(self.src_dir)
+            else:
+                assert self.reader.stdin is not None and self.reader.stdout is not None
+                self.reader.stdin.write(b"go\n")
+                self.reader.stdin.close()
+                members = _stream_members(self.reader.stdout)
+            out_tar = None
+            if self.writer is not None:
+                assert self.writer.stdin is not None
+                out_tar = tarfile.open(fileobj=self.writer.stdin, mode="w|", format=tarfile.GNU_FORMAT,
+                                       bufsize=CHUNK)
+            for info, data in members:
+                data = _rewritten(info, data, old_ip, new_ip, report)
+                name = os.path.basename(info.name)
+                if out_tar is not None:
+                    info.name = name
+                    out_tar.addfile(info, data)
+                else:
+                    with open(self.dst_dir / name, "wb") as fh:
+                        shutil.copyfileobj(data, fh, CHUNK)
+                    os.chmod(self.dst_dir / name, info.mode)
+                report.bytes += info.size
+                report.files += 1
+            if out_tar is not None:
+                assert self.writer is not None and self.writer.stdin is not None
+                out_tar.close()
+                self.writer.stdin.close()
+                _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})")
+            if self.reader is not None:
+                _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})")
+        except (OSError, tarfile.TarError, ValueError) as exc:
+            why = self.abort()
+            raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}") from exc
+        report.seconds = time.monotonic() - t0 - report.rewrite_s
+        if report.files == 0:
+            raise TransferError(f"no images found in {self.src_dir} on machine {self.src.name!r}")
+        return report
+
+    def abort(self) -> str:
+        """End both ends (rollback); returns what they said on stderr, for the error."""
         why = ""
-        for proc, where in ((writer, dst.name), (reader, src.name)):
-            if proc is not None:
+        for proc, where in ((self.writer, self.dst.name), (self.reader, self.src.name)):
+            if proc is not None and proc.poll() is None:
                 proc.kill()
+            if proc is not None:
                 proc.wait()
                 err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
                 if err:
                     why += f" ({where}: {err})"
-        raise TransferError(f"the images did not reach machine {dst.name!r}: {exc}{why}") from exc
-    report.seconds = time.monotonic() - t0 - report.rewrite_s
-    if report.files == 0:
-        raise TransferError(f"no images found in {src_dir} on machine {src.name!r}")
-    return report
+        return why
+
+
+def stream_images(src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, old_ip: str,
+                  new_ip: str) -> TransferReport:
+    """Copy the CRIU images in `src_dir` on `src` into `dst_dir` on `dst` (see ImageStream)."""
+    return ImageStream(src, src_dir, dst, dst_dir).run(old_ip, new_ip)
 
 
 def remove_images(machine: Machine, folder: Path) -> None:
