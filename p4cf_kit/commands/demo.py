@@ -62,8 +62,9 @@ def lab_unavailable_reason() -> str | None:
 def capability_checks() -> dict[str, Callable[[], str | None]]:
     """Capability name -> a check returning None when present, else the reason it is not."""
     from p4cf_kit.notebook import experiment_unavailable_reason, migration_unavailable_reason
+    from p4cf_kit.notebook import machines_unavailable_reason
     return {"lab": lab_unavailable_reason, "migration": migration_unavailable_reason,
-            "experiment": experiment_unavailable_reason}
+            "experiment": experiment_unavailable_reason, "machines": machines_unavailable_reason}
 
 
 def skip_reason(path: Path, checks: dict[str, Callable[[], str | None]] | None = None) -> str | None:
