@@ -13,12 +13,12 @@ from typing import Callable, Sequence
 
 from p4cf_kit.config import MachineConfig
 from p4cf_kit.doctor.checks.result import CheckResult
+from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
 from p4cf_kit.errors import KitError
 from p4cf_kit.machines.images import PUSHED_BY_DEFAULT
 from p4cf_kit.machines.remote import RemoteMachine
 
 MIN_PODMAN = (4, 3)
-MIN_CRIU = (4, 2)
 PYCRIU_PATHS = "/usr/local/lib/p4cf/python:/usr/lib/python3/dist-packages"
 
 
