@@ -89,13 +89,14 @@ def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[s
     from p4cf_kit.machines.images import push_images
     from p4cf_kit.machines.registry import open_machine
     rows = []
-    for rate in [float(r) for r in args.link_gbit.split(",")]:
+    cases = [(float(r), t) for r in args.link_gbit.split(",") for t in args.transfer.split(",")]
+    for rate, transfer in cases:
         emulated.emulate(MACHINE, link_gbit=rate)
         push_images(open_machine(MachineConfig(MACHINE, emulated=True)))
         octet = OCTET + 1
         lab = Lab(parse_config({"lab": {"name": "benchx", "hosts": 4, "vip": f"10.{octet}.0.100",
                                         "subnet_pattern": f"10.{octet}.{{n}}.0/24"},
-                                "machines": {MACHINE: {"emulated": True}},
+                                "machines": {MACHINE: {"emulated": True, "transfer": transfer}},
                                 "hosts": {"h4": {"machine": MACHINE}}}))
         t0 = time.monotonic()
         lab.up()
@@ -103,7 +104,7 @@ def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[s
         try:
             opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval,
                                      connections=args.connections, rto_min_ms=args.rto_min or None,
-                                     what=f"migration-downtime-{rate:g}gbit")
+                                     what=f"migration-downtime-{rate:g}gbit-{transfer}")
             result = run_experiment(lab, opts, out=args.out, progress=lambda line: print(line, file=sys.stderr))
         finally:
             lab.down()
@@ -113,7 +114,7 @@ def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[s
         mb = median([r.transfer_bytes / 1e6 for r in ok])
         mb_s = median([r.transfer_mb_s for r in ok])
         link_mb_s = rate * 1000 / 8
-        rows.append({"link_gbit": rate, "folder": str(result.folder), "up_s": up_s,
+        rows.append({"link_gbit": rate, "transfer": transfer, "folder": str(result.folder), "up_s": up_s,
                      "succeeded": result.summary["succeeded"], "migrations": result.summary["migrations"],
                      "broken": result.summary["connections_broken"], "client_errors": result.summary["client_errors"],
                      "gap_ms": {"median": gap["median"], "p95": gap["p95"]},
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="2: also migrate across an emulated second machine, per --link-gbit")
     parser.add_argument("--link-gbit", default="1,10", metavar="R[,R...]",
                         help="link rates between the machines for --machines 2 (Gbit/s, tbf)")
+    parser.add_argument("--transfer", default="ssh,tcp", metavar="WAY[,WAY...]",
+                        help="ways to move the images for --machines 2: ssh (encrypted), tcp (direct)")
     args = parser.parse_args(argv)
 
     if args.lab:
@@ -205,13 +208,13 @@ def main(argv: list[str] | None = None) -> int:
           f"total/CRIU {r['total_over_criu']:.2f}")
     if args.machines == 2:
         print("\nacross machines (h2 here <-> h4 on an emulated machine), beside the same-machine case:")
-        print(f"{'link':>9} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'/same':>6} "
+        print(f"{'link':>9} {'via':>4} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'/same':>6} "
               f"{'transfer':>9} {'MB/s':>7} {'/link':>6} {'extra/wire':>10} {'up':>6}")
-        print(f"{'same':>9} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
+        print(f"{'same':>9} {'-':>4} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
               f"{gap['median']:>6.0f}ms {gap['p95']:>6.0f}ms {1:>6.2f}")
         for row in out["across_machines"]:
             rr = row["ratio"]
-            print(f"{row['link_gbit']:>5g}Gb/s {row['succeeded']:>3}/{row['migrations']:<2} {row['broken']:>6} "
+            print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {row['succeeded']:>3}/{row['migrations']:<2} {row['broken']:>6} "
                   f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms {rr['gap_over_same_machine']:>6.2f} "
                   f"{row['transfer_mb']:>5.1f} MB {row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
                   f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s")

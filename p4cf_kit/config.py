@@ -65,6 +65,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 
 
 LOCAL_MACHINE = "local"
+TRANSFERS = ("ssh", "tcp")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class MachineConfig:
     known_hosts: str = ""         # host keys to trust; empty: root's ~/.ssh/known_hosts
     uplinks: tuple[str, ...] = ()  # NICs toward the switch; hosts take them in index order
     emulated: bool = False        # the stand-in of `p4cf machine emulate NAME`
+    transfer: str = "ssh"         # checkpoint images over SSH, or "tcp": a direct stream (plain text)
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,11 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} must be a table")
         _check_keys(f"machines.{name}", entry, {"podman", "identity", "known_hosts", "uplinks", "uplink",
-                                                "emulated", "password"})
+                                                "emulated", "password", "transfer"})
+        transfer = entry.get("transfer", "ssh")
+        if transfer not in TRANSFERS:
+            raise ConfigError(f"machines.{name}.transfer = {transfer!r}: use \"ssh\" (encrypted) or \"tcp\" "
+                              "(a direct stream in plain text, for a testbed's own link)")
         if "password" in entry:
             raise ConfigError(f"{where}: passwords are not accepted in configs; use an SSH key: "
                               "identity = \"/root/.ssh/id_ed25519\"")
@@ -313,7 +319,7 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
                                   "e.g. identity = \"/root/.ssh/id_ed25519\"")
         out[name] = MachineConfig(name=name, podman=podman, identity=entry.get("identity", ""),
                                   known_hosts=entry.get("known_hosts", ""), uplinks=tuple(uplinks),
-                                  emulated=emulated)
+                                  emulated=emulated, transfer=transfer)
     return out
 
 
@@ -441,6 +447,6 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
                    "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port,
                    "machine": h.machine, "uplink": h.uplink} for h in cfg.hosts],
         "machines": {m.name: {"podman": m.podman, "identity": m.identity, "known_hosts": m.known_hosts,
-                              "uplinks": list(m.uplinks), "emulated": m.emulated}
+                              "uplinks": list(m.uplinks), "emulated": m.emulated, "transfer": m.transfer}
                      for m in cfg.machines.values()},
     }

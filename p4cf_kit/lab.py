@@ -384,7 +384,7 @@ def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
                            "switch": d["switch"], "images": d["images"]}
     if cfg.machines:
-        out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False)}
+        out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False, "ssh")}
                            for name, m in d["machines"].items()}
         out["hosts"] = {h.name: {"machine": h.machine} for h in cfg.remote_hosts}
     return out

@@ -157,11 +157,12 @@ def test_two_machine_lab_up_traffic_isolation_down(machine: RemoteMachine) -> No
     assert Path("/sys/class/net/p4cfm-tm-0").exists() and Path("/sys/class/net/p4cfm-tm-1").exists()
 
 
-def test_migrations_across_machines_under_traffic(machine: RemoteMachine) -> None:
-    """Both directions under traffic with a timed transfer, then a transfer that fails (injected
-    after the stream) rolls back: the backend serves at the source, nothing is left at the
-    destination, and no connection breaks or loses a reply."""
-    cfg = parse_config(two_machine_config("tg", 208))
+@pytest.mark.parametrize("transfer", ["ssh", "tcp"])
+def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transfer: str) -> None:
+    """Both directions under traffic with a timed transfer (over SSH, or a direct TCP stream),
+    then a transfer that fails (injected after the stream) rolls back: the backend serves at the
+    source, nothing is left at the destination, and no connection breaks or loses a reply."""
+    cfg = parse_config(two_machine_config("tg", 208, transfer=transfer))
     lab = Lab(cfg)
     cleanup.down("tg")
     lab.up()
@@ -169,13 +170,13 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine) -> Non
         run = lab.traffic(connections=8, rate=40, duration=14)
         time.sleep(1.5)
         out = lab.migrate("h2", "h4")                      # this machine -> the other
-        assert out.ok and out.machines == f"local->{MACHINE}", out
+        assert out.ok and out.machines == f"local->{MACHINE}" and out.transfer_via == transfer, out
         assert out.timings.transfer and out.transfer_bytes > 1_000_000 and out.transfer_mb_s
         assert out.sockets_rewritten >= 1                  # the connections hashed to h2
         assert machine.podman("container", "inspect", "--format", "{{.State.Status}}",
                               "p4cf-tg-h4-srv").stdout.strip() == "running"
         assert podman("container", "exists", "p4cf-tg-h2-srv", check=False).returncode != 0
-        print(f"\nlocal->{MACHINE}: transfer {out.transfer_bytes / 1e6:.1f} MB in "
+        print(f"\nlocal->{MACHINE} over {transfer}: transfer {out.transfer_bytes / 1e6:.1f} MB in "
               f"{out.timings.transfer:.3f} s ({out.transfer_mb_s} MB/s), total {out.total_s:.3f} s")
         time.sleep(1.5)
         back = lab.migrate("h4", "h2")                     # and back

@@ -23,10 +23,20 @@ class Machine(ABC):
     """One machine of a lab: Podman and host commands, with the kit's error types."""
 
     name: str
+    transfer: str = "ssh"   # how checkpoint images reach or leave it: "ssh" or "tcp" (direct)
 
     @property
     def is_local(self) -> bool:
         return False
+
+    @property
+    def address(self) -> str:
+        """The address the kit reaches this machine at."""
+        return "127.0.0.1"
+
+    def peer_address(self) -> str:
+        """This (the kit's) machine's address as seen from that machine."""
+        return "127.0.0.1"
 
     @abstractmethod
     def podman(self, *args: str, check: bool = True, timeout: float | None = 120,

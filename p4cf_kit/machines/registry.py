@@ -35,7 +35,7 @@ def open_machine(mc: MachineConfig) -> RemoteMachine:
     else:
         url, identity, known = mc.podman, mc.identity, mc.known_hosts
     return RemoteMachine(mc.name, parse_podman_url(url, f"machines.{mc.name}.podman"), Path(identity),
-                         Path(known) if known else DEFAULT_KNOWN_HOSTS)
+                         Path(known) if known else DEFAULT_KNOWN_HOSTS, transfer=mc.transfer)
 
 
 def machines_of(cfg: LabConfig) -> dict[str, Machine]:

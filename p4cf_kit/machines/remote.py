@@ -21,12 +21,24 @@ class RemoteMachine(Machine):
     """Machine `name` at `url` (ssh://USER@HOST:PORT/podman.sock), logged into with `identity`."""
 
     def __init__(self, name: str, url: PodmanUrl, identity: Path, known_hosts: Path | None = None,
-                 ) -> None:
+                 transfer: str = "ssh") -> None:
         self.name = name
+        self.transfer = transfer
         self.url = url
         self.ssh = SshConnection(name, SshTarget(url.user, url.host, url.port, identity, known_hosts))
         self._socket: Path | None = None
         self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return self.url.host
+
+    def peer_address(self) -> str:
+        """From SSH's own record of the session (SSH_CONNECTION: client address first)."""
+        out = self.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()
+        if not out:
+            raise PrerequisiteError(f"machine {self.name!r}: sshd did not say where the kit connects from")
+        return out[0]
 
     def _podman_socket(self) -> Path:
         """The local end of the forward to the machine's Podman socket, (re)made when dead."""

@@ -96,7 +96,9 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         started(phase)
         t0 = time.monotonic()
         landing = _Landing(lab, plan)
-        stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images)
+        direct = "tcp" in (src_m.transfer, dst_m.transfer)
+        stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images, direct=direct)
+        record.transfer_via = "tcp" if direct else "ssh"
         end(record, phase, t0)
 
         phase = "checkpoint"

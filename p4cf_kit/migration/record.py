@@ -55,6 +55,7 @@ class MigrationRecord:
     transfer_bytes: int = 0        # across machines: what crossed the network (tar stream)
     transfer_mb_s: float | None = None
     machines: str = ""             # across machines: "SRC_MACHINE->DST_MACHINE"
+    transfer_via: str = ""         # across machines: "ssh" or "tcp" (a direct stream)
     t_start_ns: int = 0
     t_end_ns: int = 0
     ok: bool = False
@@ -81,5 +82,5 @@ class MigrationRecord:
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
             "rollback_s": self.rollback_s, "transfer_bytes": self.transfer_bytes,
-            "transfer_mb_s": self.transfer_mb_s, "machines": self.machines,
+            "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -26,6 +27,7 @@ from typing import IO, Iterator
 
 from p4cf_kit.errors import KitError
 from p4cf_kit.machines.machine import Machine
+from p4cf_kit.migration import direct as direct_tcp
 from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
 
 CHUNK = 1 << 20
@@ -60,7 +62,7 @@ def _local_members(folder: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
 
 
 def _stream_members(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
         for info in tar:
             if info.isfile():
                 data = tar.extractfile(info)
@@ -94,16 +96,38 @@ class ImageStream:
     more; started in the migration's prepare phase they wait, the source's `tar` for a "go"
     line and the destination's for data, so the transfer phase is the bytes alone."""
 
-    def __init__(self, src: Machine, src_dir: Path, dst: Machine, dst_dir: Path) -> None:
+    def __init__(self, src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, direct: bool = False) -> None:
+        """`direct`: the other machine's end is a TCP stream (direct.py) instead of SSH."""
         self.src, self.src_dir, self.dst, self.dst_dir = src, src_dir, dst, dst_dir
         self.reader: subprocess.Popen[bytes] | None = None
         self.writer: subprocess.Popen[bytes] | None = None
+        self.token = direct_tcp.new_token()
+        self.listener: socket.socket | None = None
+        self.receiver_port = 0
         try:
-            if not src.is_local:
+            if not src.is_local and direct:
+                back = src.peer_address()          # this machine, as the source reaches it
+                self.listener = direct_tcp.listen(back)
+                self.reader = src.popen(["python3", "-c", direct_tcp.SENDER, str(src_dir)], stdin=subprocess.PIPE)
+                assert self.reader.stdin is not None
+                self.reader.stdin.write(f"{back} {self.listener.getsockname()[1]} {self.token.hex()}\n".encode())
+                self.reader.stdin.flush()
+            elif not src.is_local:
                 self.reader = src.popen(["sh", "-c", f"read go && exec tar -C {src_dir} -cf - ."],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             if dst.is_local:
                 dst_dir.mkdir(parents=True, exist_ok=True)
+            elif direct:
+                self.writer = dst.popen(["python3", "-c", direct_tcp.RECEIVER, str(dst_dir), dst.address],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                assert self.writer.stdin is not None and self.writer.stdout is not None
+                self.writer.stdin.write(self.token.hex().encode() + b"\n")
+                self.writer.stdin.close()
+                line = self.writer.stdout.readline().strip()
+                if not line.isdigit():
+                    raise OSError(f"the receiver on machine {dst.name!r} did not start: "
+                                  f"{self.abort().strip() or 'no message'}")
+                self.receiver_port = int(line)
             else:
                 self.writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && exec tar -C {dst_dir} -xf -"],
                                         stdin=subprocess.PIPE)
@@ -117,18 +141,28 @@ class ImageStream:
         report = TransferReport()
         t0 = time.monotonic()
         try:
+            sock: socket.socket | None = None
             if self.reader is None:
                 members = _local_members(self.src_dir)
+            elif self.listener is not None:
+                assert self.reader.stdin is not None
+                self.reader.stdin.write(b"go\n")
+                self.reader.stdin.close()
+                members = _stream_members(direct_tcp.accept(self.listener, self.token))
             else:
                 assert self.reader.stdin is not None and self.reader.stdout is not None
                 self.reader.stdin.write(b"go\n")
                 self.reader.stdin.close()
                 members = _stream_members(self.reader.stdout)
             out_tar = None
-            if self.writer is not None:
-                assert self.writer.stdin is not None
-                out_tar = tarfile.open(fileobj=self.writer.stdin, mode="w|", format=tarfile.GNU_FORMAT,
-                                       bufsize=CHUNK)
+            sink: IO[bytes] | None = None
+            if self.writer is not None and self.receiver_port:
+                sock = direct_tcp.connect(self.dst.address, self.receiver_port, self.token)
+                sink = sock.makefile("wb")
+            elif self.writer is not None:
+                sink = self.writer.stdin
+            if sink is not None:
+                out_tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK)
             for info, data in members:
                 data = _rewritten(info, data, old_ip, new_ip, report)
                 name = os.path.basename(info.name)
@@ -141,10 +175,12 @@ class ImageStream:
                     os.chmod(self.dst_dir / name, info.mode)
                 report.bytes += info.size
                 report.files += 1
-            if out_tar is not None:
-                assert self.writer is not None and self.writer.stdin is not None
+            if out_tar is not None and sink is not None and self.writer is not None:
                 out_tar.close()
-                self.writer.stdin.close()
+                sink.close()
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_WR)
+                    sock.close()
                 _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})")
             if self.reader is not None:
                 _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})")
@@ -158,6 +194,8 @@ class ImageStream:
 
     def abort(self) -> str:
         """End both ends (rollback); returns what they said on stderr, for the error."""
+        if self.listener is not None:
+            self.listener.close()
         why = ""
         for proc, where in ((self.writer, self.dst.name), (self.reader, self.src.name)):
             if proc is not None and proc.poll() is None:
