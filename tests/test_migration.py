@@ -271,7 +271,7 @@ def test_record_rows_are_what_the_analysis_reads() -> None:
     rec = MigrationRecord(src="h2", dst="h4", backend="h2", migration=3, total_s=0.5, checkpoint_bytes=10,
                           t_start_ns=1, t_end_ns=2, ok=True)
     timings = {"prepare": 0.4, "checkpoint": 0.2, "rewrite": 0.01, "restore": 0.2, "switch": 0.01, "cleanup": 0.1}
-    assert set(timings) == set(PHASES)
+    assert set(timings) == set(PHASES) - {"transfer"}   # within one machine
     for phase, seconds in timings.items():
         rec.timings.set(phase, seconds)
     row = rec.as_row()

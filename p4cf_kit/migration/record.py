@@ -74,13 +74,12 @@ class MigrationRecord:
         t = self.timings
         return {
             "migration": self.migration, "src": self.src, "dst": self.dst,
-            "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "transfer_s": t.transfer,
-            "restore_s": t.restore, "switch_s": t.switch,
+            "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "restore_s": t.restore, "switch_s": t.switch,
             "total_s": self.total_s, "checkpoint_bytes": self.checkpoint_bytes,
             "t_start_ns": self.t_start_ns, "t_end_ns": self.t_end_ns, "ok": self.ok, "backend": self.backend,
             "prepare_s": t.prepare, "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
-            "rollback_s": self.rollback_s, "transfer_bytes": self.transfer_bytes,
+            "rollback_s": self.rollback_s, "transfer_s": t.transfer, "transfer_bytes": self.transfer_bytes,
             "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
         }
