@@ -29,6 +29,7 @@ from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.topology import cleanup, pods
 from p4cf_kit.topology.names import LabNames
+from probes import tcp_probe
 
 MACHINE = "tm"
 P4CF = [sys.executable, "-m", "p4cf_kit"]
@@ -91,24 +92,11 @@ def remote_leftovers(m: RemoteMachine, lab: str) -> dict[str, list[str]]:
             "nft": [t for t in m.run(["nft", "list", "tables"]).stdout.split() if t == names.nft_table]}
 
 
-PROBE = """
-import socket, sys
-s = socket.socket(); s.settimeout(float(sys.argv[3]))
-try:
-    s.connect((sys.argv[1], int(sys.argv[2]))); print("connected")
-except Exception as e:
-    print(type(e).__name__)
-"""
-
-
 def probe(lab: Lab, host: str, ip: str, timeout: float = 1.0) -> str:
-    """A TCP connect from `host`'s pod, run on the host's own machine (python3 under nsenter)."""
+    """A TCP connect from `host`'s pod, run on the host's own machine."""
     h = lab.config.host(host)
     m = lab.machine_of(h)
-    ns = pods.pod_net(lab.names, h, m).netns_path
-    python = sys.executable if m.is_local else "python3"
-    out = m.in_netns(ns, [python, "-c", PROBE, ip, str(lab.config.port), str(timeout)], check=False)
-    return out.stdout.strip() or out.stderr.strip()
+    return tcp_probe(m, pods.pod_net(lab.names, h, m).netns_path, ip, lab.config.port, timeout)
 
 
 def test_doctor_checks_the_machine_over_ssh(machine: RemoteMachine) -> None:

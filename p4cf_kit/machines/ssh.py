@@ -114,7 +114,7 @@ class SshConnection:
         cmd = [*self.base_args(), self.target.user + "@" + self.target.host, "--", shlex.join(args)]
         try:
             return subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
+        except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(cmd, 255, "", f"ssh timed out after {timeout:.0f} s")
 
     def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,

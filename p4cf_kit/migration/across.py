@@ -131,9 +131,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         phase = "switch"
         started(phase)
         t0 = time.monotonic()
-        phases.point_switch(lab, plan.slot, plan.dst_hop)
-        if raw is not None:
-            record.nudged = nudging.nudge(raw, clients, str(lab.config.vip))
+        record.nudged = phases.switch_over(lab, plan, raw, clients)
         end(record, phase, t0)
         record.t_end_ns = time.time_ns()
         record.total_s = time.monotonic() - t_start
@@ -158,12 +156,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
 def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landing: _Landing | None,
                phase: str, exc: BaseException, *, dumped: bool, timeout: float) -> None:
     """Back to the source from its own images; MigrationError(phase) with the record attached."""
-    record.failed_phase = phase
-    record.error = str(exc) or type(exc).__name__
-    record.t_start_ns = record.t_start_ns or time.time_ns()
-    if not record.t_end_ns:
-        record.t_end_ns = time.time_ns()
-        record.total_s = None
+    record.fail(phase, exc)
     t0 = time.monotonic()
     src_m = plan.src_machine
     step = "remove the landing container"

@@ -128,9 +128,7 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
         phase = "switch"
         started(phase)
         t0 = time.monotonic()
-        phases.point_switch(lab, plan.slot, plan.dst_hop)
-        if raw is not None:
-            record.nudged = nudging.nudge(raw, clients, str(lab.config.vip))
+        record.nudged = phases.switch_over(lab, plan, raw, clients)
         _end(record, phase, t0, inject)
         record.t_end_ns = time.time_ns()
         record.total_s = time.monotonic() - t_start
@@ -162,13 +160,7 @@ def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> 
 def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,
                phase: str, exc: BaseException, timeout: float) -> None:
     """Return the backend to its source and raise MigrationError(phase) with the record attached."""
-    record.failed_phase = phase
-    record.error = str(exc) or type(exc).__name__
-    if not record.t_start_ns:
-        record.t_start_ns = time.time_ns()
-    if not record.t_end_ns:
-        record.t_end_ns = time.time_ns()
-        record.total_s = None
+    record.fail(phase, exc)
     try:
         record.rollback_s = return_to_source(lab, plan, run, timeout)
         record.rolled_back = True

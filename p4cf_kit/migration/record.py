@@ -8,6 +8,7 @@ Times are CLOCK_REALTIME ns (time.time_ns), the clock of the client log.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,6 +69,15 @@ class MigrationRecord:
     error: str = ""
     rolled_back: bool = False
     rollback_s: float | None = None
+
+    def fail(self, phase: str, exc: BaseException) -> None:
+        """Mark this migration failed in `phase`: the error, and times that span what ran."""
+        self.failed_phase = phase
+        self.error = str(exc) or type(exc).__name__
+        self.t_start_ns = self.t_start_ns or time.time_ns()
+        if not self.t_end_ns:
+            self.t_end_ns = time.time_ns()
+            self.total_s = None
 
     def as_row(self) -> dict[str, Any]:
         """A flat dict: analysis.phases' record fields (`<phase>_s`), then the extras."""
