@@ -227,6 +227,10 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
     if datapath != "auto" and target != "embedded":
         raise ConfigError(f"switch.datapath = {datapath!r} applies to the embedded switch only; "
                           f"remove it or set switch.target = \"embedded\"")
+    if target == "bmv2" and not netns:
+        raise ConfigError("switch.netns = false with switch.target = \"bmv2\": BMv2 serves its Thrift "
+                          "runtime on every address of its netns, so the kit runs it only in the lab's "
+                          "switch netns; set switch.netns = true (the default)")
     return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns,
                         datapath=datapath)
 
