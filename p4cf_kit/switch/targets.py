@@ -133,8 +133,15 @@ class Bmv2Target:
         from p4cf_kit.switch.bmv2.command import Bmv2Options
         from p4cf_kit.switch.bmv2.process import start_bmv2
         from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
+        from p4cf_kit.switch.bmv2.consistency import json_p4info_difference
+        from p4cf_kit.switch.embedded.p4info import load_p4info
         tool = require_simple_switch_grpc()
-        self.pipeline()  # compile now, so a p4c error shows before the switch starts
+        files = self.pipeline()  # compile now, so a p4c error shows before the switch starts
+        assert files.device_config is not None
+        why = json_p4info_difference(files.device_config, load_p4info(files.p4info))
+        if why is not None:  # PI would take both and then misprogram entries
+            raise SwitchError(f"the P4Info {files.p4info} does not describe the BMv2 JSON "
+                              f"{files.device_config}: {why}; recompile with `p4cf p4 compile --force`")
         opts = Bmv2Options(ports=dict(ports), grpc_addr=grpc_addr, device_id=device_id,
                            log_level=self.log_level, pcap_dir=self.pcap_dir, netns_path=netns_path,
                            container_name=container_name or f"p4cf-bmv2-{Path(state).name}",
