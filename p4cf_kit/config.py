@@ -265,6 +265,10 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
     if datapath != "auto" and target != "embedded":
         raise ConfigError(f"switch.datapath = {datapath!r} applies to the embedded switch only; "
                           f"remove it or set switch.target = \"embedded\"")
+    if target == "bmv2" and not netns:
+        raise ConfigError("switch.netns = false with switch.target = \"bmv2\": BMv2 serves its Thrift "
+                          "runtime on every address of its netns, so the kit runs it only in the lab's "
+                          "switch netns; set switch.netns = true (the default)")
     ports_raw = raw.get("ports", {})
     if not isinstance(ports_raw, Mapping):
         raise ConfigError("[switch.ports] must be a table of port number = \"interface\", e.g. 4 = \"enp3s0f1\"")

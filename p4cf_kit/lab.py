@@ -234,6 +234,7 @@ class Lab:
         """What runs: switch pid and address, per-host pod/container state, the pool from the switch."""
         pid = switch_targets.running_pid(self.names.state)
         out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
+                                                                    "target": self.config.switch.target,
                                                                     "running": pid is not None,
                                                                     "data_plane": switch_targets.data_path(self.names.state)
                                                                     if pid is not None else None},

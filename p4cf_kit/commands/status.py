@@ -15,8 +15,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         lab.close()
     sw = st["switch"]
-    lines = [f"lab {st['lab']}: switch {('running (pid %s)' % sw['pid']) if sw['running'] else 'stopped'}"
-             f" on {sw['grpc_addr']}"]
+    lines = [f"lab {st['lab']}: switch {sw.get('target', '')} "
+             f"{('running (pid %s)' % sw['pid']) if sw['running'] else 'stopped'} on {sw['grpc_addr']}"]
     if sw.get("data_plane"):
         lines.append(f"  data plane: {sw['data_plane']}")
     for name, h in st["hosts"].items():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from p4cf_kit.commands._labargs import add_lab_options, emit
-from p4cf_kit.config import load_config, parse_config
+from p4cf_kit.config import TARGETS, load_config, parse_config
 
 
 def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.lab import Lab
     cfg = load_config(args.config)
-    if args.lab or args.hosts:
+    if args.lab or args.hosts or args.target:
         raw = dict(cfg.source)
         lab = dict(raw.get("lab", {}))
         if args.lab:
@@ -19,6 +19,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.hosts:
             lab["hosts"] = args.hosts
         raw["lab"] = lab
+        if args.target:
+            raw["switch"] = {**raw.get("switch", {}), "target": args.target}
         cfg = parse_config(raw)
     lab = Lab(cfg)
     try:
@@ -36,4 +38,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("up", help="bring a lab up")
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
+    p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
     p.set_defaults(func=_run)

@@ -399,6 +399,9 @@ class EntryStore:
             yield out
 
     def _read_direct_counters(self, dce: p4runtime_pb2.DirectCounterEntry) -> Iterator[p4runtime_pb2.Entity]:
+        if not dce.HasField("table_entry"):  # p4runtime.proto: "This field is required"
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, "DirectCounterEntry without table_entry "
+                                 "(table_id 0 reads every table's direct counters)")
         te = dce.table_entry
         if te.table_id:
             states = [self._table(te.table_id)]
@@ -431,7 +434,8 @@ class EntryStore:
     def _table(self, table_id: int) -> TableState:
         state = self.tables.get(table_id)
         if state is None:
-            raise P4RuntimeError(Code.NOT_FOUND, f"no table with id {table_id}")
+            # Spec 9.1.1 makes an unknown field id INVALID_ARGUMENT; a table id likewise (as BMv2).
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, f"no table with id {table_id}")
         return state
 
     def _matching_entries(self, states: list[TableState],
@@ -533,7 +537,8 @@ class EntryStore:
                                  f"{info.name} has no action profile; use a direct action")
         action = self.schema.actions.get(te.action_id)
         if action is None:
-            raise P4RuntimeError(Code.NOT_FOUND, f"no action with id {te.action_id}")
+            # Spec 9.1.2: an action id that is not one of the table's is INVALID_ARGUMENT.
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, f"no action with id {te.action_id}")
         scope = info.action_scopes.get(action.id)
         if scope is None:
             raise P4RuntimeError(Code.INVALID_ARGUMENT,

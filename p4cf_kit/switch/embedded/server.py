@@ -96,7 +96,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
             if action == SetAction.COMMIT:
                 with self._lock:
                     if self._saved is None:
-                        raise P4RuntimeError(Code.FAILED_PRECONDITION,
+                        raise P4RuntimeError(Code.NOT_FOUND,  # spec 14: no saved config
                                              "COMMIT without a config saved by VERIFY_AND_SAVE")
                     self._commit(self._saved)
                     self._saved = None
@@ -125,10 +125,10 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         try:
             self._check_device(request.device_id)
             with self._lock:
-                if self._config is None:
-                    raise P4RuntimeError(Code.FAILED_PRECONDITION, "no forwarding pipeline is set")
-                config = self._config
                 reply = p4runtime_pb2.GetForwardingPipelineConfigResponse()
+                if self._config is None:  # spec 15: no config known, so `config` stays unset
+                    return reply
+                config = self._config
                 out = reply.config
                 out.cookie.CopyFrom(config.cookie)
                 kind = request.response_type
