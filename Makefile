@@ -1,7 +1,7 @@
 # P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 or Ubuntu.
 #   make demo   set up everything, run the main experiment headless, results under results/
 #   make test   set up everything and run the whole test suite
-.PHONY: setup system test-system criu python images p4 demo test doctor clean-lab bench
+.PHONY: setup system test-system criu python controllers images p4 demo test doctor clean-lab bench
 
 PY      := .venv/bin/python
 P4CF    := .venv/bin/p4cf
@@ -18,6 +18,9 @@ criu: system
 python: system
 	@bash scripts/setup-python.sh
 
+controllers: system
+	@bash scripts/setup-controllers.sh
+
 images: setup
 	@$(P4CF) images build
 
@@ -33,7 +36,7 @@ demo: setup images
 test-system:
 	@bash scripts/setup-system.sh --test
 
-test: setup test-system images
+test: setup test-system controllers images
 	@$(PYTEST) -ra tests
 
 bench: setup images
