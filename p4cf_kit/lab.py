@@ -36,6 +36,7 @@ from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
 from p4cf_kit.topology.commands import netns_path
 from p4cf_kit.labels import LABEL
+from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
@@ -93,6 +94,7 @@ class Lab:
 
     # --- up / down ---------------------------------------------------------------------------
 
+    @holds_lab_lock("bringing the lab up")
     def up(self, timeout: float = 30.0) -> UpReport:
         """Create networks, pods, servers, switch and entries; roll back on any failure."""
         why_not = switch_targets.get_target(self.config.switch.target).unavailable()
@@ -184,6 +186,7 @@ class Lab:
         assert self.lb is not None
         return self.lb
 
+    @holds_lab_lock("taking the lab down")
     def down(self) -> dict[str, list[str]]:
         """Remove everything this lab made (idempotent; also after a crash)."""
         self.close()
@@ -258,6 +261,7 @@ class Lab:
                 "backends": [{"host": self._host_of(nh.ip), "ip": nh.ip, "mac": nh.mac, "port": nh.port}
                              for nh in st.backends]}
 
+    @holds_lab_lock(lambda hosts=None: None if hosts is None else f"setting the pool to {' '.join(hosts)}")
     def pool(self, hosts: Sequence[str] | None = None) -> list[str]:
         """The backend hosts in slot order; with `hosts`, make the pool exactly those (starting
         servers on hosts that run none). Changing the count remaps most flows (hash mod n)."""
@@ -271,16 +275,19 @@ class Lab:
             lb.set_pool([self.next_hop(h) for h in targets])
         return [self._host_of(nh.ip) for nh in lb.state().backends]
 
+    @holds_lab_lock(lambda host: f"adding backend {host}")
     def add_backend(self, host: str) -> list[str]:
         h = self.config.host(host)
         self._ensure_servers([h])
         self._connect().add_backend(self.next_hop(h))
         return self.pool()
 
+    @holds_lab_lock(lambda host: f"removing backend {host}")
     def remove_backend(self, host: str) -> list[str]:
         self._connect().remove_backend(str(self.config.host(host).ip))
         return self.pool()
 
+    @holds_lab_lock(lambda old, new: f"replacing backend {old} with {new}")
     def replace_backend(self, old: str, new: str) -> list[str]:
         """Put `new` into `old`'s slot (only `old`'s flows move)."""
         h = self.config.host(new)
