@@ -29,6 +29,7 @@ import pandas as pd
 from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
+from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
 from p4cf_kit.podman.runner import podman
@@ -182,7 +183,10 @@ class Lab:
                                          election_id=(0, time.time_ns() // 1_000_000),
                                          p4info=files.p4info, device_config=files.device_config)
             self.conn.connect(push_pipeline=push_pipeline)
-            self.lb = LoadBalancer(self.conn, str(self.config.vip))
+            if push_pipeline:  # recorded for a switch restart (control/intent.py)
+                IntentFile(self.names.state).pipeline_set(self.config.switch.target, str(files.p4info),
+                                                          str(files.device_config or "") or None)
+            self.lb = LoadBalancer(self.conn, str(self.config.vip), IntentFile(self.names.state, self._host_of))
         assert self.lb is not None
         return self.lb
 
