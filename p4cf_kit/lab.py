@@ -174,7 +174,8 @@ class Lab:
                    [self.next_hop(b) for b in cfg.backends], {h.port: h.switch_mac for h in cfg.hosts})
 
     def _connect(self, push_pipeline: bool = False) -> LoadBalancer:
-        if self.conn is not None and not self.conn.alive():
+        restarted = self.conn is not None and not self.conn.alive()
+        if restarted:
             self.close()  # the switch restarted or went away: open a fresh session, state is read back
         if self.conn is None or not self.conn.connected:
             files = switch_targets.get_target(self.config.switch.target).pipeline() if push_pipeline \
@@ -187,6 +188,9 @@ class Lab:
                 IntentFile(self.names.state).pipeline_set(self.config.switch.target, str(files.p4info),
                                                           str(files.device_config or "") or None)
             self.lb = LoadBalancer(self.conn, str(self.config.vip), IntentFile(self.names.state, self._host_of))
+            if restarted and not push_pipeline:  # an empty restarted switch gets the recorded entries
+                from p4cf_kit.recovery import reinstall_if_blank
+                reinstall_if_blank(self, self.lb)
         assert self.lb is not None
         return self.lb
 

@@ -6,6 +6,7 @@ One lab ("trs", 10.231.n.0/24: h1 client, h2 and h3 backends, h4 idle) on the re
     the lab's record), then again with `p4cf switch restart`: same placements (a migrated
     backend stays where it went), counters start anew, not one connection broken, every
     connection answered again;
+  * a session whose switch restarted by other means (empty) reinstalls the entries by itself;
   * two `p4cf migrate` at once take turns: the second waits, naming the first, then fails
     with a clear reason instead of a Podman error.
 """
@@ -142,6 +143,25 @@ def test_switch_killed_under_traffic_comes_back_with_the_lab(config_path: Path) 
     assert {c["Names"][0] for c in json.loads(podman("ps", "--filter", f"label={lab.names.lab_label}",
                                                      "--format", "json").stdout)} >= {
         lab.names.server("h4"), lab.names.server("h3")}
+
+
+def test_a_session_reinstalls_a_switch_that_restarted_under_it(config_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from p4cf_kit.recovery import start_switch_process
+    lab = Lab.attach("trs")
+    placed = lab.pool()  # opens this process's session
+    pid = switch_targets.running_pid(lab.names.state)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while lab.conn is not None and lab.conn.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the session's stream breaks
+    assert start_switch_process(lab) != pid  # a bare switch: pipeline preloaded, no entries
+    try:
+        assert lab.pool() == placed  # reconnected, found the switch empty, reinstalled
+        assert "the switch restarted and was empty; reinstalled" in capsys.readouterr().err
+    finally:
+        lab.close()
 
 
 def test_two_migrations_at_once_take_turns(config_path: Path) -> None:
