@@ -12,7 +12,11 @@ client errors), phase medians, and the ratios
   gap / floor        what the client saw over the same floor
   total / CRIU       over CRIU's own share (frozen time of the dump + restore time, from
                      Podman's --print-stats of the migrations themselves)
-Goal: median client gap <= 300 ms, p95 <= 400 ms, 0 drops in 20 migrations.
+Beside the moved backend's gap: what the migration costs the connections it does not move,
+as extra reply time (their longest reply time during the migration minus their normal one;
+analysis/bystanders.py says why not the gap between replies).
+Goal: median client gap <= 300 ms, p95 <= 400 ms, 0 drops in 20 migrations; untouched
+connections p95 <= 5 ms above their normal reply time.
 
 With --machines 2 the same run adds, per --link-gbit rate, the same experiment on a lab whose
 h4 lives on an emulated second machine (`p4cf machine emulate`, link rate-limited with tbf),
@@ -39,12 +43,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from p4cf_kit import analysis as an  # noqa: E402
+from p4cf_kit.analysis.bystanders import bystander_delays  # noqa: E402
 from p4cf_kit.config import parse_config  # noqa: E402
+from p4cf_kit.results import CLIENT_LOG  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
 from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment  # noqa: E402
 from p4cf_kit.migration.phases import checkpoint_in_place, restore_in_place  # noqa: E402
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 300.0, 400.0
+GOAL_BYSTANDER_P95_MS = 5.0
 OCTET = 158
 
 
@@ -169,11 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     criu = [r.criu_dump_s + r.criu_restore_s for r in ok if r.criu_dump_s and r.criu_restore_s]
     floor_wall = median([c["wall_s"] for c in floor])
     gap = s["gap_ms"]
+    log = an.load_client_log(Path(result.folder) / "raw" / CLIENT_LOG)
+    others = bystander_delays(log, an.phases_frame([r.as_row() for r in result.records]))
+    extra = an.describe(others["extra_ms"])
+    normal = an.describe(others["normal_rtt_ms"])
     out: dict[str, Any] = {
         "folder": str(result.folder), "migrations": s["migrations"], "succeeded": s["succeeded"],
         "connections_migrated": s["connections_migrated"], "connections_broken": s["connections_broken"],
         "client_errors": s["client_errors"],
         "gap_ms": {"median": gap["median"], "p95": gap["p95"], "max": gap["max"]},
+        "untouched_extra_ms": {"median": extra["median"], "p95": extra["p95"], "max": extra["max"],
+                               "n": extra["n"], "normal_rtt_median_ms": normal["median"]},
         "phase_median_s": s["phase_median_s"], "checkpoint_mb_median": s["checkpoint_mb_median"],
         "floor": {"bare_checkpoint_restore_s": floor_wall,
                   "bare_checkpoint_s": median([c["checkpoint_s"] for c in floor]),
@@ -185,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                   "total_over_criu": median(totals) / median(criu) if criu else float("nan")},
         "goal_met": bool(gap["median"] <= GOAL_MEDIAN_MS and gap["p95"] <= GOAL_P95_MS
                          and s["connections_broken"] == 0 and s["client_errors"] == 0),
+        "untouched_goal_met": bool(extra["n"] and extra["p95"] <= GOAL_BYSTANDER_P95_MS),
     }
     if args.machines == 2:
         out["across_machines"] = across_machines(args, gap["median"])
@@ -198,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
           f"connections, {out['connections_broken']} broken, {out['client_errors']} client errors")
     print(f"client gap: median {gap['median']:.0f} ms, p95 {gap['p95']:.0f} ms, max {gap['max']:.0f} ms "
           f"(goal <= {GOAL_MEDIAN_MS:.0f} / {GOAL_P95_MS:.0f} ms: {'met' if out['goal_met'] else 'NOT met'})")
+    ux = out["untouched_extra_ms"]
+    print(f"untouched connections ({ux['n']} connection-migrations): extra reply time median "
+          f"{ux['median']:.1f} ms, p95 {ux['p95']:.1f} ms, max {ux['max']:.1f} ms over their normal "
+          f"{ux['normal_rtt_median_ms']:.2f} ms (goal p95 <= {GOAL_BYSTANDER_P95_MS:.0f} ms: "
+          f"{'met' if out['untouched_goal_met'] else 'NOT met'})")
     print("phase medians: " + ", ".join(f"{k[:-2]} {v * 1000:.0f} ms" for k, v in ph.items())
           + f"; checkpoint {out['checkpoint_mb_median']:.1f} MB")
     print(f"floor (bare in-place checkpoint + restore, {args.floor_repeats}x): {fl['bare_checkpoint_restore_s'] * 1000:.0f} ms "

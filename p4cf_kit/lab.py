@@ -29,6 +29,7 @@ import pandas as pd
 from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
+from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
 from p4cf_kit.machines.machine import LOCAL, Machine
@@ -38,6 +39,7 @@ from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
 from p4cf_kit.topology.commands import netns_path
 from p4cf_kit.labels import LABEL
+from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
@@ -101,6 +103,7 @@ class Lab:
 
     # --- up / down ---------------------------------------------------------------------------
 
+    @holds_lab_lock("bringing the lab up")
     def up(self, timeout: float = 30.0) -> UpReport:
         """Create networks, pods, servers, switch and entries; roll back on any failure."""
         why_not = switch_targets.get_target(self.config.switch.target).unavailable()
@@ -191,7 +194,8 @@ class Lab:
                    [self.next_hop(b) for b in cfg.backends], {h.port: h.switch_mac for h in cfg.hosts})
 
     def _connect(self, push_pipeline: bool = False) -> LoadBalancer:
-        if self.conn is not None and not self.conn.alive():
+        restarted = self.conn is not None and not self.conn.alive()
+        if restarted:
             self.close()  # the switch restarted or went away: open a fresh session, state is read back
         if self.conn is None or not self.conn.connected:
             files = switch_targets.get_target(self.config.switch.target).pipeline() if push_pipeline \
@@ -200,10 +204,17 @@ class Lab:
                                          election_id=(0, time.time_ns() // 1_000_000),
                                          p4info=files.p4info, device_config=files.device_config)
             self.conn.connect(push_pipeline=push_pipeline)
-            self.lb = LoadBalancer(self.conn, str(self.config.vip))
+            if push_pipeline:  # recorded for a switch restart (control/intent.py)
+                IntentFile(self.names.state).pipeline_set(self.config.switch.target, str(files.p4info),
+                                                          str(files.device_config or "") or None)
+            self.lb = LoadBalancer(self.conn, str(self.config.vip), IntentFile(self.names.state, self._host_of))
+            if restarted and not push_pipeline:  # an empty restarted switch gets the recorded entries
+                from p4cf_kit.recovery import reinstall_if_blank
+                reinstall_if_blank(self, self.lb)
         assert self.lb is not None
         return self.lb
 
+    @holds_lab_lock("taking the lab down")
     def down(self) -> dict[str, list[str]]:
         """Remove everything this lab made (idempotent; also after a crash)."""
         self.close()
@@ -283,6 +294,7 @@ class Lab:
                 "backends": [{"host": self._host_of(nh.ip), "ip": nh.ip, "mac": nh.mac, "port": nh.port}
                              for nh in st.backends]}
 
+    @holds_lab_lock(lambda hosts=None: None if hosts is None else f"setting the pool to {' '.join(hosts)}")
     def pool(self, hosts: Sequence[str] | None = None) -> list[str]:
         """The backend hosts in slot order; with `hosts`, make the pool exactly those (starting
         servers on hosts that run none). Changing the count remaps most flows (hash mod n)."""
@@ -296,16 +308,19 @@ class Lab:
             lb.set_pool([self.next_hop(h) for h in targets])
         return [self._host_of(nh.ip) for nh in lb.state().backends]
 
+    @holds_lab_lock(lambda host: f"adding backend {host}")
     def add_backend(self, host: str) -> list[str]:
         h = self.config.host(host)
         self._ensure_servers([h])
         self._connect().add_backend(self.next_hop(h))
         return self.pool()
 
+    @holds_lab_lock(lambda host: f"removing backend {host}")
     def remove_backend(self, host: str) -> list[str]:
         self._connect().remove_backend(str(self.config.host(host).ip))
         return self.pool()
 
+    @holds_lab_lock(lambda old, new: f"replacing backend {old} with {new}")
     def replace_backend(self, old: str, new: str) -> list[str]:
         """Put `new` into `old`'s slot (only `old`'s flows move)."""
         h = self.config.host(new)

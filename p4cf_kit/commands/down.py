@@ -9,9 +9,14 @@ from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
 
 
 def _run(args: argparse.Namespace) -> int:
+    from p4cf_kit.lablock import lab_lock
     from p4cf_kit.topology import cleanup
+    from p4cf_kit.topology.names import LabNames
     t0 = time.monotonic()
-    removed = cleanup.down_all() if args.all else {lab_name(args): cleanup.down(lab_name(args))}
+    removed = {}
+    for lab in (cleanup.known_labs() if args.all else [lab_name(args)]):
+        with lab_lock(LabNames(lab).state, lab, "taking the lab down"):
+            removed[lab] = cleanup.down(lab)
     machines = {} if args.keep_machines else cleanup.remove_unused_emulated_machines()
     seconds = time.monotonic() - t0
     lines = []

@@ -27,6 +27,7 @@ from p4cf_kit import analysis as an
 from p4cf_kit import results
 from p4cf_kit.config import config_to_dict
 from p4cf_kit.errors import ConfigError, MigrationError
+from p4cf_kit.lablock import lab_lock
 from p4cf_kit.migration.migrate import migrate
 from p4cf_kit.migration.plan import LabLike, backend_id
 from p4cf_kit.migration.record import MigrationRecord
@@ -99,9 +100,19 @@ def tune_routes(lab: LabLike, rto_min_ms: int) -> None:
 
 def run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None = None,
                    progress: Callable[[str], None] = lambda _: None) -> ExperimentResult:
-    """Run `opts.migrations` migrations under traffic on a lab that is up; write the results folder."""
+    """Run `opts.migrations` migrations under traffic on a lab that is up; write the results folder.
+
+    Holds the lab's lock throughout (its migrations nest inside), so nobody changes the lab
+    under a running experiment."""
     if opts.migrations < 1:
         raise ConfigError(f"migrations = {opts.migrations}: use 1 or more")
+    with lab_lock(lab.names.state, lab.config.name,
+                  f"running an experiment ({opts.migrations} migrations)"):
+        return _run_experiment(lab, opts, out, progress)
+
+
+def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
+                    progress: Callable[[str], None]) -> ExperimentResult:
     home, spare = _hosts(lab, opts)
     if home not in lab.pool() and spare in lab.pool():   # a previous run left it away from home
         home, spare = spare, home

@@ -38,6 +38,7 @@ import time
 from typing import Callable
 
 from p4cf_kit.errors import ConfigError, KitError, MigrationError
+from p4cf_kit.lablock import lab_lock, note
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
@@ -72,8 +73,21 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
     `nudge=False` leaves the clients to their own retransmission timers; `on_phase(name)`
     is called as each phase starts (progress displays; it must be quick). Returns the
     timed MigrationRecord; raises ConfigError for a refused request and
-    MigrationError(phase=...) after rolling back a failed one.
+    MigrationError(phase=...) after rolling back a failed one. Runs holding the lab's lock
+    (p4cf_kit.lablock), so a second migration waits rather than collide in Podman.
     """
+    state = lab.names.state
+    with lab_lock(state, lab.config.name, f"migrating {src}'s backend to {dst}"):
+        def phase_started(phase: str) -> None:
+            note(state, f"migrating {src}'s backend to {dst} ({phase})")
+            if on_phase is not None:
+                on_phase(phase)
+        return _migrate(lab, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
+                        on_phase=phase_started, timeout=timeout)
+
+
+def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration: int,
+             nudge: bool, on_phase: Callable[[str], None] | None, timeout: float) -> MigrationRecord:
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
     _warm_up()
