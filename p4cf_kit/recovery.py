@@ -26,6 +26,7 @@ from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
 from p4cf_kit.errors import KitError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.lablock import lab_lock
+from p4cf_kit.machines.registry import cable_end
 from p4cf_kit.podman.runner import podman_json
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology.cleanup import netns_exists
@@ -71,7 +72,8 @@ def _ports(lab: "Lab") -> dict[int, str]:
                        "is gone, so its ports are too; rebuild the lab: `p4cf down` then `p4cf up`")
     ports: dict[int, str] = {}
     for h in lab.config.hosts:
-        iface = names.switch_port(h.port)
+        # a host on another machine: its port is the NIC cabled to that machine's uplink
+        iface = names.switch_port(h.port) if h.machine == "local" else cable_end(lab.config, h)
         cmd = ["ip", *(["-n", names.switch_netns] if in_ns else []), "link", "show", iface]
         if run(cmd, check=False).returncode != 0:
             raise KitError(f"lab {lab.config.name!r}: switch port {h.port} ({iface}) is gone; "
