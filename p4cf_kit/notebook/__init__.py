@@ -12,7 +12,7 @@ from p4cf_kit.notebook.capabilities import (experiment_unavailable_reason, migra
                                             migration_unavailable_reason, tune_for_migration)
 from p4cf_kit.notebook.experiment import run_experiment
 from p4cf_kit.notebook.figures import (distribution_check, figures_in, load_balancing_figures, migration_figures,
-                                       results_folder, show, summary)
+                                       pool_change_figures, results_folder, show, summary)
 from p4cf_kit.notebook.lab_views import (counter_reads, doctor_summary, restore_pool, serving_hosts, show_tables,
                                          switch_tables, topology_figure)
 from p4cf_kit.notebook.records import phase_table, record_dict
@@ -23,7 +23,7 @@ __all__ = [
     "ENV_CONFIG", "LabSession", "counter_reads", "distribution_check", "doctor_summary",
     "experiment_unavailable_reason", "figures_in", "lab_is_up", "lab_leftovers", "lab_session",
     "load_balancing_figures", "migrate_call", "migration_figures", "migration_unavailable_reason",
-    "notebook_config", "open_lab", "phase_table", "record_dict", "restore_pool", "results_folder",
+    "notebook_config", "open_lab", "phase_table", "pool_change_figures", "record_dict", "restore_pool", "results_folder",
     "run_experiment", "serving_hosts", "show", "show_tables", "summary", "switch_tables", "topology_figure",
     "tune_for_migration", "wait_lab_gone",
 ]
