@@ -60,12 +60,37 @@ def test_notebook_runs_headless(demo_run: tuple[dict[str, demo.NotebookRun], Pat
     assert FIGURES[name] <= made, f"{name}: missing figures {FIGURES[name] - made}"
 
 
+def test_demo_leaves_nothing_behind(demo_run: tuple[dict[str, demo.NotebookRun], Path],
+                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """02 and 03 leave their lab up after Run All (live panels, live traffic); the demo still ends
+    with no container, pod or switch of its lab left."""
+    from p4cf_kit.config import parse_config
+    from p4cf_kit.notebook import lab_leftovers
+    import tomllib
+    assert lab_leftovers(parse_config(tomllib.loads(CONFIG))) == []
+
+
 def test_notebooks_hold_no_outputs_and_declare_needs() -> None:
     """The committed notebooks are clean (no outputs) and say what they need (for `p4cf demo`)."""
     for path in demo.notebook_paths():
         book = json.loads(path.read_text())
         assert all(not c.get("outputs") for c in book["cells"] if c["cell_type"] == "code"), path.name
         assert "lab" in book["metadata"]["p4cf"]["requires"], path.name
+
+
+def test_notebooks_open_without_unsaved_changes() -> None:
+    """JupyterLab writes the kernel's language_info into a notebook as it opens it: the committed
+    notebooks hold exactly what the kit's kernel reports (no Python patch version), and this
+    venv's `python3` kernelspec is that kernel (scripts/setup-python.sh). The browser test
+    checks the tab is clean after opening."""
+    from p4cf_kit.notebook.kernel import LANGUAGE_INFO, kernelspec_path
+    for path in demo.notebook_paths():
+        meta = json.loads(path.read_text())["metadata"]
+        assert meta["language_info"] == LANGUAGE_INFO, path.name
+        assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                      "name": "python3"}, path.name
+    spec = json.loads(kernelspec_path().read_text())
+    assert spec["argv"][:3] == ["python", "-m", "p4cf_kit.notebook.kernel"], "run scripts/setup-python.sh"
 
 
 def test_a_failing_cell_still_tears_the_lab_down(tmp_path: Path) -> None:

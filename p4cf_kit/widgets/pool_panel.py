@@ -19,6 +19,7 @@ says so and how to bring it back.
 
 from __future__ import annotations
 
+import html
 import time
 from typing import Any, Sequence
 
@@ -180,7 +181,8 @@ class PoolPanel:
             return self.lab.config.name
 
         def done(name: str) -> str:
-            self._lab_gone("")
+            self._lab_gone("", f"pool: no longer followed (this panel let go of lab {name!r})"
+                           if not self.session.started else "")
             if self.session.started:
                 return (f"lab {name!r} torn down (Tear down). To bring it back, run the notebook again from "
                         "the top (Run All brings a lab up).")
@@ -204,15 +206,20 @@ class PoolPanel:
         return open_connections(log, time.time_ns())
 
     def _predict(self, target: Sequence[str]) -> pd.DataFrame | None:
-        """Open connections with the backend the program's hash gives each under `target`."""
+        """Open connections with the backend the program's hash gives each now (`current`, so also
+        for one that has had no reply yet) and under `target` (`predicted`)."""
         from p4cf_kit.control.flow_hash import pool_slot
         conns = self._open_connections()
         if conns is None:
             return None
         conns = conns.copy()
         cfg = self.lab.config
-        conns["predicted"] = [target[pool_slot(str(c.src_ip), int(c.src_port), str(cfg.vip), cfg.port,
-                                               len(target))] for c in conns.itertuples()]
+
+        def backend(c: Any, pool: Sequence[str]) -> str:
+            return pool[pool_slot(str(c.src_ip), int(c.src_port), str(cfg.vip), cfg.port, len(pool))]
+
+        conns["current"] = [backend(c, self.pool) for c in conns.itertuples()]
+        conns["predicted"] = [backend(c, target) for c in conns.itertuples()]
         return conns
 
     def _effect(self, t_ns: int, predicted: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -264,12 +271,12 @@ class PoolPanel:
         change = f"{' '.join(self.pool)} → {' '.join(target)}"
         conns = self._predict(target)
         if conns is not None and len(conns):
-            moving = conns[conns["host"].notna() & (conns["predicted"] != conns["host"])]
+            moving = conns[conns["predicted"] != conns["current"]]
             if moving.empty:
                 self.hint.value = status_html(f"Apply ({change}): all {len(conns)} open connections keep "
                                               "their backend", "info")
                 return
-            was = ", ".join(f"{n} now on {h}" for h, n in moving["host"].value_counts().sort_index().items())
+            was = ", ".join(f"{n} now on {h}" for h, n in moving["current"].value_counts().sort_index().items())
             self.hint.value = status_html(
                 f"Apply ({change}) will break {len(moving)} of {len(conns)} open connections ({was}): the hash "
                 "sends them to another backend, which resets them; the client does not reopen them. "
@@ -285,12 +292,13 @@ class PoolPanel:
                                           "will be reset (its slot goes to another backend); the others keep "
                                           "theirs", "info")
 
-    def _lab_gone(self, text: str) -> None:
+    def _lab_gone(self, text: str, pool_text: str = "") -> None:
         """No lab any more: controls off for good, the chart kept as it was, `text` says why and what to do."""
         self.gone = True
         self.sampler.stop()
         self._after_task()
-        self.pool_line.value = '<span style="color:#777777">pool now: unknown (the lab is gone)</span>'
+        pool_text = pool_text or "pool now: unknown (the lab is gone)"
+        self.pool_line.value = f'<span style="color:#777777">{html.escape(pool_text)}</span>'
         self.hint.value = ""
         if text:
             self.status.value = status_html(text, "error")
