@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -116,6 +117,39 @@ def test_a_failing_cell_still_tears_the_lab_down(tmp_path: Path) -> None:
     left = podman("ps", "-a", "--filter", f"label={LabNames(cfg.name).lab_label}", "--format", "{{.Names}}",
                   check=False)
     assert left.stdout.strip() == ""
+
+
+def test_kernel_exit_stops_live_traffic_in_an_attached_lab(tmp_path: Path) -> None:
+    """A notebook that attached to a running lab leaves it up at kernel exit, but not the client
+    traffic it started with `session.live_traffic` (which runs until stopped)."""
+    import nbformat
+
+    from p4cf_kit.config import load_config
+    from p4cf_kit.lab import Lab
+    from p4cf_kit.notebook import lab_is_up
+    from p4cf_kit.topology.traffic import TrafficRun
+    config = tmp_path / "lab.toml"
+    config.write_text(CONFIG.replace('"nbt"', '"nblive"').replace("10.73.", "10.76."))
+    cfg = load_config(config)
+    lab = Lab(cfg)
+    lab.up()
+    try:
+        book = nbformat.v4.new_notebook()
+        book.cells = [nbformat.v4.new_code_cell(
+            "from p4cf_kit import notebook as nb\nsession = nb.open_lab()\nassert not session.started\n"
+            "live = session.live_traffic(connections=2)\nlive.wait_rows(10)\nprint(live.container)")]
+        path = tmp_path / "live.ipynb"
+        nbformat.write(book, path)
+        done = demo.execute_notebook(path, env={"P4CF_CONFIG": str(config)})
+        container = done.cells[0].outputs[-1]["text"].strip()
+        run = TrafficRun(container, tmp_path, tmp_path / "client.csv")
+        deadline = time.monotonic() + 30
+        while run.state() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert run.state() == {}, f"{container} still there after the kernel exited"
+        assert lab_is_up(cfg) and lab.pool() == ["h2", "h3"]  # the lab itself stays
+    finally:
+        lab.down()
 
 
 def test_topology_figure_redraws_from_its_csv(demo_run: tuple[dict[str, demo.NotebookRun], Path],
