@@ -6,6 +6,7 @@
   records       migration records as analysis rows
   figures       results folders, the notebooks' figures, showing them
   experiment    notebook 04's series of migrations
+  kernel        the notebooks' kernel (no Python patch version: notebooks open unchanged)
 """
 
 from p4cf_kit.notebook.capabilities import (experiment_unavailable_reason, migrate_call,
