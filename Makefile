@@ -1,4 +1,4 @@
-# P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 or Ubuntu.
+# P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 (elsewhere: README "Other systems").
 #   make demo   set up everything, run the main experiment headless, results under results/
 #   make test   set up everything and run the whole test suite
 .PHONY: setup system test-system criu python p4lang controllers images p4 demo test doctor clean-lab bench

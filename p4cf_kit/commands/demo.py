@@ -187,6 +187,8 @@ def _last_line(text: str) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from p4cf_kit import results
+    from p4cf_kit.notebook import ENV_CONFIG
+    args.config = args.config or os.environ.get(ENV_CONFIG) or None  # the lab the notebooks' kernels use
     paths = notebook_paths()
     if args.only:
         paths = [p for p in paths if any(p.stem.startswith(o) for o in args.only)]
@@ -211,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("demo", help="run the notebooks headless; figures land under results/",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="lab config (.toml/.yaml) for the notebooks (default: the packaged lab)")
+    parser.add_argument("-c", "--config",
+                        help="lab config (.toml/.yaml) for the notebooks (default: $P4CF_CONFIG, else the packaged lab)")
     parser.add_argument("--only", nargs="*", metavar="NN", help="run only notebooks whose name starts so (e.g. 01 02)")
     parser.set_defaults(func=_run)

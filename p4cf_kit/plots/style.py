@@ -80,6 +80,12 @@ def phase_color(phase: str) -> str:
     return PHASE_COLORS.get(phase, PHASE_COLORS["other"])
 
 
+def nested_widths(hosts: list[str], thinnest: float, step: float = 1.3) -> dict[str, float]:
+    """Line widths that keep equal lines visible: each host's line is `step` narrower than the one
+    drawn before it (drawn on top of it), so a line under another shows as its border."""
+    return {h: thinnest + step * (len(hosts) - 1 - k) for k, h in enumerate(hosts)}
+
+
 def host_sort_key(host: str) -> tuple[int, str]:
     """Order h2 before h10: by the host's number, then by name."""
     digits = re.findall(r"\d+", str(host))
