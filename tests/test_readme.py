@@ -31,7 +31,7 @@ EXPECTED_AFTER_MERGE = {"p4cf up --target bmv2", "p4cf up [-c CONFIG] [--target 
 #: What README's placeholders stand for when a line is parsed.
 PLACEHOLDERS = {"HOST": "h2", "SRC": "h2", "DST": "h4", "N": "3", "S": "1", "DIR": "/tmp/p4cf-readme",
                 "RESULTS_DIR": "/tmp/p4cf-readme", "CONFIG": "p4cf_kit/configs/default.toml", "NAME": "readme",
-                "NN": "02", "IMAGE": "docker.io/library/python:3.11-slim"}
+                "NN": "02", "IMAGE": "docker.io/library/python:3.11-slim", "R": "10"}
 
 
 def readme_commands() -> list[str]:
