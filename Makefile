@@ -1,13 +1,13 @@
 # P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 (elsewhere: README "Other systems").
 #   make demo   set up everything, run the main experiment headless, results under results/
 #   make test   set up everything and run the whole test suite
-.PHONY: setup system test-system criu python images p4 demo test doctor clean-lab bench
+.PHONY: setup system test-system criu python p4lang controllers images p4 demo test doctor clean-lab bench
 
 PY      := .venv/bin/python
 P4CF    := .venv/bin/p4cf
 PYTEST  := .venv/bin/pytest
 
-setup: system criu python
+setup: system criu python p4lang
 
 system:
 	@bash scripts/setup-system.sh
@@ -17,6 +17,13 @@ criu: system
 
 python: system
 	@bash scripts/setup-python.sh
+
+# BMv2 and p4c (optional, BMv2 target): from p4lang tarballs in P4CF_P4LANG_DIR, else says how.
+p4lang: system
+	@bash scripts/setup-p4lang.sh
+
+controllers: system
+	@bash scripts/setup-controllers.sh
 
 images: setup
 	@$(P4CF) images build
@@ -33,7 +40,7 @@ demo: setup images
 test-system:
 	@bash scripts/setup-system.sh --test
 
-test: setup test-system images
+test: setup test-system controllers images
 	@$(PYTEST) -ra tests
 
 bench: setup images

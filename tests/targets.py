@@ -13,7 +13,9 @@ For a switch shared by a whole module, build a fixture on `running_switch(name, 
 The embedded switch runs in-process on a free loopback port when there is no netns (so tests
 can also look at its pipeline: `RunningSwitch.embedded`), else as the kit runs it: a process in
 the netns serving P4Runtime on a unix socket, with the P4Info preloaded. BMv2 always runs as a
-process, started with --no-p4: push `RunningSwitch.pipeline` (P4Info + device config).
+process, started with --no-p4: push `RunningSwitch.pipeline` (P4Info + device config); without a
+netns it gets a scratch one of its own (the kit runs BMv2 only in a kit netns, for its Thrift
+server), so its address is then a unix socket too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Iterator, Mapping
 
 import pytest
 
+from p4cf_kit.netns import create_netns, delete_netns
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch
 from p4cf_kit.switch.targets import TARGETS, PipelineFiles, get_target
 
@@ -97,6 +100,10 @@ def running_switch(name: str, ports: Mapping[int, str] | None = None,
             sw.stop(grace=0)
         return
     state = Path(tempfile.mkdtemp(prefix="p4cf-t-sw-"))  # short: unix socket paths are limited
+    scratch = None
+    if name == "bmv2" and netns is None:  # BMv2 runs only in a kit netns (its Thrift server)
+        scratch = netns = f"p4cf-t-{state.name[-8:]}"
+        create_netns(scratch)
     try:
         addr = f"unix:{state}/p4rt.sock" if netns else f"127.0.0.1:{free_tcp_port()}"
         proc = target.start(state, ports, addr, 1, f"/run/netns/{netns}" if netns else None,
@@ -106,6 +113,8 @@ def running_switch(name: str, ports: Mapping[int, str] | None = None,
         finally:
             target.stop(state)
     finally:
+        if scratch is not None:
+            delete_netns(scratch)
         shutil.rmtree(state, ignore_errors=True)
 
 

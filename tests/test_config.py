@@ -69,6 +69,7 @@ def test_round_trip_through_saved_source() -> None:
     ({"switch": {"netns": "yes"}}, "switch.netns"),
     ({"switch": {"datapath": "fast"}}, "switch.datapath"),
     ({"switch": {"target": "bmv2", "datapath": "user"}}, "switch.datapath"),
+    ({"switch": {"target": "bmv2", "netns": False}}, "switch.netns"),
     ({"images": {"server": ""}}, "images.server"),
     ({"extra": {}}, "top level"),
 ])

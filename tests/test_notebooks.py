@@ -33,6 +33,7 @@ FIGURES = {
     "02_load_balancing": {"distribution", "throughput"},
     "03_migration": {"timeline-m1", "downtime-connections-m1", "throughput"},
     "04_experiment": {"downtime-cdf", "phases", "survival", "summary"},
+    "05_machines": {"phases", "timeline-m1", "downtime-connections-m2"},
 }
 
 

@@ -78,6 +78,13 @@ def device_config(switch: RunningSwitch) -> bytes:
     return switch.pipeline.device_config_bytes() if switch.pipeline.device_config else b"anything"
 
 
+def spec_or_bmv2(switch: RunningSwitch, spec, bmv2):
+    """What the P4Runtime specification requires (the embedded switch answers that), or BMv2's
+    answer where BMv2 departs from it (each case is a row of README "What differs between the
+    targets", citing the section of the specification, 1.5)."""
+    return bmv2 if switch.target == "bmv2" else spec
+
+
 def embedded_pipeline(switch: RunningSwitch):
     """The embedded switch's program object, to look inside it (None on other targets)."""
     return switch.embedded.pipeline if HAS_DATAPLANE and switch.embedded is not None else None
@@ -252,7 +259,7 @@ def test_bytestrings_are_canonical_and_checked() -> None:
     assert p4values.canonical(b"\x00\x00\x05", 16, "x") == b"\x05"
     with pytest.raises(p4values.P4RuntimeError) as info:
         p4values.decode(b"\x02\x00", 9, "port")
-    assert info.value.code == Code.OUT_OF_RANGE
+    assert info.value.code == Code.INVALID_ARGUMENT  # spec 9.1.1, 9.1.2
     with pytest.raises(p4values.P4RuntimeError) as info:
         p4values.decode(b"", 9, "port")
     assert info.value.code == Code.INVALID_ARGUMENT
@@ -466,7 +473,7 @@ def test_shell_direct_counters(shell) -> None:
 
 # --- arbitration -------------------------------------------------------------------------------
 
-def test_arbitration_primary_backup_and_takeover(stub, device_config) -> None:
+def test_arbitration_primary_backup_and_takeover(stub, device_config, switch) -> None:
     a, b, c = Stream(stub), Stream(stub), Stream(stub)
     try:
         a.arbitrate(5)
@@ -483,7 +490,12 @@ def test_arbitration_primary_backup_and_takeover(stub, device_config) -> None:
             set_pipeline(stub, low=5, device_config=device_config)
         assert info.value.code() == Code.PERMISSION_DENIED
         set_pipeline(stub, low=9, device_config=device_config)
-        c.close()  # primary leaves: no primary until someone arbitrates with id >= 9
+        c.close()  # primary leaves: no primary until someone arbitrates with id >= 9 (spec 5.3, 5.4)
+        if switch.target == "bmv2":  # PI promotes the backup with the highest id instead
+            assert a.status() == code_pb2.OK
+            assert b.status() == code_pb2.ALREADY_EXISTS
+            write(stub, (INSERT, nhop_entry(b"\x01")), low=5)
+            return
         assert a.status() == code_pb2.NOT_FOUND
         assert b.status() == code_pb2.NOT_FOUND
         with pytest.raises(grpc.RpcError) as info:
@@ -498,34 +510,41 @@ def test_arbitration_primary_backup_and_takeover(stub, device_config) -> None:
             s.close()
 
 
-def test_duplicate_election_id_and_wrong_device_end_the_stream(stub) -> None:
+def test_duplicate_election_id_and_wrong_device_end_the_stream(stub, switch) -> None:
     a, b, c = Stream(stub), Stream(stub), Stream(stub)
     try:
         a.arbitrate(4)
         assert a.status() == code_pb2.OK
         b.arbitrate(4)
         assert b.next() is None and b.error.code() == Code.INVALID_ARGUMENT
-        c.arbitrate(1, device_id=99)
-        assert c.next() is None and c.error.code() == Code.NOT_FOUND
+        c.arbitrate(1, device_id=99)  # a device the server does not know: NOT_FOUND (spec 5.3)
+        if switch.target == "bmv2":  # PI takes any device id and makes the client its primary
+            assert c.status() == code_pb2.OK
+        else:
+            assert c.next() is None and c.error.code() == Code.NOT_FOUND
     finally:
         for s in (a, b, c):
             s.close()
 
 
-def test_roles_arbitrate_independently(stub) -> None:
+def test_roles_arbitrate_independently(stub, switch) -> None:
     default, named = Stream(stub), Stream(stub)
     try:
         default.arbitrate(1)
         assert default.status() == code_pb2.OK
-        named.arbitrate(1, role="monitor")  # the same id is fine in another role
-        reply = named.next()
-        assert reply.arbitration.status.code == code_pb2.OK
-        assert reply.arbitration.role.name == "monitor"
-        assert default.replies.empty()  # the default role's primary is not disturbed
+        named.arbitrate(1, role="monitor")  # the same id is fine in another role (spec 5.3)
+        if switch.target == "bmv2":  # PI keeps election ids unique per device, over all roles
+            assert named.next() is None and named.error.code() == Code.INVALID_ARGUMENT
+        else:
+            reply = named.next()
+            assert reply.arbitration.status.code == code_pb2.OK
+            assert reply.arbitration.role.name == "monitor"
+            assert default.replies.empty()  # the default role's primary is not disturbed
         req = p4runtime_pb2.WriteRequest(device_id=1, election_id=election(1), role="other")
         with pytest.raises(grpc.RpcError) as info:  # a role nobody arbitrated for
             stub.Write(req)
-        assert info.value.code() == Code.PERMISSION_DENIED
+        # Spec 12 checks the primary before the pipeline; PI checks the pipeline first.
+        assert info.value.code() == spec_or_bmv2(switch, Code.PERMISSION_DENIED, Code.FAILED_PRECONDITION)
     finally:
         default.close()
         named.close()
@@ -562,7 +581,7 @@ def test_dying_primary_stream_keeps_forwarding(stub, primary, switch) -> None:
 
 # --- forwarding pipeline config ----------------------------------------------------------------
 
-def test_no_pipeline_is_failed_precondition(stub, device_config) -> None:
+def test_no_pipeline_is_failed_precondition(stub, device_config, switch) -> None:
     s = Stream(stub)
     try:
         s.arbitrate(1)
@@ -573,15 +592,20 @@ def test_no_pipeline_is_failed_precondition(stub, device_config) -> None:
         with pytest.raises(grpc.RpcError) as info:
             read_table(stub)
         assert info.value.code() == Code.FAILED_PRECONDITION
-        with pytest.raises(grpc.RpcError) as info:
-            stub.GetForwardingPipelineConfig(p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=1))
-        assert info.value.code() == Code.FAILED_PRECONDITION
+        get = p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=1)
+        if switch.target == "bmv2":  # PI refuses the Get
+            with pytest.raises(grpc.RpcError) as info:
+                stub.GetForwardingPipelineConfig(get)
+            assert info.value.code() == Code.FAILED_PRECONDITION
+        else:  # spec 15: no config known, so the reply's `config` is unset
+            assert not stub.GetForwardingPipelineConfig(get).HasField("config")
         # VERIFY checks but does not commit
         set_pipeline(stub, action=p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY,
                      device_config=device_config)
         with pytest.raises(grpc.RpcError) as info:
             read_table(stub)
-        assert info.value.code() == Code.FAILED_PRECONDITION
+        # spec 13: FAILED_PRECONDITION; PI, after a VERIFY, answers UNAVAILABLE
+        assert info.value.code() == spec_or_bmv2(switch, Code.FAILED_PRECONDITION, Code.UNAVAILABLE)
     finally:
         s.close()
 
@@ -615,18 +639,19 @@ def test_other_p4info_is_refused_with_the_reason(stub, primary) -> None:
     assert info.value.code() == Code.INVALID_ARGUMENT
 
 
-def test_commit_reconcile_and_response_types(stub, primary, device_config) -> None:
+def test_commit_reconcile_and_response_types(stub, primary, device_config, switch) -> None:
     Set = p4runtime_pb2.SetForwardingPipelineConfigRequest
     Get = p4runtime_pb2.GetForwardingPipelineConfigRequest
     dc = device_config
     write(stub, (INSERT, nhop_entry(b"\x01")))
     set_pipeline(stub, action=Set.RECONCILE_AND_COMMIT, cookie=7, device_config=dc)  # same program: entries stay
     assert len(read_table(stub, T_NHOP)) == 1
-    with pytest.raises(grpc.RpcError) as info:  # nothing saved to commit
+    with pytest.raises(grpc.RpcError) as info:  # nothing saved to commit: NOT_FOUND (spec 14)
         set_pipeline(stub, action=Set.COMMIT)
-    assert info.value.code() == Code.FAILED_PRECONDITION
+    assert info.value.code() == spec_or_bmv2(switch, Code.NOT_FOUND, Code.UNKNOWN)
     set_pipeline(stub, action=Set.VERIFY_AND_SAVE, cookie=8, device_config=dc)
-    assert len(read_table(stub, T_NHOP)) == 1
+    # spec 14: saved, not realized (entries stay until COMMIT); PI reads the saved, empty state
+    assert len(read_table(stub, T_NHOP)) == spec_or_bmv2(switch, 1, 0)
     set_pipeline(stub, action=Set.COMMIT)  # a new pipeline: entries gone
     assert read_table(stub, T_NHOP) == []
     replies = {t: stub.GetForwardingPipelineConfig(Get(device_id=1, response_type=t)).config
@@ -643,10 +668,11 @@ def test_commit_reconcile_and_response_types(stub, primary, device_config) -> No
     assert read_table(stub, T_NHOP) == []
 
 
-def test_unknown_device_is_not_found(stub) -> None:
+def test_unknown_device_is_not_found(stub, switch) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.GetForwardingPipelineConfig(p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=2))
-    assert info.value.code() == Code.NOT_FOUND
+    # spec 15: NOT_FOUND; PI answers as for a known device without a pipeline
+    assert info.value.code() == spec_or_bmv2(switch, Code.NOT_FOUND, Code.FAILED_PRECONDITION)
 
 
 # --- Write: validation and errors --------------------------------------------------------------
@@ -663,13 +689,15 @@ def test_undecodable_write_is_internal_as_grpc_says(addr, primary) -> None:
         assert raw_write(write_request((INSERT, nhop_entry(b"\x01"))).SerializeToString()) == b""
 
 
-def test_unknown_ids_are_not_found(stub, primary) -> None:
+def test_unknown_ids_are_invalid(stub, primary) -> None:
+    """Spec 9.1.2: an action id that is not one of the table's is INVALID_ARGUMENT; the spec names
+    no code for an unknown table id, both targets answer as 9.1.1 does for an unknown field id."""
     unknown_table = nhop_entry(b"\x01")
     unknown_table.table_id = 0x02000001
     unknown_action = nhop_entry(b"\x02")
     unknown_action.action.action.action_id = 0x01000001
     errors = write_error(stub, (INSERT, unknown_table), (INSERT, unknown_action))
-    assert [code for code, _ in errors] == [code_pb2.NOT_FOUND, code_pb2.NOT_FOUND]
+    assert [code for code, _ in errors] == [code_pb2.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT]
 
 
 def test_invalid_entries_are_refused(stub, primary, switch) -> None:
@@ -693,10 +721,12 @@ def test_invalid_entries_are_refused(stub, primary, switch) -> None:
     errors = write_error(stub, *((INSERT, e) for e in (
         wrong_action, unknown_field, missing_param, unknown_param, lpm_host_bits, lpm_zero_len,
         exact_as_lpm, with_priority, no_action, empty_value)))
-    assert [code for code, _ in errors] == [code_pb2.INVALID_ARGUMENT] * 10
+    # spec 8.3: an empty bytestring is always refused; PI takes it (as 0) and inserts the entry
+    empty = spec_or_bmv2(switch, code_pb2.INVALID_ARGUMENT, code_pb2.OK)
+    assert [code for code, _ in errors] == [code_pb2.INVALID_ARGUMENT] * 9 + [empty]
     if switch.target == "embedded":  # the embedded switch's own wording
         assert "bits beyond the /24 prefix" in errors[4][1]
-    assert read_table(stub) == []
+    assert len(read_table(stub)) == spec_or_bmv2(switch, 0, 1)
 
 
 def test_values_out_of_range_and_padding(stub, primary) -> None:
@@ -705,7 +735,8 @@ def test_values_out_of_range_and_padding(stub, primary) -> None:
     padded = nhop_entry(b"\x00\x00\x03", port=3)
     padded.action.action.params[2].value = b"\x00\x00\x00\x03"
     errors = write_error(stub, (INSERT, too_wide_key), (INSERT, too_wide_port), (INSERT, padded))
-    assert [code for code, _ in errors] == [code_pb2.OUT_OF_RANGE, code_pb2.OUT_OF_RANGE, code_pb2.OK]
+    # spec 9.1.1 (match values) and 9.1.2 (action parameters): INVALID_ARGUMENT
+    assert [code for code, _ in errors] == [code_pb2.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT, code_pb2.OK]
     (got,) = read_table(stub, T_NHOP)
     assert got.match[0].exact.value == b"\x03"  # returned canonical
     assert got.action.action.params[2].value == b"\x03"
@@ -735,6 +766,13 @@ def test_batch_continue_on_error_applies_the_good_updates(stub, primary) -> None
 
 def test_batch_rollback_on_error_applies_nothing(stub, primary, switch) -> None:
     write(stub, (INSERT, nhop_entry(b"\x01", port=1)))
+    if switch.target == "bmv2":  # ROLLBACK_ON_ERROR is optional; spec 12.2: UNIMPLEMENTED if not supported
+        for atomicity in (p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR, p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC):
+            with pytest.raises(grpc.RpcError) as info:
+                write(stub, (INSERT, nhop_entry(b"\x02")), atomicity=atomicity)
+            assert info.value.code() == Code.UNIMPLEMENTED
+        assert len(read_table(stub, T_NHOP)) == 1
+        return
     errors = write_error(stub, (MODIFY, nhop_entry(b"\x01", port=9)), (INSERT, nhop_entry(b"\x02")),
                          (INSERT, nhop_entry(b"\x01")),
                          atomicity=p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR)
@@ -803,7 +841,7 @@ def test_read_wildcards_and_single_entries(stub, primary) -> None:
     bad.table_entry.table_id = 0x02000001
     with pytest.raises(grpc.RpcError) as info:
         read(stub, bad)
-    assert info.value.code() == Code.NOT_FOUND
+    assert info.value.code() == Code.INVALID_ARGUMENT  # as in a Write (test_unknown_ids_are_invalid)
 
 
 def test_direct_counters_over_raw_grpc(stub, primary, switch) -> None:
@@ -821,8 +859,18 @@ def test_direct_counters_over_raw_grpc(stub, primary, switch) -> None:
            for e in read(stub, ent)}
     assert got == {b"\x01": (3, 300), b"\x02": (5, 500)}
     ent = p4runtime_pb2.Entity()
-    ent.direct_counter_entry.SetInParent()  # all direct counters of all tables
-    assert len(read(stub, ent)) == 2
+    ent.direct_counter_entry.table_entry.SetInParent()  # table_id 0: all direct counters of all tables
+    if switch.target == "bmv2":  # p4runtime.proto allows it; PI: "not supported yet"
+        with pytest.raises(grpc.RpcError) as info:
+            read(stub, ent)
+        assert info.value.code() == Code.UNIMPLEMENTED
+    else:
+        assert len(read(stub, ent)) == 2
+    ent = p4runtime_pb2.Entity()
+    ent.direct_counter_entry.SetInParent()  # table_entry is required (p4runtime.proto)
+    with pytest.raises(grpc.RpcError) as info:
+        read(stub, ent)
+    assert info.value.code() == Code.INVALID_ARGUMENT
     ent = p4runtime_pb2.Entity()
     ent.table_entry.table_id = T_NHOP
     ent.table_entry.counter_data.SetInParent()

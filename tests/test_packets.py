@@ -172,17 +172,27 @@ def test_vip_to_each_backend_with_dnat(topo, hosts, lb) -> None:
             assert bytes(got[TCP].payload) == b"probe"
 
 
-def test_backend_choice_is_bmv2_crc16(topo, hosts, lb) -> None:
-    """Each flow goes to base + CRC16(src, dst, proto, sport, dport) % count, and only there."""
+CHOSEN: dict[str, dict[int, int]] = {}  # target -> {sport: backend it delivered the flow to}
+
+
+def test_backend_choice_is_bmv2_crc16(topo, hosts, lb, lb_switch) -> None:
+    """Each flow goes to base + CRC16(src, dst, proto, sport, dport) % count, and only there;
+    the same flows sent through every target land on the same backends."""
     sports = range(43000, 43040)
     want = {b: {s for s in sports if expected_backend(topo, s) == b} for b in BACKENDS}
     assert all(want.values()), "the sample must cover both backends"
     for sport in sports:
         hosts[CLIENT].send(to_vip(topo, sport))
+    chosen: dict[int, int] = {}
     for backend in BACKENDS:
         got = {p[TCP].sport for p in hosts[backend].frames(QUIET) if TCP in p and p[TCP].dport == VIP_PORT}
         assert got == want[backend], f"h{backend}: got {sorted(got)}, CRC16 says {sorted(want[backend])}"
+        chosen.update((s, backend) for s in got)
     assert hosts[CLIENT].frames(quiet=0.05) == []
+    CHOSEN[lb_switch[0].target] = chosen
+    if len(CHOSEN) == len(TARGET_NAMES):  # the last target's run compares them all
+        first, *others = CHOSEN.values()
+        assert all(other == first for other in others), {t: sorted(c.items()) for t, c in CHOSEN.items()}
 
 
 def test_return_path_snat(topo, hosts, lb) -> None:

@@ -31,6 +31,7 @@ _SPARE = ("#882255", "#44AA99", "#332288", "#AA4499", "#117733", "#DDCC77")
 PHASE_COLORS: dict[str, str] = {
     "checkpoint": "#4477AA",
     "rewrite": "#EE6677",
+    "transfer": "#AA3377",
     "restore": "#228833",
     "switch": "#CCBB44",
     "other": "#BBBBBB",

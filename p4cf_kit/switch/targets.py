@@ -120,13 +120,28 @@ class Bmv2Target:
               netns_path: str | None = None, timeout: float = 30.0,
               container_name: str | None = None, labels: tuple[str, ...] = (),
               datapath: str = "auto") -> RunningProcess:
+        if netns_path is None:
+            # BMv2 built with Thrift (p4lang's images and tarballs are) serves its Thrift runtime on
+            # 0.0.0.0:9090 with no way to bind it elsewhere: in the root netns anyone who reaches
+            # the machine could rewrite the tables past P4Runtime. In a kit netns (no addresses
+            # but loopback) only the kit reaches it.
+            raise SwitchError("BMv2 runs only in a kit network namespace (its Thrift server listens "
+                              "on every address of its netns); give it the lab's switch netns "
+                              "(switch.netns = true)")
         if datapath != "auto":
             raise SwitchError(f"datapath {datapath!r} is an embedded-switch option; BMv2 has its own")
         from p4cf_kit.switch.bmv2.command import Bmv2Options
         from p4cf_kit.switch.bmv2.process import start_bmv2
         from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
+        from p4cf_kit.switch.bmv2.consistency import json_p4info_difference
+        from p4cf_kit.switch.embedded.p4info import load_p4info
         tool = require_simple_switch_grpc()
-        self.pipeline()  # compile now, so a p4c error shows before the switch starts
+        files = self.pipeline()  # compile now, so a p4c error shows before the switch starts
+        assert files.device_config is not None
+        why = json_p4info_difference(files.device_config, load_p4info(files.p4info))
+        if why is not None:  # PI would take both and then misprogram entries
+            raise SwitchError(f"the P4Info {files.p4info} does not describe the BMv2 JSON "
+                              f"{files.device_config}: {why}; recompile with `p4cf p4 compile --force`")
         opts = Bmv2Options(ports=dict(ports), grpc_addr=grpc_addr, device_id=device_id,
                            log_level=self.log_level, pcap_dir=self.pcap_dir, netns_path=netns_path,
                            container_name=container_name or f"p4cf-bmv2-{Path(state).name}",
@@ -153,9 +168,17 @@ def get_target(name: str) -> SwitchTarget:
         raise ConfigError(f"switch target {name!r} is unknown; use one of {', '.join(TARGETS)}") from None
 
 
+BMV2_DATA_PATH = "BMv2 simple_switch_grpc (user space, its own packet loop over the switch veths)"
+
+
 def data_path(state: Path) -> str | None:
-    """What forwards frames in the lab's embedded switch (None for BMv2 or before it starts)."""
+    """What forwards frames in the lab's switch, whichever target runs (None before it starts)."""
     from p4cf_kit.switch import process
+    from p4cf_kit.switch.bmv2.process import running_pid as bmv2_pid
+    if bmv2_pid(state) is not None:
+        return BMV2_DATA_PATH
+    if process.running_pid(state) is None:
+        return None
     return process.data_path(state)
 
 

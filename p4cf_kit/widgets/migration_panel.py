@@ -51,7 +51,9 @@ class MigrationPanel:
         self.migrate_button = widgets.Button(description="Migrate", button_style="warning", icon="truck",
                                              tooltip="checkpoint the backend, restore it on the destination "
                                                      "host, repoint the switch")
-        self.progress = PhaseProgress(MIGRATION_PHASES)   # prepare, the downtime phases, cleanup
+        # prepare, the downtime phases, cleanup; transfer only where hosts live on other machines
+        self.progress = PhaseProgress([p for p in MIGRATION_PHASES
+                                       if p != "transfer" or lab.config.remote_hosts])
         self.status = widgets.HTML()
         self.table = widgets.HTML()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="900px",

@@ -6,8 +6,10 @@ or its image is there.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
+import subprocess
 from typing import Sequence
 
 from p4cf_kit.doctor.checks.probes import dotted, resolve_binary, run, version_tuple
@@ -18,9 +20,10 @@ from p4cf_kit.podman.runner import podman
 BMV2_IMAGE = "p4lang/behavioral-model"
 P4C_IMAGE = "p4lang/p4c"
 FIX_BMV2 = ("optional, only for the BMv2 target: see README section 'BMv2 target' "
-            f"(`podman pull docker.io/{BMV2_IMAGE}`, or install simple_switch_grpc)")
+            f"(`P4CF_P4LANG_DIR=/tarballs make p4lang`, `podman pull docker.io/{BMV2_IMAGE}`, "
+            "or install simple_switch_grpc)")
 FIX_P4C = ("optional, only for the BMv2 target: see README section 'BMv2 target' "
-           f"(`podman pull docker.io/{P4C_IMAGE}`, or install p4c)")
+           f"(`P4CF_P4LANG_DIR=/tarballs make p4lang`, `podman pull docker.io/{P4C_IMAGE}`, or install p4c)")
 
 
 def is_static_elf(path: str) -> bool:
@@ -110,16 +113,33 @@ def check_kit_images() -> CheckResult:
     return CheckResult("kit-images", True, False, ", ".join(refs))
 
 
+def _version(path: str) -> str:
+    """The first line `path --version` prints (p4c: "p4c 1.2.5.16 (SHA: ...)"), or "version unknown"."""
+    try:
+        proc = run([path, "--version"], timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "version unknown"
+    lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    if proc.returncode != 0 or not lines:
+        return "version unknown"
+    name = os.path.basename(path)
+    return lines[0].strip().removeprefix(name + " ")  # p4c prints its own name first
+
+
 def _binary_or_image(name: str, env_var: str, binary: str, image: str, fix: str) -> CheckResult:
-    path, origin = resolve_binary(env_var, binary)
+    # Lazily, like the kit images: the lookup (PATH, then /opt/p4lang/bin) belongs to the toolchain.
+    from p4cf_kit.switch.bmv2.toolchain import find_binary, origin_of
+
+    path = find_binary(env_var, binary)
+    _, origin = resolve_binary(env_var, binary)
     if path is not None:
-        return CheckResult(name, True, False, f"{path}")
+        return CheckResult(name, True, False, f"{binary} {_version(path)} at {path} ({origin_of(binary, env_var, path)})")
     try:
         if _has_image(_local_image_names(), image):
-            return CheckResult(name, True, False, f"image {image} (no {binary} on PATH)")
+            return CheckResult(name, True, False, f"image {image} (no {binary} on PATH or in /opt/p4lang/bin)")
     except KitError as exc:
         return CheckResult(name, False, False, f"{binary} not found ({origin}); {exc}", fix)
-    return CheckResult(name, False, False, f"neither {binary} ({origin}) nor image {image}", fix)
+    return CheckResult(name, False, False, f"neither {binary} ({origin} or in /opt/p4lang/bin) nor image {image}", fix)
 
 
 def check_bmv2() -> CheckResult:

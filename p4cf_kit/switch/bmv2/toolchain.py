@@ -3,7 +3,9 @@
 Why both: BMv2 and p4c are packaged for few distributions, while p4lang publishes images
 (`p4lang/p4c`, `p4lang/behavioral-model`). An image is only *looked up* here
 (`podman image exists`), never pulled: pulling is the user's decision (README "BMv2 target").
-The environment variables are the ones `p4cf doctor` reads, so both agree on what is found.
+A host binary is the one an environment variable names, else the one on PATH, else the one
+`make p4lang` unpacked under /opt/p4lang/bin (p4lang's tarballs install there and are not put
+on PATH). `p4cf doctor` reports through `origin_of`, so both agree on what is found.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from p4cf_kit.errors import PodmanError, PrerequisiteError
@@ -22,6 +25,11 @@ P4C_IMAGE_ENV = "P4CF_P4C_IMAGE"
 BMV2_IMAGE_ENV = "P4CF_BMV2_IMAGE"
 P4C_IMAGES = ("p4lang/p4c", "docker.io/p4lang/p4c")
 BMV2_IMAGES = ("p4lang/behavioral-model", "docker.io/p4lang/behavioral-model")
+
+P4LANG_PREFIX = Path("/opt/p4lang")
+P4LANG_BIN = P4LANG_PREFIX / "bin"
+INSTALL_RECORDS = P4LANG_PREFIX / "share" / "p4cf"  # scripts/setup-p4lang.sh: <tool>.installed
+RECORD_OF = {"simple_switch_grpc": "bmv2", "p4c": "p4c"}
 
 MISSING_BMV2 = "simple_switch_grpc not found: install BMv2 (README 'BMv2 target')"
 MISSING_P4C = "p4c not found: install p4c (README 'BMv2 target')"
@@ -47,12 +55,41 @@ class Tool:
         return f"{self.program} in image {self.image}" if self.image else str(self.binary)
 
 
+def _executable(path: str | Path) -> str | None:
+    return str(path) if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
 def find_binary(env_var: str, default: str) -> str | None:
-    """The executable named by `env_var` (a path or a name on PATH), else `default` on PATH."""
+    """The executable named by `env_var` (a path or a name on PATH), else `default` on PATH,
+    else `default` in /opt/p4lang/bin."""
     wanted = os.environ.get(env_var) or default
     if "/" in wanted:
-        return wanted if os.path.isfile(wanted) and os.access(wanted, os.X_OK) else None
-    return shutil.which(wanted)
+        return _executable(wanted)
+    return shutil.which(wanted) or _executable(P4LANG_BIN / wanted)
+
+
+def installed_from(program: str) -> str | None:
+    """The tarball `make p4lang` installed `program` from (its install record), else None."""
+    record = INSTALL_RECORDS / f"{RECORD_OF.get(program, program)}.installed"
+    try:
+        for line in record.read_text().splitlines():
+            if line.startswith("tarball="):
+                return line.split("=", 1)[1]
+    except OSError:
+        pass
+    return None
+
+
+def origin_of(program: str, env_var: str, binary: str) -> str:
+    """Where the binary found for `program` came from, for doctor: env var, PATH, make p4lang."""
+    if os.environ.get(env_var):
+        return f"{env_var}"
+    in_prefix = Path(binary).parent == P4LANG_BIN
+    tarball = installed_from(program) if in_prefix else None
+    where = "on PATH" if shutil.which(program) == binary else "not on PATH, found in /opt/p4lang/bin"
+    if tarball:
+        return f"{where}; `make p4lang` from {tarball}"
+    return where
 
 
 def image_candidates(env_var: str, defaults: Sequence[str]) -> tuple[str, ...]:

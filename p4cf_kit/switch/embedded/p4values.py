@@ -30,8 +30,9 @@ def encode(value: int) -> bytes:
 def decode(data: bytes, bitwidth: int, *what: str) -> int:
     """The int a bytestring holds, checked against `bitwidth` bits.
 
-    Empty strings are INVALID_ARGUMENT; values wider than the field are OUT_OF_RANGE, however
-    many zero bytes pad them (spec: the receiver checks the value, not the string's length).
+    Empty strings and values wider than the field (however many zero bytes pad them: the
+    receiver checks the value, not the string's length) are INVALID_ARGUMENT, as spec 9.1.1 and
+    9.1.2 say for match values and action parameters (8.3's OUT_OF_RANGE is the general rule).
     `what` names the value in the error, in parts joined by spaces only on error (every
     Write decodes several values; most are fine).
     """
@@ -40,7 +41,7 @@ def decode(data: bytes, bitwidth: int, *what: str) -> int:
         name = " ".join(what)
         if not data:
             raise P4RuntimeError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty bytestring")
-        raise P4RuntimeError(grpc.StatusCode.OUT_OF_RANGE,
+        raise P4RuntimeError(grpc.StatusCode.INVALID_ARGUMENT,
                              f"{name}: value 0x{value:x} does not fit in {bitwidth} bits")
     return value
 

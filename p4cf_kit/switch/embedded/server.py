@@ -36,6 +36,9 @@ CONTINUE_ON_ERROR = p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR
 ROLLBACK_ON_ERROR = p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR
 DATAPLANE_ATOMIC = p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC
 SERVICE_NAME = "p4.v1.P4Runtime"
+# Worded as BMv2 words it: controllers (finsy, for one) recognise a switch that awaits its
+# first pipeline by this text, and push one instead of giving up.
+NO_PIPELINE = "no forwarding pipeline config is set for this device"
 
 
 def api_version() -> str:
@@ -96,7 +99,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
             if action == SetAction.COMMIT:
                 with self._lock:
                     if self._saved is None:
-                        raise P4RuntimeError(Code.FAILED_PRECONDITION,
+                        raise P4RuntimeError(Code.NOT_FOUND,  # spec 14: no saved config
                                              "COMMIT without a config saved by VERIFY_AND_SAVE")
                     self._commit(self._saved)
                     self._saved = None
@@ -125,10 +128,10 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         try:
             self._check_device(request.device_id)
             with self._lock:
-                if self._config is None:
-                    raise P4RuntimeError(Code.FAILED_PRECONDITION, "no forwarding pipeline is set")
-                config = self._config
                 reply = p4runtime_pb2.GetForwardingPipelineConfigResponse()
+                if self._config is None:  # spec 15: no config known, so `config` stays unset
+                    return reply
+                config = self._config
                 out = reply.config
                 out.cookie.CopyFrom(config.cookie)
                 kind = request.response_type
@@ -310,7 +313,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
     def _require_store(self) -> EntryStore:
         if self._store is None:
             raise P4RuntimeError(Code.FAILED_PRECONDITION,
-                                 "no forwarding pipeline is set: SetForwardingPipelineConfig first")
+                                 f"{NO_PIPELINE}: SetForwardingPipelineConfig first")
         return self._store
 
 
