@@ -178,6 +178,9 @@ def test_pool_notebook_in_chromium(jupyter: str, workdir: Path, lab: Any) -> Non
         in_chromium(workdir, "02_load_balancing",
                     lambda page: drive_pool_panel(page, jupyter.format(workspace="t02", notebook=POOL_NOTEBOOK)))
     finally:
+        # The notebook's newer session took the primary role (election ids grow with time) and
+        # has left: this older session is a backup now, so open a new one before writing.
+        lab.close()
         restore_pool(lab)  # for the migration notebook: h4 free again
 
 
