@@ -255,7 +255,7 @@ def main() -> int:
         print(f"  goal: write median <= {GOAL_MS:.1f} ms -> {verdict} ({w_med:.3f} ms)")
         costs = local_costs(schema) if args.target == "embedded" else None  # the embedded server's parts
         if costs is not None:
-                print(f"  where a write's time goes: client serialise {costs['serialise']:.0f} us, server "
+            print(f"  where a write's time goes: client serialise {costs['serialise']:.0f} us, server "
                   f"decode {costs['decode']:.0f} us (protobuf's parser: {costs['protobuf parse']:.0f} us), "
                   f"server handler {costs['handler']:.0f} us (protobuf: {api_implementation.Type()})")
         return 1 if args.strict and w_med > GOAL_MS else 0
