@@ -1,7 +1,7 @@
-# P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 or Ubuntu.
+# P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 (elsewhere: README "Other systems").
 #   make demo   set up everything, run the main experiment headless, results under results/
 #   make test   set up everything and run the whole test suite
-.PHONY: setup system test-system criu python p4lang images p4 demo test doctor clean-lab bench
+.PHONY: setup system test-system criu python p4lang controllers images p4 demo test doctor clean-lab bench
 
 PY      := .venv/bin/python
 P4CF    := .venv/bin/p4cf
@@ -22,6 +22,9 @@ python: system
 p4lang: system
 	@bash scripts/setup-p4lang.sh
 
+controllers: system
+	@bash scripts/setup-controllers.sh
+
 images: setup
 	@$(P4CF) images build
 
@@ -37,7 +40,7 @@ demo: setup images
 test-system:
 	@bash scripts/setup-system.sh --test
 
-test: setup test-system images
+test: setup test-system controllers images
 	@$(PYTEST) -ra tests
 
 bench: setup images

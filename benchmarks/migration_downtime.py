@@ -12,10 +12,23 @@ client errors), phase medians, and the ratios
   gap / floor        what the client saw over the same floor
   total / CRIU       over CRIU's own share (frozen time of the dump + restore time, from
                      Podman's --print-stats of the migrations themselves)
-Goal: median client gap <= 300 ms, p95 <= 400 ms, 0 drops in 20 migrations.
+Beside the moved backend's gap: what the migration costs the connections it does not move,
+as extra reply time (their longest reply time during the migration minus their normal one;
+analysis/bystanders.py says why not the gap between replies).
+Goal: median client gap <= 300 ms, p95 <= 400 ms, 0 drops in 20 migrations; untouched
+connections p95 <= 5 ms above their normal reply time.
+
+With --machines 2 the same run adds, per --link-gbit rate, the same experiment on a lab whose
+h4 lives on an emulated second machine (`p4cf machine emulate`, link rate-limited with tbf),
+so every migration crosses machines, and prints them beside the same-machine case:
+  gap / same-machine gap      (goal at 10 Gbit/s: <= 1.3)
+  transfer MB/s / link rate   (goal: >= 0.70)
+  extra gap / transfer time at the link rate (goal at 1 Gbit/s: within 20 %)
+  two-machine bring-up        (goal: <= 15 s)
 
     .venv/bin/python benchmarks/migration_downtime.py [--migrations 20] [--lab NAME] [--json]
                                                       [--target embedded|bmv2]
+    .venv/bin/python benchmarks/migration_downtime.py --machines 2 --link-gbit 1,10
 
 `--target bmv2` brings the lab up on BMv2 (simple_switch_grpc in the lab's switch netns): the
 switch phase is then BMv2's P4Runtime MODIFY, the client gap includes BMv2's forwarding.
@@ -34,12 +47,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from p4cf_kit import analysis as an  # noqa: E402
+from p4cf_kit.analysis.bystanders import bystander_delays  # noqa: E402
 from p4cf_kit.config import parse_config  # noqa: E402
+from p4cf_kit.results import CLIENT_LOG  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
 from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment  # noqa: E402
 from p4cf_kit.migration.phases import checkpoint_in_place, restore_in_place  # noqa: E402
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 300.0, 400.0
+GOAL_BYSTANDER_P95_MS = 5.0
 OCTET = 158
 
 
@@ -74,6 +91,53 @@ def median(values: list[float | None]) -> float:
     return statistics.median(clean) if clean else float("nan")
 
 
+MACHINE = "bm"
+
+
+def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[str, Any]]:
+    """The experiment once per link rate on a lab with h4 on an emulated machine."""
+    from p4cf_kit.config import MachineConfig
+    from p4cf_kit.machines import emulated
+    from p4cf_kit.machines.images import push_images
+    from p4cf_kit.machines.registry import open_machine
+    rows = []
+    cases = [(float(r), t) for r in args.link_gbit.split(",") for t in args.transfer.split(",")]
+    for rate, transfer in cases:
+        emulated.emulate(MACHINE, link_gbit=rate)
+        push_images(open_machine(MachineConfig(MACHINE, emulated=True)))
+        octet = OCTET + 1
+        lab = Lab(parse_config({"lab": {"name": "benchx", "hosts": 4, "vip": f"10.{octet}.0.100",
+                                        "subnet_pattern": f"10.{octet}.{{n}}.0/24"},
+                                "machines": {MACHINE: {"emulated": True, "transfer": transfer}},
+                                "hosts": {"h4": {"machine": MACHINE}}}))
+        t0 = time.monotonic()
+        lab.up()
+        up_s = time.monotonic() - t0
+        try:
+            opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval,
+                                     connections=args.connections, rto_min_ms=args.rto_min or None,
+                                     what=f"migration-downtime-{rate:g}gbit-{transfer}")
+            result = run_experiment(lab, opts, out=args.out, progress=lambda line: print(line, file=sys.stderr))
+        finally:
+            lab.down()
+        ok = [r for r in result.records if r.ok]
+        gap = result.summary["gap_ms"]
+        transfer_s = median([r.timings.transfer for r in ok])
+        mb = median([r.transfer_bytes / 1e6 for r in ok])
+        mb_s = median([r.transfer_mb_s for r in ok])
+        link_mb_s = rate * 1000 / 8
+        rows.append({"link_gbit": rate, "transfer": transfer, "folder": str(result.folder), "up_s": up_s,
+                     "succeeded": result.summary["succeeded"], "migrations": result.summary["migrations"],
+                     "broken": result.summary["connections_broken"], "client_errors": result.summary["client_errors"],
+                     "gap_ms": {"median": gap["median"], "p95": gap["p95"]},
+                     "transfer_s": transfer_s, "transfer_mb": mb, "transfer_mb_s": mb_s,
+                     "ratio": {"gap_over_same_machine": gap["median"] / same_gap_ms,
+                               "transfer_over_link": mb_s / link_mb_s,
+                               "extra_gap_over_wire_time": (gap["median"] - same_gap_ms) / 1000 / (mb / link_mb_s)}})
+    emulated.remove(MACHINE)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--migrations", type=int, default=20)
@@ -86,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="switch target of the lab this benchmark brings up")
     parser.add_argument("--out", default=str(REPO / "results"), help="parent of the results folder")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--machines", type=int, choices=(1, 2), default=1,
+                        help="2: also migrate across an emulated second machine, per --link-gbit")
+    parser.add_argument("--link-gbit", default="1,10", metavar="R[,R...]",
+                        help="link rates between the machines for --machines 2 (Gbit/s, tbf)")
+    parser.add_argument("--transfer", default="ssh,tcp", metavar="WAY[,WAY...]",
+                        help="ways to move the images for --machines 2: ssh (encrypted), tcp (direct)")
     args = parser.parse_args(argv)
 
     if args.lab:
@@ -114,11 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     criu = [r.criu_dump_s + r.criu_restore_s for r in ok if r.criu_dump_s and r.criu_restore_s]
     floor_wall = median([c["wall_s"] for c in floor])
     gap = s["gap_ms"]
+    log = an.load_client_log(Path(result.folder) / "raw" / CLIENT_LOG)
+    others = bystander_delays(log, an.phases_frame([r.as_row() for r in result.records]))
+    extra = an.describe(others["extra_ms"])
+    normal = an.describe(others["normal_rtt_ms"])
     out: dict[str, Any] = {
         "folder": str(result.folder), "migrations": s["migrations"], "succeeded": s["succeeded"],
         "connections_migrated": s["connections_migrated"], "connections_broken": s["connections_broken"],
         "client_errors": s["client_errors"],
         "gap_ms": {"median": gap["median"], "p95": gap["p95"], "max": gap["max"]},
+        "untouched_extra_ms": {"median": extra["median"], "p95": extra["p95"], "max": extra["max"],
+                               "n": extra["n"], "normal_rtt_median_ms": normal["median"]},
         "phase_median_s": s["phase_median_s"], "checkpoint_mb_median": s["checkpoint_mb_median"],
         "floor": {"bare_checkpoint_restore_s": floor_wall,
                   "bare_checkpoint_s": median([c["checkpoint_s"] for c in floor]),
@@ -130,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                   "total_over_criu": median(totals) / median(criu) if criu else float("nan")},
         "goal_met": bool(gap["median"] <= GOAL_MEDIAN_MS and gap["p95"] <= GOAL_P95_MS
                          and s["connections_broken"] == 0 and s["client_errors"] == 0),
+        "untouched_goal_met": bool(extra["n"] and extra["p95"] <= GOAL_BYSTANDER_P95_MS),
     }
+    if args.machines == 2:
+        out["across_machines"] = across_machines(args, gap["median"])
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -141,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
           f"connections, {out['connections_broken']} broken, {out['client_errors']} client errors")
     print(f"client gap: median {gap['median']:.0f} ms, p95 {gap['p95']:.0f} ms, max {gap['max']:.0f} ms "
           f"(goal <= {GOAL_MEDIAN_MS:.0f} / {GOAL_P95_MS:.0f} ms: {'met' if out['goal_met'] else 'NOT met'})")
+    ux = out["untouched_extra_ms"]
+    print(f"untouched connections ({ux['n']} connection-migrations): extra reply time median "
+          f"{ux['median']:.1f} ms, p95 {ux['p95']:.1f} ms, max {ux['max']:.1f} ms over their normal "
+          f"{ux['normal_rtt_median_ms']:.2f} ms (goal p95 <= {GOAL_BYSTANDER_P95_MS:.0f} ms: "
+          f"{'met' if out['untouched_goal_met'] else 'NOT met'})")
     print("phase medians: " + ", ".join(f"{k[:-2]} {v * 1000:.0f} ms" for k, v in ph.items())
           + f"; checkpoint {out['checkpoint_mb_median']:.1f} MB")
     print(f"floor (bare in-place checkpoint + restore, {args.floor_repeats}x): {fl['bare_checkpoint_restore_s'] * 1000:.0f} ms "
@@ -149,6 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     r = out["ratio"]
     print(f"ratios: total/floor {r['total_over_floor']:.2f}, gap/floor {r['gap_over_floor']:.2f}, "
           f"total/CRIU {r['total_over_criu']:.2f}")
+    if args.machines == 2:
+        print("\nacross machines (h2 here <-> h4 on an emulated machine), beside the same-machine case:")
+        print(f"{'link':>9} {'via':>4} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'/same':>6} "
+              f"{'transfer':>9} {'MB/s':>7} {'/link':>6} {'extra/wire':>10} {'up':>6}")
+        print(f"{'same':>9} {'-':>4} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
+              f"{gap['median']:>6.0f}ms {gap['p95']:>6.0f}ms {1:>6.2f}")
+        for row in out["across_machines"]:
+            rr = row["ratio"]
+            print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {row['succeeded']:>3}/{row['migrations']:<2} {row['broken']:>6} "
+                  f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms {rr['gap_over_same_machine']:>6.2f} "
+                  f"{row['transfer_mb']:>5.1f} MB {row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
+                  f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s")
     return 0
 
 

@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    if getattr(args, "no_wait", False):
+        from p4cf_kit.lablock import set_waiting
+        set_waiting(False)
     try:
         return int(func(args) or 0)
     except KitError as exc:

@@ -25,6 +25,19 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     server = "localhost/p4cf-tcp-server:latest"
     client = "localhost/p4cf-tcp-client:latest"
 
+    [machines.b]              # a second machine (hosts default to "local", this one)
+    podman = "ssh://root@192.0.2.2:22/run/podman/podman.sock"   # Podman's remote URL
+    identity = "/root/.ssh/id_ed25519"   # SSH key (keys only; no passwords in configs)
+    known_hosts = "/root/.ssh/known_hosts"  # host keys are always checked (default: root's)
+    uplinks = ["enp1s0"]      # NICs cabled to the switch, one per host placed there
+    # emulated = true         # instead: the stand-in made by `p4cf machine emulate b`
+
+    [hosts.h4]
+    machine = "b"             # h4's network, pod and containers live on machine b
+
+    [switch.ports]            # the switch side of each remote host's cable (switch machine's NIC)
+    4 = "enp3s0f1"            # (not needed for an emulated machine: the kit made the cable)
+
 Addresses per host hN (n = N): subnet from `subnet_pattern`, host .10, the switch
 gateway .254 (an address nobody owns: hosts reach it through a static neighbour
 entry whose MAC is switch port N's), MACs 02:cf:00:<lab byte>:01:<n> for hosts and
@@ -37,7 +50,7 @@ import hashlib
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,6 +62,23 @@ TARGETS = ("embedded", "bmv2")
 ROLES = ("client", "backend", "idle")
 MIN_HOSTS, MAX_HOSTS = 2, 8
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+
+
+LOCAL_MACHINE = "local"
+TRANSFERS = ("ssh", "tcp")
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """A machine of the lab other than this one, reached over SSH (see p4cf_kit.machines)."""
+
+    name: str
+    podman: str = ""              # ssh://USER@HOST:PORT/path/podman.sock
+    identity: str = ""            # SSH private key
+    known_hosts: str = ""         # host keys to trust; empty: root's ~/.ssh/known_hosts
+    uplinks: tuple[str, ...] = ()  # NICs toward the switch; hosts take them in index order
+    emulated: bool = False        # the stand-in of `p4cf machine emulate NAME`
+    transfer: str = "ssh"         # checkpoint images over SSH, or "tcp": a direct stream (plain text)
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,8 @@ class HostConfig:
     mac: str
     gateway: ipaddress.IPv4Address
     switch_mac: str
+    machine: str = LOCAL_MACHINE
+    uplink: str = ""              # on a remote machine: its NIC toward the switch
 
     @property
     def port(self) -> int:
@@ -79,6 +111,7 @@ class SwitchConfig:
     device_id: int = 1
     netns: bool = True
     datapath: str = "auto"  # the embedded switch's --datapath
+    ports: dict[int, str] = field(default_factory=dict)  # port -> NIC cabled to a remote machine
 
 
 SWITCH_DATAPATHS = ("auto", "ebpf", "user")  # p4cf_kit.switch.embedded.target.DATAPATHS
@@ -102,7 +135,12 @@ class LabConfig:
     hosts: tuple[HostConfig, ...]
     switch: SwitchConfig = field(default_factory=SwitchConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    machines: dict[str, MachineConfig] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def remote_hosts(self) -> tuple[HostConfig, ...]:
+        return tuple(h for h in self.hosts if h.machine != LOCAL_MACHINE)
 
     @property
     def client(self) -> HostConfig:
@@ -201,7 +239,7 @@ def _hosts(lab: dict[str, Any], name: str) -> tuple[HostConfig, ...]:
 
 
 def _switch(raw: dict[str, Any]) -> SwitchConfig:
-    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns", "datapath"})
+    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns", "datapath", "ports"})
     target = raw.get("target", "embedded")
     if target not in TARGETS:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
@@ -231,8 +269,100 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
         raise ConfigError("switch.netns = false with switch.target = \"bmv2\": BMv2 serves its Thrift "
                           "runtime on every address of its netns, so the kit runs it only in the lab's "
                           "switch netns; set switch.netns = true (the default)")
+    ports_raw = raw.get("ports", {})
+    if not isinstance(ports_raw, Mapping):
+        raise ConfigError("[switch.ports] must be a table of port number = \"interface\", e.g. 4 = \"enp3s0f1\"")
+    ports: dict[int, str] = {}
+    for key, iface in ports_raw.items():
+        if not str(key).isdigit() or not isinstance(iface, str) or not iface:
+            raise ConfigError(f"switch.ports: {key!r} = {iface!r}; write port number = \"interface\", "
+                              "e.g. 4 = \"enp3s0f1\"")
+        ports[int(key)] = iface
     return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns,
-                        datapath=datapath)
+                        datapath=datapath, ports=ports)
+
+
+def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
+    out: dict[str, MachineConfig] = {}
+    for name, entry in raw.items():
+        where = f"[machines.{name}]"
+        if not _NAME_RE.match(name) or name == LOCAL_MACHINE:
+            raise ConfigError(f"{where}: machine names are 1-6 lowercase letters/digits starting with a "
+                              "letter, and not \"local\" (this machine needs no entry)")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        _check_keys(f"machines.{name}", entry, {"podman", "identity", "known_hosts", "uplinks", "uplink",
+                                                "emulated", "password", "transfer"})
+        transfer = entry.get("transfer", "ssh")
+        if transfer not in TRANSFERS:
+            raise ConfigError(f"machines.{name}.transfer = {transfer!r}: use \"ssh\" (encrypted) or \"tcp\" "
+                              "(a direct stream in plain text, for a testbed's own link)")
+        if "password" in entry:
+            raise ConfigError(f"{where}: passwords are not accepted in configs; use an SSH key: "
+                              "identity = \"/root/.ssh/id_ed25519\"")
+        emulated = entry.get("emulated", False)
+        if not isinstance(emulated, bool):
+            raise ConfigError(f"machines.{name}.emulated must be true or false")
+        uplinks = entry.get("uplinks", [entry["uplink"]] if "uplink" in entry else [])
+        if isinstance(uplinks, str):
+            uplinks = [uplinks]
+        if not isinstance(uplinks, list) or not all(isinstance(u, str) and u for u in uplinks):
+            raise ConfigError(f"machines.{name}.uplinks must be a list of interface names, e.g. [\"enp1s0\"]")
+        podman = entry.get("podman", "" if emulated else LOCAL_MACHINE)
+        if podman == LOCAL_MACHINE:
+            raise ConfigError(f"machines.{name}.podman = \"local\": this machine needs no [machines] entry; "
+                              "give a remote URL such as \"ssh://root@HOST:22/run/podman/podman.sock\"")
+        for key in ("podman", "identity", "known_hosts"):
+            if not isinstance(entry.get(key, ""), str):
+                raise ConfigError(f"machines.{name}.{key} must be a string")
+        if not emulated:
+            from p4cf_kit.machines.ssh import parse_podman_url
+            parse_podman_url(podman, f"machines.{name}.podman")
+            if not entry.get("identity"):
+                raise ConfigError(f"machines.{name}.identity is missing: the kit logs in with an SSH key, "
+                                  "e.g. identity = \"/root/.ssh/id_ed25519\"")
+        out[name] = MachineConfig(name=name, podman=podman, identity=entry.get("identity", ""),
+                                  known_hosts=entry.get("known_hosts", ""), uplinks=tuple(uplinks),
+                                  emulated=emulated, transfer=transfer)
+    return out
+
+
+def _place_hosts(hosts: tuple[HostConfig, ...], raw: dict[str, Any],
+                 machines: dict[str, MachineConfig]) -> tuple[HostConfig, ...]:
+    """Put each host on its machine (`[hosts.hN] machine = "NAME"`) and give it an uplink there."""
+    names = {h.name for h in hosts}
+    for key, entry in raw.items():
+        if key not in names:
+            raise ConfigError(f"[hosts.{key}]: this lab has no host {key!r} ({', '.join(sorted(names))})")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"[hosts.{key}] must be a table")
+        _check_keys(f"hosts.{key}", entry, {"machine"})
+    placed = []
+    taken: dict[str, int] = {}
+    for h in hosts:
+        machine = raw.get(h.name, {}).get("machine", LOCAL_MACHINE)
+        if machine != LOCAL_MACHINE and machine not in machines:
+            raise ConfigError(f"hosts.{h.name}.machine = {machine!r} is not a machine of this lab; add "
+                              f"[machines.{machine}] or use one of: local, {', '.join(machines) or '(none)'}")
+        uplink = ""
+        if machine != LOCAL_MACHINE:
+            mc = machines[machine]
+            i = taken.get(machine, 0)
+            taken[machine] = i + 1
+            if mc.uplinks:
+                if i >= len(mc.uplinks):
+                    raise ConfigError(f"machine {machine!r} has {len(mc.uplinks)} uplink(s) "
+                                      f"({', '.join(mc.uplinks)}) but more hosts are placed on it; each host "
+                                      "there needs its own NIC toward the switch: add one to "
+                                      f"machines.{machine}.uplinks")
+                uplink = mc.uplinks[i]
+            elif not mc.emulated:
+                raise ConfigError(f"machines.{machine}.uplinks is missing: name the NIC cabled to the switch, "
+                                  "e.g. uplinks = [\"enp1s0\"]")
+            else:
+                uplink = f"up{i}"  # the emulated machine's cables, in order
+        placed.append(replace(h, machine=machine, uplink=uplink))
+    return tuple(placed)
 
 
 def _images(raw: dict[str, Any]) -> ImagesConfig:
@@ -247,7 +377,7 @@ def _images(raw: dict[str, Any]) -> ImagesConfig:
 def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     """Validate a parsed config document (dict) and return the typed LabConfig."""
     raw = dict(raw or {})
-    _check_keys("top level", raw, {"lab", "switch", "images"})
+    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts"})
     lab = _section(raw, "lab")
     _check_keys("lab", lab, {"name", "vip", "port", "hosts", "client", "backends", "subnet_pattern"})
     name = lab.get("name", DEFAULT_LAB)
@@ -264,9 +394,22 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
             raise ConfigError(f"lab.vip = {vip} lies inside {h.name}'s subnet {h.subnet}; choose a VIP outside "
                               "every host subnet (e.g. 10.0.0.100)")
     port = _int("lab", "port", lab.get("port", 8000), 1, 65535)
-    return LabConfig(name=name, vip=vip, port=port, hosts=hosts,
-                     switch=_switch(_section(raw, "switch")), images=_images(_section(raw, "images")),
-                     source=raw)
+    machines = _machines(_section(raw, "machines"))
+    hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
+    switch = _switch(_section(raw, "switch"))
+    for h in hosts:
+        if h.machine != LOCAL_MACHINE and not machines[h.machine].emulated and h.port not in switch.ports:
+            raise ConfigError(f"{h.name} is on machine {h.machine!r}: name the switch's NIC cabled to its "
+                              f"uplink {h.uplink}, e.g. [switch.ports] {h.port} = \"enp3s0f1\"")
+    client = next(h for h in hosts if h.role == "client")
+    if client.machine != LOCAL_MACHINE:
+        raise ConfigError(f"the client {client.name} must run on this machine (its log is read here); "
+                          f"remove [hosts.{client.name}] machine or pick another client")
+    if any(h.machine != LOCAL_MACHINE for h in hosts) and not switch.netns:
+        raise ConfigError("hosts on other machines need switch.netns = true (their cables become the "
+                          "switch's ports inside its namespace)")
+    return LabConfig(name=name, vip=vip, port=port, hosts=hosts, switch=switch,
+                     images=_images(_section(raw, "images")), machines=machines, source=raw)
 
 
 def load_config(path: str | Path | None = None) -> LabConfig:
@@ -302,8 +445,12 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
                 "client": cfg.client.name, "backends": [b.name for b in cfg.backends]},
         "switch": {"target": cfg.switch.target, "grpc_addr": cfg.switch.grpc_addr,
                    "device_id": cfg.switch.device_id, "netns": cfg.switch.netns,
-                   "datapath": cfg.switch.datapath},
+                   "datapath": cfg.switch.datapath, "ports": {str(k): v for k, v in cfg.switch.ports.items()}},
         "images": {"server": cfg.images.server, "client": cfg.images.client},
         "hosts": [{"name": h.name, "role": h.role, "subnet": str(h.subnet), "ip": str(h.ip), "mac": h.mac,
-                   "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port} for h in cfg.hosts],
+                   "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port,
+                   "machine": h.machine, "uplink": h.uplink} for h in cfg.hosts],
+        "machines": {m.name: {"podman": m.podman, "identity": m.identity, "known_hosts": m.known_hosts,
+                              "uplinks": list(m.uplinks), "emulated": m.emulated, "transfer": m.transfer}
+                     for m in cfg.machines.values()},
     }

@@ -29,13 +29,17 @@ import pandas as pd
 from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
+from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
-from p4cf_kit.podman.runner import podman
+from p4cf_kit.machines.machine import LOCAL, Machine
+from p4cf_kit.machines.preflight import check_machines
+from p4cf_kit.machines.registry import cable_end, machines_of
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
 from p4cf_kit.topology.commands import netns_path
 from p4cf_kit.labels import LABEL
+from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
@@ -66,6 +70,12 @@ class Lab:
         self.conn: SwitchConnection | None = None
         self.lb: LoadBalancer | None = None
         self.last_up: UpReport | None = None
+        self.machines: dict[str, Machine] = machines_of(self.config)
+
+    def machine_of(self, host: str | HostConfig) -> Machine:
+        """The machine that runs `host`'s network, pod and containers."""
+        h = self.config.host(host) if isinstance(host, str) else host
+        return self.machines[h.machine]
 
     # --- attach to a running lab -------------------------------------------------------------
 
@@ -93,6 +103,7 @@ class Lab:
 
     # --- up / down ---------------------------------------------------------------------------
 
+    @holds_lab_lock("bringing the lab up")
     def up(self, timeout: float = 30.0) -> UpReport:
         """Create networks, pods, servers, switch and entries; roll back on any failure."""
         why_not = switch_targets.get_target(self.config.switch.target).unavailable()
@@ -101,7 +112,8 @@ class Lab:
         if switch_targets.running_pid(self.names.state) is not None:
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
         self._require_images([self.config.images.server] if self.config.backends else [])
-        cleanup.down(self.config.name)  # leftovers of a crashed run, if any
+        check_machines(self.config, self.machines)  # refused before anything is made
+        cleanup.down(self.config.name, self.machines)  # leftovers of a crashed run, if any
         report = UpReport()
         t0 = time.monotonic()
         (self.names.state / STATE_FILE).write_text(json.dumps(self.config.source or
@@ -116,14 +128,19 @@ class Lab:
                 for name, fut in chains.items():
                     fut.result()
                 report.phases["hosts_ready"] = time.monotonic() - t0
-            isolation.install(self.names, sorted(self.bridges.values()),
-                              [] if self.config.switch.netns else
-                              [self.names.switch_port(h.port) for h in self.config.hosts])
+            for name, machine in self.machines.items():
+                hosts = [h for h in self.config.hosts if h.machine == name]
+                if hosts or machine.is_local:
+                    isolation.install(self.names, sorted(self.bridges[h.name] for h in hosts),
+                                      [] if self.config.switch.netns or not machine.is_local else
+                                      [self.names.switch_port(h.port) for h in self.config.hosts],
+                                      machine=machine)
             report.phases["isolated"] = time.monotonic() - t0
             cfg = self.config
             for b in cfg.backends:
                 host_ctrs.wait_listening(self.pod_nets[b.name].netns_path, cfg.port,
-                                         self.names.server(b.name), timeout=timeout)
+                                         self.names.server(b.name), timeout=timeout,
+                                         machine=self.machine_of(b))
             report.phases["servers_listening"] = time.monotonic() - t0
         except BaseException:
             self.down()
@@ -133,18 +150,22 @@ class Lab:
         return report
 
     def _host_chain(self, host: HostConfig) -> None:
-        bridge = networks.create_network(self.names, host)
+        machine = self.machine_of(host)
+        bridge = networks.create_network(self.names, host, machine)
         self.bridges[host.name] = bridge
         if host.role == "backend":  # running the server starts the pod too
-            pods.create_pod(self.names, host, start=False)
-            host_ctrs.start_server(self.config, self.names, host)
-            net = pods.pod_net(self.names, host)
+            pods.create_pod(self.names, host, start=False, machine=machine)
+            host_ctrs.start_server(self.config, self.names, host, machine)
+            net = pods.pod_net(self.names, host, machine)
         else:
-            net = pods.create_pod(self.names, host)
+            net = pods.create_pod(self.names, host, machine=machine)
             assert net is not None
         self.pod_nets[host.name] = net
-        wiring.configure_host(self.config, host, net.netns_path)
-        wiring.quiet_bridge_members(bridge)
+        wiring.configure_host(self.config, host, net.netns_path, machine)
+        wiring.quiet_bridge_members(bridge, machine)
+        if not machine.is_local:
+            wiring.attach_uplink(host, bridge, machine)  # its cable is the switch port
+            return
         self._ports_ready.result()
         wiring.attach_port(self.names, host, bridge)
 
@@ -153,7 +174,9 @@ class Lab:
             in_ns = self.config.switch.netns
             if in_ns:
                 wiring.create_switch_netns(self.names)
-            ports = {h.port: wiring.create_port(self.names, h, in_ns) for h in self.config.hosts}
+            ports = {h.port: wiring.create_port(self.names, h, in_ns) if h.machine == "local"
+                     else wiring.take_cable(self.names, h, cable_end(self.config, h))
+                     for h in self.config.hosts}
         except BaseException as exc:
             self._ports_ready.set_exception(exc)
             raise
@@ -171,7 +194,8 @@ class Lab:
                    [self.next_hop(b) for b in cfg.backends], {h.port: h.switch_mac for h in cfg.hosts})
 
     def _connect(self, push_pipeline: bool = False) -> LoadBalancer:
-        if self.conn is not None and not self.conn.alive():
+        restarted = self.conn is not None and not self.conn.alive()
+        if restarted:
             self.close()  # the switch restarted or went away: open a fresh session, state is read back
         if self.conn is None or not self.conn.connected:
             files = switch_targets.get_target(self.config.switch.target).pipeline() if push_pipeline \
@@ -180,16 +204,25 @@ class Lab:
                                          election_id=(0, time.time_ns() // 1_000_000),
                                          p4info=files.p4info, device_config=files.device_config)
             self.conn.connect(push_pipeline=push_pipeline)
-            self.lb = LoadBalancer(self.conn, str(self.config.vip))
+            if push_pipeline:  # recorded for a switch restart (control/intent.py)
+                IntentFile(self.names.state).pipeline_set(self.config.switch.target, str(files.p4info),
+                                                          str(files.device_config or "") or None)
+            self.lb = LoadBalancer(self.conn, str(self.config.vip), IntentFile(self.names.state, self._host_of))
+            if restarted and not push_pipeline:  # an empty restarted switch gets the recorded entries
+                from p4cf_kit.recovery import reinstall_if_blank
+                reinstall_if_blank(self, self.lb)
         assert self.lb is not None
         return self.lb
 
+    @holds_lab_lock("taking the lab down")
     def down(self) -> dict[str, list[str]]:
         """Remove everything this lab made (idempotent; also after a crash)."""
         self.close()
-        removed = cleanup.down(self.config.name)
+        removed = cleanup.down(self.config.name, self.machines)
         self.pod_nets.clear()
         self.bridges.clear()
+        for machine in self.machines.values():
+            machine.close()   # the SSH connections to other machines
         return removed
 
     def close(self) -> None:
@@ -217,14 +250,16 @@ class Lab:
                                                                     "data_plane": switch_targets.data_path(self.names.state)
                                                                     if pid is not None else None},
                                "hosts": {}, "pool": None}
-        ps = podman("ps", "-a", "--pod", "--filter", f"label={self.names.lab_label}", "--format", "json",
-                    check=False).stdout.strip()
-        containers = json.loads(ps) if ps else []
+        containers: list[dict[str, Any]] = []
+        for machine in {self.machine_of(h).name: self.machine_of(h) for h in self.config.hosts}.values():
+            ps = machine.podman("ps", "-a", "--pod", "--filter", f"label={self.names.lab_label}",
+                                "--format", "json", check=False).stdout.strip()
+            containers += json.loads(ps) if ps else []
         for h in self.config.hosts:
             ctrs = {c["Names"][0]: c.get("State", "") for c in containers
                     if c.get("PodName") == self.names.pod(h.name) and not c.get("IsInfra")}
             out["hosts"][h.name] = {"role": h.role, "ip": str(h.ip), "mac": h.mac, "port": h.port,
-                                    "containers": ctrs}
+                                    "machine": h.machine, "containers": ctrs}
         if pid is not None:
             try:
                 out["pool"] = self._pool_view(self._read_state())
@@ -259,6 +294,7 @@ class Lab:
                 "backends": [{"host": self._host_of(nh.ip), "ip": nh.ip, "mac": nh.mac, "port": nh.port}
                              for nh in st.backends]}
 
+    @holds_lab_lock(lambda hosts=None: None if hosts is None else f"setting the pool to {' '.join(hosts)}")
     def pool(self, hosts: Sequence[str] | None = None) -> list[str]:
         """The backend hosts in slot order; with `hosts`, make the pool exactly those (starting
         servers on hosts that run none). Changing the count remaps most flows (hash mod n)."""
@@ -272,16 +308,19 @@ class Lab:
             lb.set_pool([self.next_hop(h) for h in targets])
         return [self._host_of(nh.ip) for nh in lb.state().backends]
 
+    @holds_lab_lock(lambda host: f"adding backend {host}")
     def add_backend(self, host: str) -> list[str]:
         h = self.config.host(host)
         self._ensure_servers([h])
         self._connect().add_backend(self.next_hop(h))
         return self.pool()
 
+    @holds_lab_lock(lambda host: f"removing backend {host}")
     def remove_backend(self, host: str) -> list[str]:
         self._connect().remove_backend(str(self.config.host(host).ip))
         return self.pool()
 
+    @holds_lab_lock(lambda old, new: f"replacing backend {old} with {new}")
     def replace_backend(self, old: str, new: str) -> list[str]:
         """Put `new` into `old`'s slot (only `old`'s flows move)."""
         h = self.config.host(new)
@@ -311,12 +350,14 @@ class Lab:
     def _ensure_servers(self, targets: Sequence[HostConfig]) -> None:
         for h in targets:
             name = self.names.server(h.name)
-            if not host_ctrs.container_running(name):
-                podman("rm", "-f", "-t", "0", name, check=False)
-                host_ctrs.start_server(self.config, self.names, h)
+            machine = self.machine_of(h)
+            if not host_ctrs.container_running(name, machine):
+                machine.podman("rm", "-f", "-t", "0", name, check=False)
+                host_ctrs.start_server(self.config, self.names, h, machine)
         for h in targets:
-            net = self.pod_nets.get(h.name) or pods.pod_net(self.names, h)
-            host_ctrs.wait_listening(net.netns_path, self.config.port, self.names.server(h.name))
+            net = self.pod_nets.get(h.name) or pods.pod_net(self.names, h, self.machine_of(h))
+            host_ctrs.wait_listening(net.netns_path, self.config.port, self.names.server(h.name),
+                                     machine=self.machine_of(h))
 
     # --- traffic and counters ----------------------------------------------------------------
 
@@ -331,7 +372,7 @@ class Lab:
         log_dir = Path(log_dir).resolve()
         log_dir.mkdir(parents=True, exist_ok=True)
         name = self.names.client(self.config.client.name)
-        podman("rm", "-f", "-t", "0", name, check=False)
+        LOCAL.podman("rm", "-f", "-t", "0", name, check=False)
         host_ctrs.start_client(self.config, self.names, self.config.client, log_dir, connections, rate,
                                duration, list(extra_args))
         return TrafficRun(container=name, log_dir=log_dir, csv_path=log_dir / "client.csv")
@@ -349,12 +390,17 @@ class Lab:
     @staticmethod
     def _require_images(images: Sequence[str]) -> None:
         for image in images:
-            if podman("image", "exists", image, check=False).returncode != 0:
+            if LOCAL.podman("image", "exists", image, check=False).returncode != 0:
                 raise PrerequisiteError(f"image {image} is missing; build it with `p4cf images build`")
 
 
 def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
     """A parse_config-able document equivalent to `cfg` (when it was not built from one)."""
     d = config_to_dict(cfg)
-    return {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
-            "switch": d["switch"], "images": d["images"]}
+    out: dict[str, Any] = {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
+                           "switch": d["switch"], "images": d["images"]}
+    if cfg.machines:
+        out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False, "ssh")}
+                           for name, m in d["machines"].items()}
+        out["hosts"] = {h.name: {"machine": h.machine} for h in cfg.remote_hosts}
+    return out

@@ -210,12 +210,16 @@ class ResultsFolder:
         path.write_text(json.dumps([dict(r) for r in records], indent=2, default=str) + "\n")
         return path
 
-    def finish(self, **extra: Any) -> None:
-        """Stamp the finish time (and any extra facts) into meta.json."""
+    def finish(self, **extra: Any) -> bool:
+        """Stamp the finish time (and any extra facts) into meta.json; False, changing nothing, when
+        the folder was finished already (re-running a notebook's last cell must not re-date a run)."""
         meta = self.meta()
+        if meta.get("finished_ns") is not None:
+            return False
         finished = time.time_ns()
         meta.update(finished_ns=finished, finished_utc=_utc_iso(finished), **extra)
         self._write_json(META_FILE, meta)
+        return True
 
     def _write_json(self, name: str, data: Mapping[str, Any]) -> None:
         (self.path / name).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

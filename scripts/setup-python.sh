@@ -30,8 +30,14 @@ install_requirements() {
     echo "$want" > "$stamp"
 }
 
+# The notebooks' kernel reports no Python patch version, so notebooks open without unsaved changes.
+install_kernel() {
+    "$venv/bin/python" -m p4cf_kit.notebook.kernel --install >/dev/null
+}
+
 p4cf_step "python venv" make_venv
 p4cf_step "python packages" install_requirements
+p4cf_step "jupyter kernel" install_kernel
 
 # pycriu (from scripts/setup-criu.sh) into the venv, when CRIU's set-up has run.
 if [ -f "${P4CF_PYCRIU_DIR:-/usr/local/lib/p4cf/python}/pycriu/__init__.py" ]; then

@@ -1,10 +1,14 @@
-"""The migration notebook in a real browser: JupyterLab on 127.0.0.1, headless Chromium via Playwright.
+"""The notebooks' panels in a real browser: JupyterLab on 127.0.0.1, headless Chromium via Playwright.
 
-Opens 03_migration.ipynb, runs all cells, clicks Migrate in the panel, and checks the
-result table and the plot appear. Before the kit can migrate, it checks the panel
-says so instead (button disabled, "migration not available yet"). A screenshot is
-saved under $P4CF_TEST_ARTIFACTS (default: test-artifacts/). The JupyterLab server
-is stopped by its pid; the lab belongs to the test, so Run All cannot tear it down.
+02_load_balancing.ipynb: it opens without unsaved changes; after Run All the pool panel is
+live (the lab stays up); Apply with a change says before how many open connections break and
+after what happened to them; an invalid change (no host ticked) is refused with the real
+pool and the boxes kept; Tear down lets go of the lab (the test's, so it stays up).
+03_migration.ipynb: Run All, then Migrate in the panel; the result table and the plot
+appear. Before the kit can migrate, the panel says so instead (button disabled).
+Screenshots are saved under $P4CF_TEST_ARTIFACTS (default: test-artifacts/). The
+JupyterLab server is stopped by its pid; the lab belongs to the tests, so no notebook
+tears it down. Run under the shared test lock (it drives a lab).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOTEBOOK = "03_migration.ipynb"
+POOL_NOTEBOOK = "02_load_balancing.ipynb"
 CONFIG = """\
 [lab]
 name = "uit"
@@ -39,7 +44,7 @@ subnet_pattern = "10.75.{n}.0/24"
 pytestmark = [pytest.mark.podman, pytest.mark.netns, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason="chromium is missing: apt-get install -y chromium (scripts/setup-browser.sh)")]
+                                 reason="chromium is missing: run `make test-system` (scripts/setup-system.sh --test installs Debian's chromium; `make test` does it first)")]
 
 
 def artifacts_dir() -> Path:
@@ -59,7 +64,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the notebook (JupyterLab autosaves; the repo's copy stays clean) and the lab config."""
     work = tmp_path_factory.mktemp("browser")
     (work / "notebooks").mkdir()
-    shutil.copy(NOTEBOOKS_DIR / NOTEBOOK, work / "notebooks" / NOTEBOOK)
+    for name in (POOL_NOTEBOOK, NOTEBOOK):
+        shutil.copy(NOTEBOOKS_DIR / name, work / "notebooks" / name)
     (work / "lab.toml").write_text(CONFIG)
     # Render every cell (JupyterLab 4 leaves off-screen cells out of the DOM by default).
     settings = work / "lab-settings" / "@jupyterlab" / "notebook-extension"
@@ -108,7 +114,7 @@ def jupyter(workdir: Path, lab: Any) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"JupyterLab did not start:\n{(workdir / 'jupyterlab.log').read_text()[-3000:]}")
             time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}"
+        yield f"http://127.0.0.1:{port}/lab/workspaces/{{workspace}}/tree/{{notebook}}?token={token}"
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -120,35 +126,34 @@ def jupyter(workdir: Path, lab: Any) -> Iterator[str]:
         log.close()
 
 
-def test_migration_notebook_in_chromium(jupyter: str, workdir: Path) -> None:
+def in_chromium(workdir: Path, name: str, drive: Any) -> None:
+    """Run `drive(page)` in a fresh headless Chromium; a failure leaves browser-<name>-failure.png."""
     from playwright.sync_api import sync_playwright
 
-    shot = artifacts_dir() / "browser-03_migration.png"
-    (artifacts_dir() / "browser-03_migration-failure.png").unlink(missing_ok=True)  # from an older run
+    failure = artifacts_dir() / f"browser-{name}-failure.png"
+    failure.unlink(missing_ok=True)  # from an older run
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(str(workdir / "chromium-profile"), headless=True,
+        context = pw.chromium.launch_persistent_context(str(workdir / f"chromium-{name}"), headless=True,
                                                         executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                                         viewport={"width": 1400, "height": 1000})
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(60_000)
             try:
-                drive(page, jupyter, shot)
+                drive(page)
             except BaseException:
-                page.screenshot(path=str(artifacts_dir() / "browser-03_migration-failure.png"))
+                page.screenshot(path=str(failure))
                 raise
         finally:
             context.close()
 
 
-def drive(page: Any, url: str, shot: Path) -> None:
-    """Open the notebook, Run All, then Migrate; screenshots of the panel and the page."""
+def open_notebook(page: Any, url: str) -> None:
+    """Open a notebook in its own workspace and wait until its kernel is idle."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
-
-    from p4cf_kit.notebook import migration_unavailable_reason
     page.goto(url)
-    page.locator(".jp-NotebookPanel").wait_for()
+    page.locator(".jp-NotebookPanel").first.wait_for()
     select = page.locator(".jp-Dialog button", has_text="Select")  # JupyterLab may ask for the kernel
     try:
         select.wait_for(timeout=10_000)
@@ -156,10 +161,92 @@ def drive(page: Any, url: str, shot: Path) -> None:
     except PlaywrightTimeout:
         pass
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+
+
+def run_all(page: Any, done_text: str, timeout_ms: int = 240_000) -> None:
+    """Run All Cells, and wait until the output `done_text` (printed by the last cell) appears."""
+    from playwright.sync_api import expect
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    # Run All is done when the last cell printed where the results are
-    expect(page.locator(".jp-OutputArea-output", has_text="results in")).to_have_count(1, timeout=240_000)
+    expect(page.locator(".jp-OutputArea-output", has_text=done_text)).to_have_count(1, timeout=timeout_ms)
+
+
+def test_pool_notebook_in_chromium(jupyter: str, workdir: Path, lab: Any) -> None:
+    """Run All leaves the pool panel live; Apply with a change; an invalid change; Tear down."""
+    from p4cf_kit.notebook import restore_pool
+    try:
+        in_chromium(workdir, "02_load_balancing",
+                    lambda page: drive_pool_panel(page, jupyter.format(workspace="t02", notebook=POOL_NOTEBOOK)))
+    finally:
+        restore_pool(lab)  # for the migration notebook: h4 free again
+
+
+def checkbox(panel: Any, host: str) -> Any:
+    return panel.locator(".widget-checkbox", has_text=host).locator("input[type=checkbox]")
+
+
+def drive_pool_panel(page: Any, url: str) -> None:
+    from playwright.sync_api import expect
+    open_notebook(page, url)
+    page.wait_for_timeout(2_000)  # anything JupyterLab changes on open has happened by now
+    expect(page.locator(".lm-TabBar-tab.jp-mod-dirty")).to_have_count(0)  # opens without unsaved changes
+    run_all(page, "lab left up")
+    panel = page.locator(".widget-vbox", has_text="Backend pool of VIP").first
+    panel.scroll_into_view_if_needed()
+    apply = panel.locator("button", has_text="Apply")
+    # Run All left the lab up: every control live, the change Run All made reported per connection
+    expect(apply).to_be_enabled()
+    expect(checkbox(panel, "h3")).to_be_enabled()
+    expect(panel).to_contain_text("pool now (read from the switch): h2 h3 h4")
+    expect(panel).to_contain_text("pool is now h2 h3 h4 (was h2 h3); of 16 open connections")
+    expect(panel).not_to_contain_text("stopped")
+    image = panel.locator("img")
+    assert image.evaluate("img => img.naturalWidth") > 300
+    panel.screenshot(path=str(artifacts_dir() / "browser-02_pool-after-run-all.png"))
+    # a change: the hint says before Apply what it will do to the open connections
+    checkbox(panel, "h3").uncheck()
+    expect(panel).to_contain_text("Apply (h2 h3 h4 → h2 h4) will break")  # h3's connections at least
+    expect(panel).to_contain_text("open connections")
+    panel.screenshot(path=str(artifacts_dir() / "browser-02_pool-hint.png"))
+    apply.click()
+    expect(panel).to_contain_text("pool is now h2 h4 (was h2 h3 h4); of 16 open connections", timeout=90_000)
+    expect(panel).to_contain_text("pool now (read from the switch): h2 h4")
+    expect(apply).to_be_enabled()
+    panel.screenshot(path=str(artifacts_dir() / "browser-02_pool-applied.png"))
+    # an invalid change: refused, the real pool stays visible and the boxes as they were
+    checkbox(panel, "h2").uncheck()
+    checkbox(panel, "h4").uncheck()
+    expect(panel).to_contain_text("no host ticked")
+    apply.click()
+    expect(panel).to_contain_text("no host was ticked: the VIP needs at least one backend; the pool stays h2 h4")
+    expect(panel).to_contain_text("pool now (read from the switch): h2 h4")
+    expect(panel).not_to_contain_text("no host ticked")  # the hint is gone with the boxes restored
+    for host, ticked in (("h2", True), ("h3", False), ("h4", True)):
+        (expect(checkbox(panel, host)).to_be_checked() if ticked else
+         expect(checkbox(panel, host)).not_to_be_checked())
+    panel.screenshot(path=str(artifacts_dir() / "browser-02_pool-invalid.png"))
+    # tearing down is an explicit act; the lab is the test's, so the panel lets go and says so
+    panel.locator("button", has_text="Tear down").click()
+    expect(panel).to_contain_text("let go of lab 'uit'", timeout=60_000)
+    expect(panel).to_contain_text("no longer followed")
+    expect(apply).to_be_disabled()
+    panel.screenshot(path=str(artifacts_dir() / "browser-02_pool-let-go.png"))
+    page.screenshot(path=str(artifacts_dir() / "browser-02_load_balancing-page.png"))
+
+
+def test_migration_notebook_in_chromium(jupyter: str, workdir: Path) -> None:
+    shot = artifacts_dir() / "browser-03_migration.png"
+    in_chromium(workdir, "03_migration",
+                lambda page: drive(page, jupyter.format(workspace="t03", notebook=NOTEBOOK), shot))
+
+
+def drive(page: Any, url: str, shot: Path) -> None:
+    """Open the notebook, Run All, then Migrate; screenshots of the panel and the page."""
+    from playwright.sync_api import expect
+
+    from p4cf_kit.notebook import migration_unavailable_reason
+    open_notebook(page, url)
+    run_all(page, "results in")  # Run All is done when the last cell printed where the results are
     panel = page.locator(".widget-vbox", has_text="Live migration of a backend").first
     panel.scroll_into_view_if_needed()
     button = panel.locator("button", has_text="Migrate")

@@ -26,6 +26,8 @@ from p4cf_kit.podman.runner import podman, podman_json
 from p4cf_kit.switch import process as switch_process
 from p4cf_kit.topology import cleanup, isolation, pods
 from p4cf_kit.topology.names import LabNames
+from probes import tcp_probe
+from p4cf_kit.machines.machine import LOCAL
 
 SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
 CLIENT_IMAGE = "localhost/p4cf-tcp-client:latest"
@@ -79,22 +81,10 @@ def record(key: str, seconds: float) -> None:
         (Path(out) / "lab-timings.json").write_text(json.dumps(TIMINGS, indent=2))
 
 
-PROBE = """
-import socket, sys
-s = socket.socket(); s.settimeout(float(sys.argv[3]))
-try:
-    s.connect((sys.argv[1], int(sys.argv[2]))); print("connected")
-except Exception as e:
-    print(type(e).__name__)
-"""
-
-
 def probe(lab: Lab, host: str, ip: str, timeout: float = 1.0) -> str:
-    """Try a TCP connect from `host`'s netns (host python3 under nsenter): connected / TimeoutError / ..."""
+    """Try a TCP connect from `host`'s netns: connected / TimeoutError / ..."""
     ns = pods.pod_net(lab.names, lab.config.host(host)).netns_path
-    out = subprocess.run(["nsenter", f"--net={ns}", sys.executable, "-c", PROBE, ip, str(lab.config.port),
-                          str(timeout)], capture_output=True, text=True, timeout=30)
-    return out.stdout.strip() or out.stderr.strip()
+    return tcp_probe(LOCAL, ns, ip, lab.config.port, timeout)
 
 
 def replies_per_host(run) -> dict[str, int]:  # noqa: ANN001

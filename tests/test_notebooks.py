@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -32,6 +33,7 @@ FIGURES = {
     "02_load_balancing": {"distribution", "throughput"},
     "03_migration": {"timeline-m1", "downtime-connections-m1", "throughput"},
     "04_experiment": {"downtime-cdf", "phases", "survival", "summary"},
+    "05_machines": {"phases", "timeline-m1", "downtime-connections-m2"},
 }
 
 
@@ -60,12 +62,37 @@ def test_notebook_runs_headless(demo_run: tuple[dict[str, demo.NotebookRun], Pat
     assert FIGURES[name] <= made, f"{name}: missing figures {FIGURES[name] - made}"
 
 
+def test_demo_leaves_nothing_behind(demo_run: tuple[dict[str, demo.NotebookRun], Path],
+                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """02 and 03 leave their lab up after Run All (live panels, live traffic); the demo still ends
+    with no container, pod or switch of its lab left."""
+    from p4cf_kit.config import parse_config
+    from p4cf_kit.notebook import lab_leftovers
+    import tomllib
+    assert lab_leftovers(parse_config(tomllib.loads(CONFIG))) == []
+
+
 def test_notebooks_hold_no_outputs_and_declare_needs() -> None:
     """The committed notebooks are clean (no outputs) and say what they need (for `p4cf demo`)."""
     for path in demo.notebook_paths():
         book = json.loads(path.read_text())
         assert all(not c.get("outputs") for c in book["cells"] if c["cell_type"] == "code"), path.name
         assert "lab" in book["metadata"]["p4cf"]["requires"], path.name
+
+
+def test_notebooks_open_without_unsaved_changes() -> None:
+    """JupyterLab writes the kernel's language_info into a notebook as it opens it: the committed
+    notebooks hold exactly what the kit's kernel reports (no Python patch version), and this
+    venv's `python3` kernelspec is that kernel (scripts/setup-python.sh). The browser test
+    checks the tab is clean after opening."""
+    from p4cf_kit.notebook.kernel import LANGUAGE_INFO, kernelspec_path
+    for path in demo.notebook_paths():
+        meta = json.loads(path.read_text())["metadata"]
+        assert meta["language_info"] == LANGUAGE_INFO, path.name
+        assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                      "name": "python3"}, path.name
+    spec = json.loads(kernelspec_path().read_text())
+    assert spec["argv"][:3] == ["python", "-m", "p4cf_kit.notebook.kernel"], "run scripts/setup-python.sh"
 
 
 def test_a_failing_cell_still_tears_the_lab_down(tmp_path: Path) -> None:
@@ -91,6 +118,39 @@ def test_a_failing_cell_still_tears_the_lab_down(tmp_path: Path) -> None:
     left = podman("ps", "-a", "--filter", f"label={LabNames(cfg.name).lab_label}", "--format", "{{.Names}}",
                   check=False)
     assert left.stdout.strip() == ""
+
+
+def test_kernel_exit_stops_live_traffic_in_an_attached_lab(tmp_path: Path) -> None:
+    """A notebook that attached to a running lab leaves it up at kernel exit, but not the client
+    traffic it started with `session.live_traffic` (which runs until stopped)."""
+    import nbformat
+
+    from p4cf_kit.config import load_config
+    from p4cf_kit.lab import Lab
+    from p4cf_kit.notebook import lab_is_up
+    from p4cf_kit.topology.traffic import TrafficRun
+    config = tmp_path / "lab.toml"
+    config.write_text(CONFIG.replace('"nbt"', '"nblive"').replace("10.73.", "10.76."))
+    cfg = load_config(config)
+    lab = Lab(cfg)
+    lab.up()
+    try:
+        book = nbformat.v4.new_notebook()
+        book.cells = [nbformat.v4.new_code_cell(
+            "from p4cf_kit import notebook as nb\nsession = nb.open_lab()\nassert not session.started\n"
+            "live = session.live_traffic(connections=2)\nlive.wait_rows(10)\nprint(live.container)")]
+        path = tmp_path / "live.ipynb"
+        nbformat.write(book, path)
+        done = demo.execute_notebook(path, env={"P4CF_CONFIG": str(config)})
+        container = done.cells[0].outputs[-1]["text"].strip()
+        run = TrafficRun(container, tmp_path, tmp_path / "client.csv")
+        deadline = time.monotonic() + 30
+        while run.state() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert run.state() == {}, f"{container} still there after the kernel exited"
+        assert lab_is_up(cfg) and lab.pool() == ["h2", "h3"]  # the lab itself stays
+    finally:
+        lab.down()
 
 
 def test_topology_figure_redraws_from_its_csv(demo_run: tuple[dict[str, demo.NotebookRun], Path],

@@ -63,6 +63,7 @@ def test_results_folder_describes_itself(run: tuple[results.ResultsFolder, list[
     assert "[workload]" in (folder.path / results.CONFIG_FILE).read_text()
     meta = folder.meta()
     assert meta["what"] == "synthetic plots" and meta["finished_ns"] >= meta["started_ns"]
+    assert folder.finish() is False and folder.meta() == meta  # re-running a last cell re-dates nothing
     assert json.loads((folder.path / results.VERSIONS_FILE).read_text()) == {"python": "test"}
     assert an.load_phases(folder.raw(results.MIGRATIONS))["migration"].tolist() == [1]
     copied = folder.add_raw(folder.raw(results.CLIENT_LOG), "client-copy.csv")

@@ -56,18 +56,29 @@ def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
 
 
 def test_pool_panel_apply_changes_the_switch_and_the_live_chart(lab: Any, traffic: Any) -> None:
-    panel = PoolPanel(lab, interval_s=0.5)
+    panel = PoolPanel(lab, interval_s=0.5, traffic=traffic)
     try:
         assert {h: b.value for h, b in panel.checkboxes.items()} == {"h2": True, "h3": True, "h4": False}
+        assert "pool now (read from the switch): <b>h2 h3</b>" in panel.pool_line.value
         assert bytes(panel.chart.value).startswith(PNG)
         seen = watch_disabled(panel.apply_button)
         panel.checkboxes["h4"].value = True
-        assert "most open connections" in panel.hint.value  # 2 -> 3 backends remaps flows: said up front
+        # said up front, from the program's hash over the open connections
+        assert "h2 h3 → h2 h3 h4" in panel.hint.value and "open connections" in panel.hint.value, panel.hint.value
         panel.apply_button.click()
         assert panel.wait(60)
         assert seen[:1] == [True] and seen[-1] is False  # disabled while running, enabled after
-        assert "pool is now h2 h3 h4" in panel.status.value, panel.status.value
+        assert "pool is now h2 h3 h4 (was h2 h3)" in panel.status.value, panel.status.value
+        assert "of 8 open connections" in panel.report, panel.report
         assert lab.pool() == ["h2", "h3", "h4"]
+        # what the hint predicted is what the client log says happened
+        effect = panel.effects[-1]
+        assert len(effect) == 8
+        for row in effect.itertuples():
+            if row.predicted == row.host_before:
+                assert row.outcome == "kept", effect
+            else:
+                assert row.outcome.startswith("error:"), effect
         # new connections spread onto h4: the live rates show it
         fresh = lab.traffic(connections=12, rate=50, duration=3)
         fresh.wait(30)
@@ -88,8 +99,12 @@ def test_pool_panel_errors_are_messages(lab: Any) -> None:
     panel = PoolPanel(lab, live=False)
     for box in panel.checkboxes.values():
         box.value = False
+    assert "no host ticked" in panel.hint.value
     panel.apply_button.click()
-    assert "at least one host" in panel.status.value
+    # refused: the error says so, the real pool stays visible and the boxes are as they were
+    assert "no host was ticked" in panel.status.value and "the pool stays h2 h3" in panel.status.value
+    assert "<b>h2 h3</b>" in panel.pool_line.value and panel.hint.value == ""
+    assert {h: b.value for h, b in panel.checkboxes.items()} == {"h2": True, "h3": True, "h4": False}
     # a real error from the lab (the client cannot be a backend) ends as one line in the panel
     assert panel.runner.start(lambda: lab.pool(["h1"]), "trying")
     assert panel.wait(30)
@@ -125,3 +140,23 @@ def test_migration_panel(lab: Any, traffic: Any, tmp_path: Any) -> None:
     assert bytes(panel.plot.value).startswith(PNG)
     assert (tmp_path / "timeline-m1.png").exists() and (tmp_path / "timeline-m1.csv").exists()
     assert list(panel.dst.options) == ["h2"]  # h2's network is free now
+
+
+def test_panels_say_when_their_lab_is_gone(lab: Any, tmp_path: Any) -> None:
+    """Last in this module: it takes the lab down. Both panels then say so, and how to bring it back."""
+    from p4cf_kit.notebook import LabSession
+    session = LabSession(lab, started=False)  # attached: Tear down lets go and leaves the lab up
+    pool_panel = PoolPanel(lab, interval_s=0.5, session=session)
+    pool_panel.teardown_button.click()
+    assert pool_panel.wait(60)
+    assert "let go of lab &#x27;wdg&#x27;" in pool_panel.status.value and pool_panel.apply_button.disabled
+    assert lab.pool() == ["h2", "h3"]  # still up
+    pool_panel = PoolPanel(lab, interval_s=0.5)
+    migration_panel = MigrationPanel(lab, out_dir=tmp_path)
+    lab.down()
+    assert wait_until(lambda: "is gone" in pool_panel.status.value, 20), pool_panel.status.value
+    assert wait_until(lambda: "is gone" in migration_panel.status.value, 20), migration_panel.status.value
+    for panel in (pool_panel, migration_panel):
+        assert "Run All" in panel.status.value and "p4cf up" in panel.status.value
+    assert pool_panel.apply_button.disabled and migration_panel.migrate_button.disabled
+    assert "unknown (the lab is gone)" in pool_panel.pool_line.value

@@ -233,3 +233,35 @@ def test_server_state_survives_criu_checkpoint_and_restore(server: ServerProcess
             "the per-connection count lives in the server's memory and must survive the restore"
         assert max(float(r["rtt_ms"]) for r in replies) > 400
     assert "stopped host=h2" in server.log_path.read_text(), "the restored server exits cleanly on SIGTERM"
+
+
+def test_replies_that_stop_are_reported_not_hidden(server: ServerProcess, tmp_path: Path) -> None:
+    """A backend that freezes for good: no error, no reset, but the summary says what was lost."""
+    from p4cf_kit.analysis.silence import describe_silence, silences, too_silent, unanswered
+
+    log = tmp_path / "client.csv"
+    client = start_client(server.port, log, "--connections", "2", "--rate", "50", "--duration", "2",
+                          "--drain", "0.2")
+    wait_for_replies(log, 10)
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        assert client.wait(timeout=10) == 0
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    summary = json.loads((tmp_path / "client.summary.json").read_text())
+    totals = summary["totals"]
+    assert totals["broken"] == 0
+    assert totals["unanswered"] == totals["sent"] - totals["received"] > 0
+    assert totals["replies_stopped"] == 2
+    rows = read_rows(log)
+    for conn in summary["connections"]:
+        last = max(int(r["recv_ns"]) for r in rows if r["conn_id"] == str(conn["conn_id"]) and r["event"] == "reply")
+        assert conn["replies_stopped_ns"] == last  # the last reply is when they stopped
+        assert conn["silent_s"] > 0.5
+    assert unanswered(summary) == totals["unanswered"]
+    assert [s.conn_id for s in silences(summary)] != []
+    assert len(too_silent(summary, 0.5)) == 2 and too_silent(summary, 60) == []
+    text = describe_silence(summary, 0.5)
+    assert f"{totals['unanswered']} of {totals['sent']} requests unanswered" in text
+    assert "replies stopped on 2 connection(s)" in text and "over the 0.5 s allowed" in text
+    assert server.stop() == 0

@@ -8,6 +8,7 @@ One module per concept:
   phases        migration phase records
   summary       n/median/p95/max table
   timeline      replies and phases on a time axis around one migration
+  pool_change   what a pool change did to the open connections (kept, moved, broken)
   synthetic     a made-up realistic experiment for tests and previews
 """
 

@@ -7,6 +7,8 @@ The migration code produces one record per migration (a dict, or a row of
     src, dst          str    host the backend left and the host it went to (h2 -> h4)
     checkpoint_s      float  podman container checkpoint until CRIU has written the images, seconds
     rewrite_s         float  rewriting the checkpoint for the new address
+    transfer_s        float  (optional) moving the images to another machine; absent or empty
+                             for a migration within one machine
     restore_s         float  the staged restore on dst, from its gate opening, seconds
     switch_s          float  reprogramming the load balancer
     total_s           float  wall time of the whole migration (>= the phase sum)
@@ -30,11 +32,14 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-PHASES: tuple[str, ...] = ("checkpoint", "rewrite", "restore", "switch")
+PHASES: tuple[str, ...] = ("checkpoint", "rewrite", "transfer", "restore", "switch")
 PHASE_COLUMNS: tuple[str, ...] = tuple(f"{p}_s" for p in PHASES)
+OPTIONAL_PHASE_COLUMNS: tuple[str, ...] = ("transfer_s",)   # only migrations across machines have it
 PHASE_RECORD_FIELDS: tuple[str, ...] = (
-    "migration", "src", "dst", *PHASE_COLUMNS, "total_s", "checkpoint_bytes", "t_start_ns", "t_end_ns", "ok",
+    "migration", "src", "dst", *(c for c in PHASE_COLUMNS if c not in OPTIONAL_PHASE_COLUMNS), "total_s",
+    "checkpoint_bytes", "t_start_ns", "t_end_ns", "ok",
 )
+TRANSFER_FIELDS: tuple[str, ...] = ("transfer_bytes", "transfer_mb_s")
 OPTIONAL_FIELD = "backend"
 FROZEN_FIELD = "criu_dump_s"      # CRIU's frozen time inside the checkpoint phase (Podman --print-stats)
 NS = 1_000_000_000
@@ -50,7 +55,8 @@ def phases_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         missing = [f for f in PHASE_RECORD_FIELDS if f not in row]
         if missing:
             raise ValueError(f"migration record {i} lacks {missing}; expected fields {PHASE_RECORD_FIELDS}")
-    columns = list(PHASE_RECORD_FIELDS) + [field for field in (OPTIONAL_FIELD, FROZEN_FIELD)
+    columns = list(PHASE_RECORD_FIELDS) + [field for field in (*OPTIONAL_PHASE_COLUMNS, OPTIONAL_FIELD,
+                                                               FROZEN_FIELD, *TRANSFER_FIELDS)
                                            if any(field in r for r in rows)]
     frame = pd.DataFrame(rows, columns=columns)
     return typed_phases(frame)
@@ -59,9 +65,12 @@ def phases_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def typed_phases(frame: pd.DataFrame) -> pd.DataFrame:
     """Give a phase table (from records or CSV) the documented dtypes and `other_s`."""
     out = frame.copy()
+    for column in OPTIONAL_PHASE_COLUMNS:
+        if column not in out.columns:
+            out[column] = float("nan")
     for column in ("migration", "checkpoint_bytes", "t_start_ns", "t_end_ns"):
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
-    for column in (*PHASE_COLUMNS, "total_s", FROZEN_FIELD):
+    for column in (*PHASE_COLUMNS, "total_s", FROZEN_FIELD, *TRANSFER_FIELDS):
         if column in out.columns:
             out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     for column in ("src", "dst", OPTIONAL_FIELD):

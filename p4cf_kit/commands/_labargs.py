@@ -14,6 +14,8 @@ def add_lab_options(parser: argparse.ArgumentParser, with_config: bool = False) 
         parser.add_argument("-c", "--config", help="lab config (.toml/.yaml); default: the packaged classic lab")
     parser.add_argument("--lab", default=None, help=f"lab name (default: from the config, else {DEFAULT_LAB!r})")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="if another operation holds the lab, refuse at once instead of waiting")
 
 
 def lab_name(args: argparse.Namespace) -> str:

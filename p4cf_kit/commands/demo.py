@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +63,9 @@ def lab_unavailable_reason() -> str | None:
 def capability_checks() -> dict[str, Callable[[], str | None]]:
     """Capability name -> a check returning None when present, else the reason it is not."""
     from p4cf_kit.notebook import experiment_unavailable_reason, migration_unavailable_reason
+    from p4cf_kit.notebook import machines_unavailable_reason
     return {"lab": lab_unavailable_reason, "migration": migration_unavailable_reason,
-            "experiment": experiment_unavailable_reason}
+            "experiment": experiment_unavailable_reason, "machines": machines_unavailable_reason}
 
 
 def skip_reason(path: Path, checks: dict[str, Callable[[], str | None]] | None = None) -> str | None:
@@ -82,22 +84,29 @@ def execute_notebook(path: Path, out_path: Path | None = None, timeout: int = CE
     """Run every cell of `path` in a fresh kernel (cwd: its folder); save the executed copy to `out_path`.
 
     Raises nbclient's CellExecutionError on the first failing cell (the copy is saved anyway).
+    The kernel talks over unix sockets (IPC) in a private temp folder, not TCP on loopback:
+    nothing reaches the network, and ipykernel has no reason to warn about plain-text TCP.
     """
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     book = nbformat.read(path, as_version=4)
     old_env = dict(os.environ)
     os.environ.update(env or {})  # the kernel inherits this process's environment
     try:
-        client = NotebookClient(book, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        try:
-            client.execute()
-        finally:
-            if out_path is not None:
-                out_path.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(book, out_path)
+        with tempfile.TemporaryDirectory(prefix="p4cf-kernel-") as sockets:
+            km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+            client = NotebookClient(book, km=km, timeout=timeout, kernel_name="python3",
+                                    resources={"metadata": {"path": str(path.parent)}})
+            try:
+                client.execute()
+            finally:
+                if km.has_kernel:  # a kernel manager we made is ours to stop (nbclient leaves it)
+                    km.shutdown_kernel(now=False)
+                if out_path is not None:
+                    out_path.parent.mkdir(parents=True, exist_ok=True)
+                    nbformat.write(book, out_path)
     finally:
         os.environ.clear()
         os.environ.update(old_env)
@@ -178,6 +187,8 @@ def _last_line(text: str) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from p4cf_kit import results
+    from p4cf_kit.notebook import ENV_CONFIG
+    args.config = args.config or os.environ.get(ENV_CONFIG) or None  # the lab the notebooks' kernels use
     paths = notebook_paths()
     if args.only:
         paths = [p for p in paths if any(p.stem.startswith(o) for o in args.only)]
@@ -202,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("demo", help="run the notebooks headless; figures land under results/",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="lab config (.toml/.yaml) for the notebooks (default: the packaged lab)")
+    parser.add_argument("-c", "--config",
+                        help="lab config (.toml/.yaml) for the notebooks (default: $P4CF_CONFIG, else the packaged lab)")
     parser.add_argument("--only", nargs="*", metavar="NN", help="run only notebooks whose name starts so (e.g. 01 02)")
     parser.set_defaults(func=_run)

@@ -22,6 +22,16 @@ def _doctor(args: argparse.Namespace) -> int:
     from p4cf_kit.doctor import all_required_ok, run_checks
     from p4cf_kit.doctor.report import render_json, render_text
 
+    if args.machine:
+        from p4cf_kit.config import load_config
+        from p4cf_kit.doctor.checks.machine import machine_checks
+        from p4cf_kit.machines.registry import named_machine
+        cfg = load_config(args.config) if args.config else None
+        machine, mc = named_machine(args.machine, cfg)
+        uplinks = [h.uplink for h in cfg.hosts if h.machine == args.machine] if cfg else []
+        results = machine_checks(machine, mc, uplinks)
+        print(render_json(results) if args.json else f"machine {args.machine}:\n" + render_text(results))
+        return 0 if all_required_ok(results) else 1
     results = run_checks(deep=args.deep)
     print(render_json(results) if args.json else render_text(results))
     return 0 if all_required_ok(results) else 1
@@ -37,4 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--deep", action="store_true",
                         help="also checkpoint and restore a container holding an established TCP "
                              "connection (slow; needs CRIU >= 4.2)")
+    parser.add_argument("--machine", metavar="NAME",
+                        help="check another machine of a lab over SSH instead of this one "
+                             "(a [machines.NAME] of --config, or an emulated machine)")
+    parser.add_argument("-c", "--config", help="lab config that defines --machine")
     parser.set_defaults(func=_doctor)

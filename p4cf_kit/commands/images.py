@@ -29,6 +29,18 @@ def _list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    from p4cf_kit.config import load_config
+    from p4cf_kit.machines.images import PUSHED_BY_DEFAULT, push_images
+    from p4cf_kit.machines.registry import named_machine
+    machine, _ = named_machine(args.machine, load_config(args.config) if args.config else None)
+    for o in push_images(machine, args.image or PUSHED_BY_DEFAULT):
+        what = (f"copied {_mb(o.bytes)} in {o.seconds:.1f} s" if o.copied
+                else "already there (same image id)")
+        print(f"{o.ref:40} {o.image_id}  {machine.name}: {what}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("images", help="build or list the kit's container images")
     parser.set_defaults(func=lambda _args: parser.print_help() or 2)
@@ -40,5 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="build the workload images on IMAGE (present locally, e.g. pulled "
                             "docker.io/library/python:3.11-slim) instead of the kit's own base")
     build.set_defaults(func=_build)
+    push = actions.add_parser(
+        "push", help="copy the kit's images to another machine of a lab (podman save | load over "
+                     "its Podman connection; skipped when the same image id is there)")
+    push.add_argument("machine", help="machine name: a [machines.NAME] of the config, or an emulated machine")
+    push.add_argument("-c", "--config", help="lab config that defines the machine")
+    push.add_argument("--image", action="append", metavar="REF",
+                      help="push only this image (repeatable; default: the server and client images)")
+    push.set_defaults(func=_push)
     lst = actions.add_parser("list", help="kit images (label p4cf=1) with size and input hash")
     lst.set_defaults(func=_list)

@@ -25,7 +25,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.rto_min:
             for host in lab.config.hosts:
-                set_rto_min(pod_net(lab.names, host).netns_path, args.rto_min)
+                machine = lab.machine_of(host)
+                set_rto_min(pod_net(lab.names, host, machine).netns_path, args.rto_min, machine)
         try:
             rec = migrate(lab, args.src, args.dst, fail_at=args.fail_at)
         except MigrationError as exc:

@@ -21,7 +21,8 @@ def _run(args: argparse.Namespace) -> int:
         lines.append(f"  data plane: {sw['data_plane']}")
     for name, h in st["hosts"].items():
         ctrs = ", ".join(f"{c} {s}" for c, s in h["containers"].items()) or "no containers"
-        lines.append(f"  {name:3} {h['role']:8} {h['ip']:15} port {h['port']}  {ctrs}")
+        where = f"  on {h['machine']}" if h.get("machine", "local") != "local" else ""
+        lines.append(f"  {name:3} {h['role']:8} {h['ip']:15} port {h['port']}{where}  {ctrs}")
     pool = st.get("pool") or {}
     if "backends" in pool:
         lines.append(f"  pool {pool['vip']}: " + ", ".join(b["host"] for b in pool["backends"]))

@@ -23,6 +23,8 @@ def _run(args: argparse.Namespace) -> int:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
         cfg = parse_config(raw)
     lab = Lab(cfg)
+    if not args.rebuild and _switch_only_down(lab):
+        return _restart_switch(args, lab)
     try:
         report = lab.up()
     finally:
@@ -34,9 +36,32 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _switch_only_down(lab) -> bool:
+    from p4cf_kit.recovery import switch_only_down
+    return switch_only_down(lab)
+
+
+def _restart_switch(args: argparse.Namespace, lab) -> int:
+    """The lab is up but its switch died: bring back only the switch (containers untouched)."""
+    from p4cf_kit.recovery import restart_switch
+    try:
+        report = restart_switch(lab)
+    finally:
+        lab.close()
+    emit(args, {"lab": report.lab, "switch_restarted": report.__dict__},
+         f"lab {report.lab} was up but its switch had died: started the switch again (pid {report.pid}) "
+         f"in {report.restart_s:.1f} s and reinstalled its pipeline and {report.entries} entries from "
+         f"the lab's record (pool {' '.join(report.pool)}); containers left alone "
+         "(`p4cf up --rebuild` rebuilds everything instead)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("up", help="bring a lab up")
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
     p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
+    p.add_argument("--rebuild", action="store_true",
+                   help="when the lab's switch died but its containers run, rebuild the whole lab "
+                        "instead of restarting only the switch")
     p.set_defaults(func=_run)

@@ -26,7 +26,9 @@ Which existing connections move when the pool changes (the hash is CRC16 of the
 
 State lives in the switch: `state()` reads all three tables back (wildcard Read),
 so a controller that reconnects (or another process) continues from what the
-switch really holds rather than from memory.
+switch really holds rather than from memory. With an `IntentFile`, every write is also
+recorded in the lab's state folder, so a switch that restarts gets the same entries back
+(control/intent.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from p4cf_kit.control.connection import SwitchConnection
+from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.entries import as_int, delete_key, ip_str, mac_str, make_entry, read_table, upsert, write
 from p4cf_kit.errors import ConfigError, SwitchError
 
@@ -74,9 +77,11 @@ class PoolState:
 class LoadBalancer:
     """Programs and changes the VIP's backend pool over an open SwitchConnection."""
 
-    def __init__(self, conn: SwitchConnection, vip: str | None = None) -> None:
+    def __init__(self, conn: SwitchConnection, vip: str | None = None,
+                 intent: IntentFile | None = None) -> None:
         self.conn = conn
         self.vip = vip
+        self.intent = intent
 
     # --- whole set-up ---------------------------------------------------------------------
 
@@ -97,6 +102,10 @@ class LoadBalancer:
         upsert(make_entry(ECMP_GROUP, {"hdr.ipv4.dstAddr": client_subnet}, "MyIngress.set_rewrite_src",
                           {"new_src": vip}))
         self._write_group(len(backends))
+        if self.intent is not None:
+            hop = self.intent.hop
+            self.intent.installed(vip, client_subnet, hop(client.mac, client.ip, client.port),
+                                  [hop(b.mac, b.ip, b.port) for b in backends], port_macs, BACKEND_BASE)
 
     # --- reading back -----------------------------------------------------------------------
 
@@ -152,7 +161,7 @@ class LoadBalancer:
             self._write_group(new_n, st.base)
         for i in range(new_n, old_n):  # shrinking: n is already lowered
             delete_key(ECMP_NHOP, {"meta.ecmp_select": str(st.base + i)})
-        return self.state()
+        return self._recorded(self.state())
 
     def add_backend(self, nh: NextHop) -> PoolState:
         """Append `nh` to the pool (n grows by one: most existing flows are remapped)."""
@@ -172,7 +181,7 @@ class LoadBalancer:
         st = self.state()
         i = self._slot_of(st, which)
         self._write_slot(st.base + i, nh)
-        return self.state()
+        return self._recorded(self.state())
 
     def move_backend(self, which: str | int, mac: str, ip: str, port: int) -> int:
         """Point a backend's slot at its new location (live migration): exactly one MODIFY.
@@ -201,9 +210,17 @@ class LoadBalancer:
         self.conn.require()
         write(make_entry(ECMP_NHOP, {"meta.ecmp_select": str(index)}, "MyIngress.set_nhop",
                          NextHop(mac, ip, port).params()), "modify")
+        if self.intent is not None:  # a small local file write; the switch already has it
+            self.intent.slot_set(index, self.intent.hop(mac, ip, port))
         return index
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _recorded(self, st: PoolState) -> PoolState:
+        """Record the pool the switch now holds (as read back) in the intent file."""
+        if self.intent is not None:
+            self.intent.pool_set([self.intent.hop(nh.mac, nh.ip, nh.port) for nh in st.backends], st.base)
+        return st
 
     def _write_slot(self, index: int, nh: NextHop) -> None:
         upsert(make_entry(ECMP_NHOP, {"meta.ecmp_select": str(index)}, "MyIngress.set_nhop", nh.params()))

@@ -27,11 +27,11 @@ from p4cf_kit import analysis as an
 from p4cf_kit import results
 from p4cf_kit.config import config_to_dict
 from p4cf_kit.errors import ConfigError, MigrationError
+from p4cf_kit.lablock import lab_lock
 from p4cf_kit.migration.migrate import migrate
 from p4cf_kit.migration.plan import LabLike, backend_id
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS, set_rto_min
-from p4cf_kit.podman.runner import podman
 from p4cf_kit.topology.pods import pod_net
 
 PHASES_CSV = "migrations.csv"
@@ -94,14 +94,25 @@ def _wait(lab: Any, seconds: float, where: dict[str, str], reads: list[tuple[int
 def tune_routes(lab: LabLike, rto_min_ms: int) -> None:
     """rto_min on every pod's gateway routes (client and all servers, idle hosts included)."""
     for host in lab.config.hosts:
-        set_rto_min(pod_net(lab.names, host).netns_path, rto_min_ms)
+        machine = lab.machine_of(host)
+        set_rto_min(pod_net(lab.names, host, machine).netns_path, rto_min_ms, machine)
 
 
 def run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None = None,
                    progress: Callable[[str], None] = lambda _: None) -> ExperimentResult:
-    """Run `opts.migrations` migrations under traffic on a lab that is up; write the results folder."""
+    """Run `opts.migrations` migrations under traffic on a lab that is up; write the results folder.
+
+    Holds the lab's lock throughout (its migrations nest inside), so nobody changes the lab
+    under a running experiment."""
     if opts.migrations < 1:
         raise ConfigError(f"migrations = {opts.migrations}: use 1 or more")
+    with lab_lock(lab.names.state, lab.config.name,
+                  f"running an experiment ({opts.migrations} migrations)"):
+        return _run_experiment(lab, opts, out, progress)
+
+
+def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
+                    progress: Callable[[str], None]) -> ExperimentResult:
     home, spare = _hosts(lab, opts)
     if home not in lab.pool() and spare in lab.pool():   # a previous run left it away from home
         home, spare = spare, home
@@ -113,7 +124,7 @@ def run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None = N
                                           notes=f"{opts.migrations} migrations {home}<->{spare}")
     if opts.rto_min_ms:
         tune_routes(lab, opts.rto_min_ms)
-    where = {h: backend_id(lab.names.server(h)) for h in lab.pool()}   # location -> backend id
+    where = {h: backend_id(lab.names.server(h), lab.machine_of(h)) for h in lab.pool()}   # location -> backend id
     reads: list[tuple[int, pd.DataFrame]] = []
     records: list[MigrationRecord] = []
     run = lab.traffic(connections=opts.connections, rate=opts.rate, log_dir=folder.raw_dir)
@@ -161,7 +172,7 @@ def _write_raw(lab: Any, folder: results.ResultsFolder, records: list[MigrationR
     pd.DataFrame(rows).to_csv(folder.raw(PHASES_CSV), index=False)
     an.switch_counters_from_reads(reads).to_csv(folder.raw(results.SWITCH_COUNTERS), index=False)
     for host in lab.config.hosts:   # per location; a restored server logs from its restore on
-        logs = podman("logs", lab.names.server(host.name), check=False)
+        logs = lab.machine_of(host).podman("logs", lab.names.server(host.name), check=False)
         if logs.returncode == 0:
             folder.server_log(host.name).write_text(logs.stdout + logs.stderr)
     log = an.load_client_log(folder.raw(results.CLIENT_LOG))

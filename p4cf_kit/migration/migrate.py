@@ -38,6 +38,7 @@ import time
 from typing import Callable
 
 from p4cf_kit.errors import ConfigError, KitError, MigrationError
+from p4cf_kit.lablock import lab_lock, note
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
@@ -72,11 +73,34 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
     `nudge=False` leaves the clients to their own retransmission timers; `on_phase(name)`
     is called as each phase starts (progress displays; it must be quick). Returns the
     timed MigrationRecord; raises ConfigError for a refused request and
-    MigrationError(phase=...) after rolling back a failed one.
+    MigrationError(phase=...) after rolling back a failed one. Runs holding the lab's lock
+    (p4cf_kit.lablock), so a second migration waits rather than collide in Podman.
     """
+    state = lab.names.state
+    with lab_lock(state, lab.config.name, f"migrating {src}'s backend to {dst}"):
+        def phase_started(phase: str) -> None:
+            note(state, f"migrating {src}'s backend to {dst} ({phase})")
+            if on_phase is not None:
+                on_phase(phase)
+        return _migrate(lab, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
+                        on_phase=phase_started, timeout=timeout)
+
+
+def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration: int,
+             nudge: bool, on_phase: Callable[[str], None] | None, timeout: float) -> MigrationRecord:
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
     _warm_up()
+    if inject == "transfer" and not plan.across_machines:
+        raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
+                          "no transfer phase; inject another phase or migrate across machines")
+    if plan.across_machines:
+        from p4cf_kit.migration.across import migrate_across
+        return migrate_across(
+            lab, plan, MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
+                                       container=plan.src_container),
+            nudge=nudge, started=on_phase or (lambda _phase: None), timeout=timeout,
+            end=lambda record, phase, t0: _end(record, phase, t0, inject))
     raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
     clients: list[nudging.ClientSeq] = []
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
@@ -118,9 +142,7 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
         phase = "switch"
         started(phase)
         t0 = time.monotonic()
-        phases.point_switch(lab, plan.slot, plan.dst_hop)
-        if raw is not None:
-            record.nudged = nudging.nudge(raw, clients, str(lab.config.vip))
+        record.nudged = phases.switch_over(lab, plan, raw, clients)
         _end(record, phase, t0, inject)
         record.t_end_ns = time.time_ns()
         record.total_s = time.monotonic() - t_start
@@ -152,13 +174,7 @@ def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> 
 def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,
                phase: str, exc: BaseException, timeout: float) -> None:
     """Return the backend to its source and raise MigrationError(phase) with the record attached."""
-    record.failed_phase = phase
-    record.error = str(exc) or type(exc).__name__
-    if not record.t_start_ns:
-        record.t_start_ns = time.time_ns()
-    if not record.t_end_ns:
-        record.t_end_ns = time.time_ns()
-        record.total_s = None
+    record.fail(phase, exc)
     try:
         record.rollback_s = return_to_source(lab, plan, run, timeout)
         record.rolled_back = True

@@ -12,16 +12,16 @@ there later (`Lab.pool`) would be unreachable, so migration cleanup releases it.
 
 from __future__ import annotations
 
-from p4cf_kit.topology.commands import in_netns
+from p4cf_kit.machines.machine import LOCAL, Machine
 
 CHAIN = "CRIU"
 TABLE_PREFIX = "CRIU-"
 _TOOLS = ("iptables", "ip6tables")
 
 
-def _nft_tables(netns_path: str) -> list[str]:
+def _nft_tables(netns_path: str, machine: Machine = LOCAL) -> list[str]:
     """CRIU's nftables lock tables in the netns, as "family name"."""
-    proc = in_netns(netns_path, ["nft", "list", "tables"], check=False)
+    proc = machine.in_netns(netns_path, ["nft", "list", "tables"], check=False)
     tables = []
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -30,22 +30,22 @@ def _nft_tables(netns_path: str) -> list[str]:
     return tables
 
 
-def lock_present(netns_path: str) -> bool:
+def lock_present(netns_path: str, machine: Machine = LOCAL) -> bool:
     """True when the netns still has a CRIU lock (nftables table, or iptables chain v4/v6)."""
-    if _nft_tables(netns_path):
+    if _nft_tables(netns_path, machine):
         return True
     for tool in _TOOLS:
-        proc = in_netns(netns_path, [tool, "-w", "-S", CHAIN], check=False)
+        proc = machine.in_netns(netns_path, [tool, "-w", "-S", CHAIN], check=False)
         if proc.returncode == 0:
             return True
     return False
 
 
-def release_lock(netns_path: str) -> bool:
+def release_lock(netns_path: str, machine: Machine = LOCAL) -> bool:
     """Remove CRIU's lock from the netns, whichever kind; True when one was there."""
     released = False
-    for table in _nft_tables(netns_path):
-        released |= in_netns(netns_path, ["nft", "delete", "table", *table.split()], check=False).returncode == 0
+    for table in _nft_tables(netns_path, machine):
+        released |= machine.in_netns(netns_path, ["nft", "delete", "table", *table.split()], check=False).returncode == 0
     script = "".join(
         f"if {tool} -w -S {CHAIN} >/dev/null 2>&1; then\n"
         f"  while {tool} -w -D INPUT -j {CHAIN} 2>/dev/null; do :; done\n"
@@ -53,5 +53,5 @@ def release_lock(netns_path: str) -> bool:
         f"  {tool} -w -F {CHAIN} 2>/dev/null && {tool} -w -X {CHAIN} 2>/dev/null && echo {tool}\n"
         f"fi\n"
         for tool in _TOOLS)
-    out = in_netns(netns_path, ["sh", "-c", script], check=False).stdout
+    out = machine.in_netns(netns_path, ["sh", "-c", script], check=False).stdout
     return released or bool(out.strip())

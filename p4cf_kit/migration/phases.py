@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 from p4cf_kit.config import HostConfig
 from p4cf_kit.control.loadbalancer import NextHop
 from p4cf_kit.errors import PodmanError
+from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
 from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir
@@ -208,6 +210,14 @@ def point_switch(lab: LabLike, slot: int, hop: NextHop) -> int:
     """One MODIFY of the backend's ecmp_nhop entry `slot` to `hop`, with no read before it:
     the plan found the slot, so the timed switch phase is a single P4Runtime write."""
     return lab.move_slot(slot, hop.mac, hop.ip, hop.port)
+
+
+def switch_over(lab: LabLike, plan: MigrationPlan, raw: socket.socket | None,
+                clients: list[nudging.ClientSeq]) -> int:
+    """The switch phase: one MODIFY to the destination, then each client connection nudged out
+    of its backoff (when a raw socket in the destination pod is there); returns nudges sent."""
+    point_switch(lab, plan.slot, plan.dst_hop)
+    return nudging.nudge(raw, clients, str(lab.config.vip)) if raw is not None else 0
 
 
 def point_switch_back(lab: LabLike, current_ip: str, hop: NextHop) -> int:

@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 from p4cf_kit.config import HostConfig, LabConfig
 from p4cf_kit.control.loadbalancer import NextHop
 from p4cf_kit.errors import ConfigError, KitError
-from p4cf_kit.podman.runner import podman
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.topology.names import LabNames
 from p4cf_kit.topology.pods import PodNet, pod_net
 
@@ -44,6 +44,8 @@ class LabLike(Protocol):
 
     def move_slot(self, index: int, mac: str, ip: str, port: int) -> int: ...
 
+    def machine_of(self, host: str | HostConfig) -> Machine: ...
+
 
 @dataclass(frozen=True)
 class MigrationPlan:
@@ -61,29 +63,38 @@ class MigrationPlan:
     src_hop: NextHop
     dst_hop: NextHop
     slot: int               # the backend's ecmp_nhop index, so the switch phase only writes
+    src_machine: Machine = LOCAL
+    dst_machine: Machine = LOCAL
+
+    @property
+    def across_machines(self) -> bool:
+        return self.src_machine.name != self.dst_machine.name
 
 
-def images_of(container: str) -> Path:
-    """Where Podman keeps `container`'s CRIU images (its checkpoint folder)."""
-    static = podman("inspect", "--type", "container", "--format", "{{.StaticDir}}", container).stdout.strip()
+def images_of(container: str, machine: Machine = LOCAL) -> Path:
+    """Where Podman keeps `container`'s CRIU images (its checkpoint folder, a path on `machine`)."""
+    static = machine.podman("inspect", "--type", "container", "--format", "{{.StaticDir}}",
+                            container).stdout.strip()
     return Path(static) / "checkpoint"
 
 
-def container_pid(container: str) -> int:
+def container_pid(container: str, machine: Machine = LOCAL) -> int:
     """The host PID of `container`'s main process (0 when it does not run)."""
-    out = podman("inspect", "--type", "container", "--format", "{{.State.Pid}}", container).stdout.strip()
+    out = machine.podman("inspect", "--type", "container", "--format", "{{.State.Pid}}",
+                         container).stdout.strip()
     return int(out or 0)
 
 
-def container_state(name: str) -> str | None:
+def container_state(name: str, machine: Machine = LOCAL) -> str | None:
     """Podman's state of container `name` (running, exited, ...), None when it does not exist."""
-    proc = podman("inspect", "--type", "container", "--format", "{{.State.Status}}", name, check=False)
+    proc = machine.podman("inspect", "--type", "container", "--format", "{{.State.Status}}", name,
+                          check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def backend_id(container: str) -> str:
+def backend_id(container: str, machine: Machine = LOCAL) -> str:
     """The id a backend's server reports (its P4CF_HOST_ID), read from the container's config."""
-    info = json.loads(podman("inspect", "--type", "container", container).stdout)[0]
+    info = json.loads(machine.podman("inspect", "--type", "container", container).stdout)[0]
     labels = info.get("Config", {}).get("Labels") or {}
     if labels.get(BACKEND_LABEL):
         return str(labels[BACKEND_LABEL])
@@ -104,21 +115,22 @@ def plan_migration(lab: LabLike, src: str, dst: str) -> MigrationPlan:
         if h.role == "client":
             raise ConfigError(f"{h.name} is the client host; it cannot be a migration {what}")
     pool = lab.pool()
+    src_machine, dst_machine = lab.machine_of(src_host), lab.machine_of(dst_host)
     src_container, dst_container = lab.names.server(src), lab.names.server(dst)
-    if src not in pool or container_state(src_container) != "running":
+    if src not in pool or container_state(src_container, src_machine) != "running":
         serving = ", ".join(pool) or "none"
         raise ConfigError(f"{src} does not run a backend (backends now on: {serving}); "
                           "migrate one of those")
-    dst_state = container_state(dst_container)
+    dst_state = container_state(dst_container, dst_machine)
     if dst in pool or dst_state == "running":
         raise ConfigError(f"{dst} already runs a backend; choose a host without one "
                           f"(idle: {', '.join(h.name for h in cfg.hosts if h.name not in pool and h.role != 'client') or 'none'})")
     if dst_state is not None:   # an exited leftover record would block the name
-        podman("rm", "-f", "-t", "0", dst_container, check=False)
+        dst_machine.podman("rm", "-f", "-t", "0", dst_container, check=False)
     return MigrationPlan(
-        src=src_host, dst=dst_host, backend=backend_id(src_container),
+        src=src_host, dst=dst_host, backend=backend_id(src_container, src_machine),
         src_container=src_container, dst_container=dst_container,
-        src_pod=pod_net(lab.names, src_host), dst_pod=pod_net(lab.names, dst_host),
-        src_pid=container_pid(src_container), src_images=images_of(src_container),
+        src_pod=pod_net(lab.names, src_host, src_machine), dst_pod=pod_net(lab.names, dst_host, dst_machine),
+        src_pid=container_pid(src_container, src_machine), src_images=images_of(src_container, src_machine),
         src_hop=lab.next_hop(src_host), dst_hop=lab.next_hop(dst_host),
-        slot=lab.backend_slot(str(src_host.ip)))
+        slot=lab.backend_slot(str(src_host.ip)), src_machine=src_machine, dst_machine=dst_machine)

@@ -8,10 +8,11 @@ Times are CLOCK_REALTIME ns (time.time_ns), the clock of the client log.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PHASES: tuple[str, ...] = ("prepare", "checkpoint", "rewrite", "restore", "switch", "cleanup")
+PHASES: tuple[str, ...] = ("prepare", "checkpoint", "rewrite", "transfer", "restore", "switch", "cleanup")
 
 
 @dataclass
@@ -22,6 +23,7 @@ class PhaseTimings:
     prepare: float | None = None
     checkpoint: float | None = None
     rewrite: float | None = None
+    transfer: float | None = None   # across machines only: the images crossing the network
     restore: float | None = None
     switch: float | None = None
     cleanup: float | None = None
@@ -51,6 +53,10 @@ class MigrationRecord:
     timings: PhaseTimings = field(default_factory=PhaseTimings)
     total_s: float | None = None
     checkpoint_bytes: int = 0
+    transfer_bytes: int = 0        # across machines: what crossed the network (tar stream)
+    transfer_mb_s: float | None = None
+    machines: str = ""             # across machines: "SRC_MACHINE->DST_MACHINE"
+    transfer_via: str = ""         # across machines: "ssh" or "tcp" (a direct stream)
     t_start_ns: int = 0
     t_end_ns: int = 0
     ok: bool = False
@@ -64,6 +70,15 @@ class MigrationRecord:
     rolled_back: bool = False
     rollback_s: float | None = None
 
+    def fail(self, phase: str, exc: BaseException) -> None:
+        """Mark this migration failed in `phase`: the error, and times that span what ran."""
+        self.failed_phase = phase
+        self.error = str(exc) or type(exc).__name__
+        self.t_start_ns = self.t_start_ns or time.time_ns()
+        if not self.t_end_ns:
+            self.t_end_ns = time.time_ns()
+            self.total_s = None
+
     def as_row(self) -> dict[str, Any]:
         """A flat dict: analysis.phases' record fields (`<phase>_s`), then the extras."""
         t = self.timings
@@ -75,5 +90,6 @@ class MigrationRecord:
             "prepare_s": t.prepare, "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
-            "rollback_s": self.rollback_s,
+            "rollback_s": self.rollback_s, "transfer_s": t.transfer, "transfer_bytes": self.transfer_bytes,
+            "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
         }

@@ -16,31 +16,31 @@ from __future__ import annotations
 
 import re
 
-from p4cf_kit.topology.commands import in_netns
+from p4cf_kit.machines.machine import LOCAL, Machine
 
 DEFAULT_RTO_MIN_MS = 5
 _RTO_RE = re.compile(r"\s+rto_min(\s+lock)?\s+\S+")
 
 
-def gateway_routes(netns_path: str) -> list[str]:
+def gateway_routes(netns_path: str, machine: Machine = LOCAL) -> list[str]:
     """The IPv4 routes through a gateway in that netns, as `ip route show` prints them."""
-    out = in_netns(netns_path, ["ip", "-4", "route", "show"]).stdout
+    out = machine.in_netns(netns_path, ["ip", "-4", "route", "show"]).stdout
     return [line.strip() for line in out.splitlines() if " via " in line]
 
 
-def set_rto_min(netns_path: str, rto_min_ms: int = DEFAULT_RTO_MIN_MS) -> int:
-    """Give every gateway route of the netns `rto_min`; returns how many routes changed."""
-    routes = gateway_routes(netns_path)
+def set_rto_min(netns_path: str, rto_min_ms: int = DEFAULT_RTO_MIN_MS, machine: Machine = LOCAL) -> int:
+    """Give every gateway route of the netns (on `machine`) `rto_min`; returns how many changed."""
+    routes = gateway_routes(netns_path, machine)
     script = "set -e\n" + "".join(
         f"ip route change {_RTO_RE.sub('', r)} rto_min {int(rto_min_ms)}ms\n" for r in routes)
     if routes:
-        in_netns(netns_path, ["sh", "-c", script])
+        machine.in_netns(netns_path, ["sh", "-c", script])
     return len(routes)
 
 
 def route_rto_min_ms(netns_path: str, destination: str) -> int | None:
     """The rto_min (ms) of the route to `destination` in the netns, None when unset."""
-    out = in_netns(netns_path, ["ip", "-4", "route", "get", destination]).stdout
+    out = LOCAL.in_netns(netns_path, ["ip", "-4", "route", "get", destination]).stdout
     match = re.search(r"rto_min(?:\s+lock)?\s+(\d+)(ms|s)?", out)
     if match is None:
         return None

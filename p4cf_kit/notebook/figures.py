@@ -51,6 +51,18 @@ def load_balancing_figures(folder: results.ResultsFolder, before: pd.DataFrame, 
             throughput.plot_throughput(an.throughput_per_backend(log, 1.0, t0), marks, folder.figures_dir)]
 
 
+def pool_change_figures(folder: results.ResultsFolder, changes: Sequence[Mapping[str, Any]]) -> list[FigureFiles]:
+    """Replies per second per backend over a run in which the pool changed (client log in raw/),
+    each change marked; the changes (t_ns, label) are stored as raw/markers.csv."""
+    from p4cf_kit.plots import throughput
+    log = an.load_client_log(folder.raw(results.CLIENT_LOG))
+    markers = pd.DataFrame(list(changes), columns=["t_ns", "label"])
+    markers.to_csv(folder.raw(results.MARKERS), index=False)
+    t0 = an.experiment_start_ns(log)
+    marks = pd.DataFrame({"t_s": (markers["t_ns"] - t0) / 1e9, "label": markers["label"]})
+    return [throughput.plot_throughput(an.throughput_per_backend(log, 1.0, t0), marks, folder.figures_dir)]
+
+
 def distribution_check(folder: results.ResultsFolder) -> pd.DataFrame:
     """Client and switch shares per backend side by side, from the figure's data."""
     data = pd.read_csv(folder.figures_dir / "distribution.csv")

@@ -84,6 +84,21 @@ def wait_lab_gone(config: LabConfig, timeout: float = 90.0) -> bool:
     return True
 
 
+def _remove_detached(container: str) -> None:
+    """Remove a container from outside this process group (at kernel exit, which may be cut short)."""
+    from p4cf_kit.podman.conf import podman_env
+    from p4cf_kit.podman.runner import podman_binary
+    subprocess.Popen([podman_binary(), "rm", "-f", "-t", "0", container], env=podman_env(),
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)
+
+
+def _stop_traffic_at_exit(session_ref: "weakref.ref[LabSession]") -> None:
+    session = session_ref()
+    if session is not None and not session.closed and session.live is not None:
+        _remove_detached(session.live.container)
+
+
 @dataclass
 class LabSession:
     """A lab used by one notebook; `started` says whether closing it tears the lab down."""
@@ -91,11 +106,33 @@ class LabSession:
     lab: Any
     started: bool
     up_s: float = 0.0
+    #: Client traffic started with `live_traffic` (runs until stopped): stopped with the session.
+    live: Any = None
+    closed: bool = False
+    _exit_hook: bool = field(default=False, repr=False)
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
+    def live_traffic(self, connections: int = 16, rate: float = 50.0, **options: Any) -> Any:
+        """Client traffic that runs until stopped (a TrafficRun), for the panels to follow after Run
+        All. It is stopped when the session closes, and when the kernel exits also in a lab this
+        notebook only attached to (a lab it brought up is torn down as a whole)."""
+        if self.live is not None:
+            self.live.stop()
+        self.live = self.lab.traffic(connections=connections, rate=rate, duration=0, **options)
+        if not self.started and not self._exit_hook:
+            atexit.register(_stop_traffic_at_exit, weakref.ref(self))
+            self._exit_hook = True
+        return self.live
+
     def close(self) -> None:
-        """Tear the lab down if this session brought it up, else only drop the switch connection
-        (so the switch sees the session end now, not at exit). Idempotent."""
+        """Stop the session's live traffic; tear the lab down if this session brought it up, else only
+        drop the switch connection (so the switch sees the session end now, not at exit). Idempotent."""
+        if self.live is not None and not self.closed:
+            try:
+                self.live.stop()
+            except Exception:
+                pass
+        self.closed = True
         if self._finalizer is not None:
             self._finalizer()
         elif getattr(self.lab, "conn", None) is not None:

@@ -1,6 +1,7 @@
 """Figures of the kit: each made to be read, saved as PNG/SVG/PDF beside its CSV.
 
   style         colours per host and phase, fonts; new_figure (Agg canvas, outside pyplot)
+  markers       vertical markers whose labels never overlap (migrations, pool changes)
   export        save_figure: images + data, FigureFiles
   distribution  traffic share per backend: client log beside switch counters
   throughput    replies/s per backend over time, migrations marked

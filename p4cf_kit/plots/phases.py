@@ -11,10 +11,10 @@ from p4cf_kit.plots.export import FigureFiles, save_figure
 from p4cf_kit.plots.style import figure_style, new_figure, phase_color
 
 NAME = "phases"
-STACK = ("checkpoint", "rewrite", "restore", "switch", "other")
+STACK = ("checkpoint", "rewrite", "transfer", "restore", "switch", "other")
 # With CRIU's frozen time known, the checkpoint bar is split: before the freeze the backend still
 # serves; from the freeze on, clients wait.
-SPLIT_STACK = ("before_freeze", "frozen", "rewrite", "restore", "switch", "other")
+SPLIT_STACK = ("before_freeze", "frozen", "rewrite", "transfer", "restore", "switch", "other")
 LEGEND = {"before_freeze": "checkpoint: before the freeze", "frozen": "checkpoint: frozen (CRIU)"}
 
 
@@ -26,7 +26,9 @@ def plot_phase_breakdown(data: pd.DataFrame, out_dir: str | Path, name: str = NA
     """
     labels = [f"m{int(m)}\n{s}→{d}" for m, s, d in zip(data["migration"], data["src"], data["dst"])]
     stack = SPLIT_STACK if "frozen_s" in data.columns else STACK
-    columns = [f"{p}_s" for p in stack if f"{p}_s" in data.columns]
+    # A phase no migration had (transfer, within one machine) gets no legend entry.
+    columns = [f"{p}_s" for p in stack if f"{p}_s" in data.columns
+               and (p != "transfer" or data[f"{p}_s"].notna().any())]
     values = data[columns].fillna(0).to_numpy(dtype=float)
     medians = np.median(values, axis=0) if len(values) else np.zeros(len(columns))
     rows = np.vstack([values, medians]) if len(values) else medians[None, :]

@@ -31,6 +31,7 @@ _SPARE = ("#882255", "#44AA99", "#332288", "#AA4499", "#117733", "#DDCC77")
 PHASE_COLORS: dict[str, str] = {
     "checkpoint": "#4477AA",
     "rewrite": "#EE6677",
+    "transfer": "#AA3377",
     "restore": "#228833",
     "switch": "#CCBB44",
     "other": "#BBBBBB",
@@ -77,6 +78,12 @@ def host_color(host: str) -> str:
 def phase_color(phase: str) -> str:
     """The colour of a migration phase (grey for unknown ones)."""
     return PHASE_COLORS.get(phase, PHASE_COLORS["other"])
+
+
+def nested_widths(hosts: list[str], thinnest: float, step: float = 1.3) -> dict[str, float]:
+    """Line widths that keep equal lines visible: each host's line is `step` narrower than the one
+    drawn before it (drawn on top of it), so a line under another shows as its border."""
+    return {h: thinnest + step * (len(hosts) - 1 - k) for k, h in enumerate(hosts)}
 
 
 def host_sort_key(host: str) -> tuple[int, str]:

@@ -27,8 +27,14 @@ def _hard_limit(which: int, fallback: int) -> int:
     return int(limit)
 
 
-def render_containers_conf() -> str:
-    """The text of the kit's containers.conf for this host's limits."""
+def _toml_lines(extra: dict[str, str] | None) -> str:
+    return "".join(f'{key} = "{value}"\n' for key, value in (extra or {}).items())
+
+
+def render_containers_conf(engine: dict[str, str] | None = None,
+                           network: dict[str, str] | None = None) -> str:
+    """The text of the kit's containers.conf for this host's limits; `engine` and `network`
+    add keys to those tables (an emulated machine moves Podman's shared paths with them)."""
     nofile = min(_hard_limit(resource.RLIMIT_NOFILE, 1 << 20), 1 << 20)
     nproc = min(_hard_limit(resource.RLIMIT_NPROC, PODMAN_NPROC_CEILING), PODMAN_NPROC_CEILING)
     return (
@@ -39,9 +45,11 @@ def render_containers_conf() -> str:
         "[engine]\n"
         f'runtime = "{RUNTIME}"\n'
         'events_logger = "file"\n'
+        + _toml_lines(engine) +
         "\n"
         "[network]\n"
         'network_backend = "netavark"\n'
+        + _toml_lines(network)
     )
 
 

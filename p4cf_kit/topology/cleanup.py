@@ -15,9 +15,12 @@ import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
+from p4cf_kit.config import LabConfig, parse_config
 from p4cf_kit.errors import KitError
 from p4cf_kit.labels import LABEL
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.podman.restore_gate import abort_gates, remove_stale_gates
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.switch.targets import stop_switch
@@ -25,12 +28,15 @@ from p4cf_kit.topology import isolation
 from p4cf_kit.topology.commands import run
 from p4cf_kit.topology.names import LAB_LABEL_KEY, LabNames
 from p4cf_kit.topology.networks import bridges_of
+from p4cf_kit.topology.wiring import release_cables
 from p4cf_kit.paths import state_dir
 
+LAB_STATE_FILE = "lab.json"
 
-def _podman_objects(kind: list[str], names: LabNames) -> list[tuple[str, str]]:
+
+def _podman_objects(kind: list[str], names: LabNames, machine: Machine = LOCAL) -> list[tuple[str, str]]:
     """(id, name) of Podman objects of `kind` with both kit labels and the lab's name prefix."""
-    out = podman(*kind, "--filter", f"label={LABEL}", "--filter", f"label={names.lab_label}",
+    out = machine.podman(*kind, "--filter", f"label={LABEL}", "--filter", f"label={names.lab_label}",
                  "--format", "json", check=False).stdout.strip()
     items = json.loads(out) if out else []
     found = []
@@ -55,11 +61,11 @@ def lab_interfaces(names: LabNames) -> list[str]:
     return found
 
 
-def network_bridges(networks: list[str]) -> list[str]:
+def network_bridges(networks: list[str], machine: Machine = LOCAL) -> list[str]:
     """The Linux bridges behind these Podman networks, asked before they are removed; none
     when Podman cannot say (`down` goes on: it must work on a half-made lab)."""
     try:
-        return bridges_of(networks)
+        return bridges_of(networks, machine)
     except KitError:
         return []
 
@@ -89,8 +95,73 @@ def netns_exists(name: str) -> bool:
     return Path(f"/run/netns/{name}").exists()
 
 
-def down(lab: str) -> dict[str, list[str]]:
-    """Remove lab `lab` completely; returns what was removed, per kind."""
+def saved_config(lab: str) -> LabConfig | None:
+    """The config a lab was brought up with (its state folder), or None when unreadable."""
+    path = state_dir() / "labs" / lab / LAB_STATE_FILE
+    try:
+        return parse_config(json.loads(path.read_text()))
+    except (OSError, ValueError, KitError):
+        return None
+
+
+def _remote_machines(lab: str) -> tuple[dict[str, Machine], list[str], dict[str, list[str]]]:
+    """The lab's other machines (from its saved config), what could not be opened, and the
+    uplinks the lab used on each."""
+    cfg = saved_config(lab)
+    if cfg is None or not cfg.remote_hosts:
+        return {}, [], {}
+    from p4cf_kit.machines.registry import open_machine
+    machines: dict[str, Machine] = {}
+    unreachable: list[str] = []
+    uplinks: dict[str, list[str]] = {}
+    for h in cfg.remote_hosts:
+        uplinks.setdefault(h.machine, []).append(h.uplink)
+        if h.machine in machines or h.machine in unreachable:
+            continue
+        try:
+            machines[h.machine] = open_machine(cfg.machines[h.machine])
+        except KitError as exc:
+            unreachable.append(f"{h.machine}: {exc}")
+    return machines, unreachable, uplinks
+
+
+def _down_machine(names: LabNames, machine: Machine, removed: dict[str, list[str]],
+                  uplinks: Sequence[str] = ()) -> None:
+    """Remove the lab's containers, pods, networks, bridges and isolation table on `machine`."""
+    where = "" if machine.is_local else f"{machine.name}:"
+    containers = _podman_objects(["ps", "-a"], names, machine)
+    pods = _podman_objects(["pod", "ps"], names, machine)
+    if containers:
+        machine.podman("rm", "-f", "-t", "0", *[c[0] for c in containers], check=False)
+        removed["containers"] += [where + c[1] for c in containers]
+    if pods:
+        machine.podman("pod", "rm", "-f", "-t", "0", *[p[0] for p in pods], check=False)
+        removed["pods"] += [where + p[1] for p in pods]
+    nets = _podman_objects(["network", "ls"], names, machine)
+    bridges = network_bridges([n[1] for n in nets], machine)
+    if machine.is_local:
+        return _down_local_links(names, nets, bridges, removed)
+    if nets:
+        machine.podman("network", "rm", "-f", *[n[1] for n in nets], check=False)
+        removed["networks"] += [where + n[1] for n in nets]
+    # The uplinks leave their bridges first: a bridge with a port left is never deleted.
+    script = "".join(f"ip link set {u} nomaster 2>/dev/null || true\n" for u in uplinks if u)
+    script += "".join(f"[ -d /sys/class/net/{b}/bridge ] && [ -z \"$(ls /sys/class/net/{b}/brif)\" ] "
+                      f"&& ip link del {b} && echo {b}\n" for b in bridges)
+    if script:
+        out = machine.run(["sh", "-c", script + "true\n"], check=False).stdout
+        removed["interfaces"] += [where + b for b in out.split()]
+    if names.nft_table in isolation.kit_tables(machine):
+        isolation.remove(names, machine)
+        removed["nft"].append(where + names.nft_table)
+
+
+def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list[str]]:
+    """Remove lab `lab` completely, on every machine it spans; returns what was removed, per kind.
+
+    `machines`: the lab's other machines; by default read from the config the lab was brought
+    up with. A machine that cannot be reached is reported under "unreachable" (run `down`
+    again once it is back); everything else is still removed."""
     names = LabNames(lab)
     removed: dict[str, list[str]] = {"switch": [], "containers": [], "pods": [], "networks": [],
                                      "interfaces": [], "netns": [], "nft": []}
@@ -100,24 +171,20 @@ def down(lab: str) -> dict[str, list[str]]:
     gates = abort_gates(lab)   # first: a restore waiting at its gate holds its container's lock
     if gates:
         removed["gates"] = gates
-    containers = _podman_objects(["ps", "-a"], names)
-    pods = _podman_objects(["pod", "ps"], names)
-    if containers:
-        podman("rm", "-f", "-t", "0", *[c[0] for c in containers], check=False)
-        removed["containers"] = [c[1] for c in containers]
-    if pods:
-        podman("pod", "rm", "-f", "-t", "0", *[p[0] for p in pods], check=False)
-        removed["pods"] = [p[1] for p in pods]
-    nets = _podman_objects(["network", "ls"], names)
-    bridges = network_bridges([n[1] for n in nets])
-    ifaces = lab_interfaces(names)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        if nets:
-            pool.submit(podman, "network", "rm", "-f", *[n[1] for n in nets], check=False)
-        for iface in ifaces:
-            pool.submit(run, ["ip", "link", "del", iface], check=False)
-    removed["networks"] = [n[1] for n in nets]
-    removed["interfaces"] = ifaces + _remove_bridges(bridges)
+    remote, unreachable, uplinks = _remote_machines(lab)
+    if machines is not None:
+        remote = {k: m for k, m in machines.items() if not m.is_local}
+    for name, machine in remote.items():
+        try:
+            _down_machine(names, machine, removed, uplinks.get(name, []))
+        except KitError as exc:
+            unreachable.append(f"{name}: {exc}")
+    if unreachable:
+        removed["unreachable"] = unreachable
+    _down_machine(names, LOCAL, removed)
+    cables = release_cables(names)
+    if cables:
+        removed["cables"] = cables
     if netns_exists(names.switch_netns):
         run(["ip", "netns", "del", names.switch_netns], check=False)
         removed["netns"].append(names.switch_netns)
@@ -128,9 +195,22 @@ def down(lab: str) -> dict[str, list[str]]:
     if stale:
         removed.setdefault("gates", []).extend(stale)
     state = state_dir() / "labs" / lab
-    for leftover in ("lab.json", "s1.grpc.sock"):
+    for leftover in (LAB_STATE_FILE, "s1.grpc.sock"):
         (state / leftover).unlink(missing_ok=True)
     return removed
+
+
+def _down_local_links(names: LabNames, nets: list[tuple[str, str]], bridges: list[str],
+                      removed: dict[str, list[str]]) -> None:
+    """This machine's networks, the lab's veths and the bridges netavark left."""
+    ifaces = lab_interfaces(names)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        if nets:
+            pool.submit(podman, "network", "rm", "-f", *[n[1] for n in nets], check=False)
+        for iface in ifaces:
+            pool.submit(run, ["ip", "link", "del", iface], check=False)
+    removed["networks"] += [n[1] for n in nets]
+    removed["interfaces"] += ifaces + _remove_bridges(bridges)
 
 
 def known_labs() -> list[str]:
@@ -146,6 +226,17 @@ def known_labs() -> list[str]:
     if labs_dir.is_dir():
         labs.update(p.name for p in labs_dir.iterdir() if p.is_dir())
     return sorted(labs)
+
+
+def remove_unused_emulated_machines() -> dict[str, list[str]]:
+    """Remove every emulated machine that no lab still up (one with a saved config) uses."""
+    from p4cf_kit.machines import emulated
+    used = set()
+    for lab in known_labs():
+        cfg = saved_config(lab)
+        if cfg is not None:
+            used.update(m.name for m in cfg.machines.values() if m.emulated)
+    return {name: emulated.remove(name) for name in emulated.emulated_names() if name not in used}
 
 
 def down_all() -> dict[str, dict[str, list[str]]]:

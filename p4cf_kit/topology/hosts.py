@@ -14,9 +14,9 @@ from pathlib import Path
 from p4cf_kit.checkpoint.runc_conf import annotation_args
 from p4cf_kit.config import HostConfig, LabConfig
 from p4cf_kit.errors import PodmanError
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.podman.restore_gate import gated_runtime_path
 from p4cf_kit.podman.runner import podman
-from p4cf_kit.topology.commands import in_netns
 from p4cf_kit.topology.names import LabNames
 
 CLIENT_LOG_DIR = "/data"
@@ -31,43 +31,50 @@ UNMASKED_FOR_MIGRATION = ("/proc/acpi", "/proc/scsi", "/sys/firmware", "/sys/dev
 
 
 def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
-                 labels: dict[str, str] | None = None) -> list[str]:
-    """The container arguments of backend `backend`'s server placed in `host`'s pod."""
+                 labels: dict[str, str] | None = None, criu_options: bool = True) -> list[str]:
+    """The container arguments of backend `backend`'s server placed in `host`'s pod.
+
+    `criu_options`: point CRIU at the kit's options file (checkpoint/runc_conf.py). Only on this
+    machine: the file lives here, and the kit puts no files of its own on other machines."""
     extra = [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
     return ["--pod", names.pod(host.name), "--name", names.server(host.name), *names.labels("backend"),
-            *extra, *annotation_args(), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
+            *extra, *(annotation_args() if criu_options else []), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
             cfg.images.server]
 
 
-def start_server(cfg: LabConfig, names: LabNames, host: HostConfig) -> str:
-    """Run the TCP server in `host`'s pod; returns the container name. It carries the kit's
-    CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
-    podman("run", "-d", *_server_args(cfg, names, host, host.name))
+def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL) -> str:
+    """Run the TCP server in `host`'s pod (on `machine`); returns the container name. It carries
+    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
+    machine.podman("run", "-d", *_server_args(cfg, names, host, host.name, criu_options=machine.is_local))
     return names.server(host.name)
 
 
 def create_landing(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
-                   labels: dict[str, str]) -> str:
+                   labels: dict[str, str], machine: Machine = LOCAL) -> str:
     """Create (never start) the container a migration restores backend `backend` into, in
-    `host`'s pod, with the kit's gated runtime (podman/restore_gate.py); returns its ID.
+    `host`'s pod, with the kit's gated runtime (podman/restore_gate.py) on this machine and
+    plain runc on another (the kit installs nothing there); returns its ID.
 
     `podman container init` + `cleanup` give it the OCI spec a restore starts from, without
     running the server: its process comes from the checkpoint."""
-    cid = podman("create", "--runtime", str(gated_runtime_path()),
-                 *_server_args(cfg, names, host, backend, labels)).stdout.strip()
+    runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
+    cid = machine.podman("create", *runtime, *_server_args(cfg, names, host, backend, labels,
+                                                           criu_options=machine.is_local)).stdout.strip()
     try:
-        podman("container", "init", cid)
-        podman("container", "cleanup", cid)
+        machine.podman("container", "init", cid)
+        # `cleanup` is not offered by the remote client; `stop` of an initialized container
+        # ends in the same state (exited, with its OCI spec written).
+        machine.podman("container", "cleanup" if machine.is_local else "stop", cid)
     except PodmanError:
-        podman("rm", "-f", "-t", "0", cid, check=False)
+        machine.podman("rm", "-f", "-t", "0", cid, check=False)
         raise
     return cid
 
 
-def listening(netns_path: str, port: int) -> bool:
+def listening(netns_path: str, port: int, machine: Machine = LOCAL) -> bool:
     """True when some socket in that netns listens on TCP `port` (read from /proc/net/tcp)."""
-    text = in_netns(netns_path, ["cat", "/proc/net/tcp"]).stdout
+    text = machine.in_netns(netns_path, ["cat", "/proc/net/tcp"]).stdout
     want = f":{port:04X}"
     for line in text.splitlines()[1:]:
         cols = line.split()
@@ -76,11 +83,12 @@ def listening(netns_path: str, port: int) -> bool:
     return False
 
 
-def wait_listening(netns_path: str, port: int, what: str, timeout: float = 10.0) -> None:
+def wait_listening(netns_path: str, port: int, what: str, timeout: float = 10.0,
+                   machine: Machine = LOCAL) -> None:
     """Poll until `port` listens in the netns; PodmanError naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     delay = 0.02
-    while not listening(netns_path, port):
+    while not listening(netns_path, port, machine):
         if time.monotonic() > deadline:
             raise PodmanError(f"{what} does not listen on TCP {port} after {timeout:.0f} s; "
                               f"see `podman logs {what}`")
@@ -106,6 +114,6 @@ def stop_container(name: str, timeout_s: int = 5) -> None:
     podman("rm", "-f", "-t", "0", name, check=False)
 
 
-def container_running(name: str) -> bool:
-    proc = podman("inspect", "--type", "container", "--format", "{{.State.Running}}", name, check=False)
+def container_running(name: str, machine: Machine = LOCAL) -> bool:
+    proc = machine.podman("inspect", "--type", "container", "--format", "{{.State.Running}}", name, check=False)
     return proc.returncode == 0 and proc.stdout.strip() == "true"

@@ -17,7 +17,7 @@ The table is named `p4cf_isolation` (or `p4cf_<lab>_isolation`); cleanup deletes
 
 from __future__ import annotations
 
-from p4cf_kit.topology.commands import run
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.topology.names import LabNames
 
 
@@ -39,18 +39,20 @@ def ruleset(table: str, bridges: list[str], root_switch_ports: list[str]) -> str
     return (f"table inet {table}\ndelete table inet {table}\n" + "\n".join(body) + "\n")
 
 
-def install(names: LabNames, bridges: list[str], root_switch_ports: list[str] | None = None) -> None:
-    """Install (or replace) this lab's isolation table."""
-    run(["nft", "-f", "-"], input=ruleset(names.nft_table, bridges, root_switch_ports or []))
+def install(names: LabNames, bridges: list[str], root_switch_ports: list[str] | None = None,
+            machine: Machine = LOCAL) -> None:
+    """Install (or replace) this lab's isolation table on `machine` (each machine of a lab has
+    its own, over the bridges of the host networks placed there)."""
+    machine.run(["nft", "-f", "-"], input=ruleset(names.nft_table, bridges, root_switch_ports or []))
 
 
-def remove(names: LabNames) -> None:
+def remove(names: LabNames, machine: Machine = LOCAL) -> None:
     """Delete this lab's isolation table if present."""
-    run(["nft", "delete", "table", "inet", names.nft_table], check=False)
+    machine.run(["nft", "delete", "table", "inet", names.nft_table], check=False)
 
 
-def kit_tables() -> list[str]:
+def kit_tables(machine: Machine = LOCAL) -> list[str]:
     """Names of all kit-owned (`p4cf` prefixed) inet tables."""
-    out = run(["nft", "list", "tables"], check=False).stdout
+    out = machine.run(["nft", "list", "tables"], check=False).stdout
     return [line.split()[-1] for line in out.splitlines()
             if line.startswith("table inet p4cf")]

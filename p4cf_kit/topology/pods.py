@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from p4cf_kit.config import HostConfig
 from p4cf_kit.errors import PodmanError
-from p4cf_kit.podman.runner import podman, podman_json
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.topology.names import LabNames, host_role
 
 
@@ -24,27 +24,28 @@ class PodNet:
     netns_path: str
 
 
-def create_pod(names: LabNames, host: HostConfig, start: bool = True) -> PodNet | None:
+def create_pod(names: LabNames, host: HostConfig, start: bool = True,
+               machine: Machine = LOCAL) -> PodNet | None:
     """Create host `host`'s pod on its network; with `start`, start it and return its netns.
 
     `start=False` saves a Podman call when a container is run into the pod next: running a
     container starts the pod's infra container too (call `pod_net` afterwards)."""
     pod = names.pod(host.name)
-    podman("pod", "create", "--name", pod, *names.labels(host_role(host)),
+    machine.podman("pod", "create", "--name", pod, *names.labels(host_role(host)),
            "--network", names.network(host.name), "--ip", str(host.ip), "--mac-address", host.mac,
            "--hostname", host.name)
     if not start:
         return None
-    podman("pod", "start", pod)
-    return pod_net(names, host)
+    machine.podman("pod", "start", pod)
+    return pod_net(names, host, machine)
 
 
-def pod_net(names: LabNames, host: HostConfig) -> PodNet:
-    """Read a running pod's infra pid and netns path from Podman."""
+def pod_net(names: LabNames, host: HostConfig, machine: Machine = LOCAL) -> PodNet:
+    """Read a running pod's infra pid and netns path from Podman (paths as seen on `machine`)."""
     pod = names.pod(host.name)
-    info = podman_json("pod", "inspect", pod)
+    info = machine.podman_json("pod", "inspect", pod)
     info = info[0] if isinstance(info, list) else info
-    infra = podman_json("inspect", "--type", "container", info["InfraContainerID"])[0]
+    infra = machine.podman_json("inspect", "--type", "container", info["InfraContainerID"])[0]
     pid = int(infra["State"]["Pid"])
     if pid <= 0:
         raise PodmanError(f"pod {pod} has no running infra container; run `p4cf down` and `p4cf up` again")

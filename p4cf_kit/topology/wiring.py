@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from p4cf_kit.config import HostConfig, LabConfig
+from p4cf_kit.errors import ConfigError
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.topology.commands import in_netns, netns_path, run
 from p4cf_kit.topology.names import LabNames
 
@@ -86,15 +88,64 @@ def host_routing_script(cfg: LabConfig, host: HostConfig) -> str:
     return "set -e\n" + "\n".join(lines) + "\n"
 
 
-def configure_host(cfg: LabConfig, host: HostConfig, pod_netns: str) -> None:
-    """Apply `host_routing_script` inside the pod's network namespace."""
-    in_netns(pod_netns, ["sh", "-c", host_routing_script(cfg, host)])
+def configure_host(cfg: LabConfig, host: HostConfig, pod_netns: str, machine: Machine = LOCAL) -> None:
+    """Apply `host_routing_script` inside the pod's network namespace (on `machine`)."""
+    machine.in_netns(pod_netns, ["sh", "-c", host_routing_script(cfg, host)])
 
 
-def quiet_bridge_members(bridge: str) -> None:
+def quiet_bridge_members(bridge: str, machine: Machine = LOCAL) -> None:
     """IPv6 off on every port of `bridge` (netavark's host-side veths appear at pod start)."""
-    out = run(["ip", "-o", "link", "show", "master", bridge], check=False).stdout
+    out = machine.run(["ip", "-o", "link", "show", "master", bridge], check=False).stdout
+    ifaces = [parts[1].strip().split("@")[0] for line in out.splitlines()
+              if len(parts := line.split(":")) > 1]
+    if machine.is_local:
+        for iface in ifaces:
+            disable_ipv6(iface)
+    elif ifaces:
+        machine.run(["sh", "-c", _disable_ipv6_sysctls(ifaces)], check=False)
+
+
+def attach_uplink(host: HostConfig, bridge: str, machine: Machine) -> None:
+    """On a remote machine: enslave the host's uplink (its NIC toward the switch) to the host
+    network's bridge, offloads off as on every switch-facing link, IPv6 off on both."""
+    u = host.uplink
+    machine.run(["sh", "-c", _disable_ipv6_sysctls([bridge, u])
+                 + f"ethtool -K {u} {' '.join(OFFLOADS)} >/dev/null 2>&1 || true\n"
+                 + f"ip link set {u} master {bridge} up\n"])
+
+
+def take_cable(names: LabNames, host: HostConfig, iface: str) -> str:
+    """Make `iface`, the NIC cabled to a remote host's uplink, switch port `host.port`: moved into
+    the switch netns with the port's MAC and offloads off; `cleanup` hands it back on `down`."""
+    if not Path(f"/sys/class/net/{iface}").exists():
+        if Path(f"/run/netns/{names.switch_netns}").exists() and in_netns(
+                netns_path(names.switch_netns), ["ip", "link", "show", iface], check=False).returncode == 0:
+            run(["ip", "-n", names.switch_netns, "link", "set", iface, "netns", "1"])
+        else:
+            raise ConfigError(f"switch port {host.port} ({host.name} on machine {host.machine!r}): interface "
+                              f"{iface!r} does not exist on the switch's machine; check [switch.ports]")
+    run(["ip", "link", "set", iface, "down"])
+    run(["ip", "link", "set", iface, "address", host.switch_mac, "netns", names.switch_netns])
+    in_netns(netns_path(names.switch_netns), ["sh", "-c",
+             f"ip link set {iface} up\nethtool -K {iface} {' '.join(OFFLOADS)} >/dev/null 2>&1 || true\n"])
+    return iface
+
+
+def release_cables(names: LabNames) -> list[str]:
+    """Move every interface the switch netns holds but the lab did not create (the cables to
+    other machines) back to the root netns, so deleting the netns never destroys them."""
+    ns = names.switch_netns
+    if not Path(f"/run/netns/{ns}").exists():
+        return []
+    out = run(["ip", "-n", ns, "-o", "link", "show"], check=False).stdout
+    moved = []
     for line in out.splitlines():
         parts = line.split(":")
-        if len(parts) > 1:
-            disable_ipv6(parts[1].strip().split("@")[0])
+        if len(parts) < 2:
+            continue
+        iface = parts[1].strip().split("@")[0]
+        if iface == "lo" or names.iface_re.match(iface):
+            continue
+        if run(["ip", "-n", ns, "link", "set", iface, "down", "netns", "1"], check=False).returncode == 0:
+            moved.append(iface)
+    return moved

@@ -2,8 +2,9 @@
 
   runner           background tasks for panels (controls disabled meanwhile, errors as messages)
   progress         phase progress of a migration (bar + chips)
-  sampler, chart   live switch counters and their chart
-  pool_panel       PoolPanel: checkboxes per host, Apply -> lab.pool(...)
+  sampler, chart   live switch counters (only measured intervals) and their chart
+  lab_watch        noticing that a panel's lab is gone, and saying how to bring it back
+  pool_panel       PoolPanel: checkboxes per host, Apply -> lab.pool(...), what it does to connections
   migration_panel  MigrationPanel: backend + destination, Migrate -> lab.migrate(src, dst)
 """
 

@@ -23,6 +23,7 @@ from p4cf_kit.migration.record import PHASES as MIGRATION_PHASES
 from p4cf_kit.notebook import migrate_call, migration_unavailable_reason, record_dict, serving_hosts
 from p4cf_kit.plots import timeline
 from p4cf_kit.widgets import table
+from p4cf_kit.widgets.lab_watch import LabWatch, gone_text
 from p4cf_kit.widgets.progress import PhaseProgress
 from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
 
@@ -50,7 +51,9 @@ class MigrationPanel:
         self.migrate_button = widgets.Button(description="Migrate", button_style="warning", icon="truck",
                                              tooltip="checkpoint the backend, restore it on the destination "
                                                      "host, repoint the switch")
-        self.progress = PhaseProgress(MIGRATION_PHASES)   # prepare, the downtime phases, cleanup
+        # prepare, the downtime phases, cleanup; transfer only where hosts live on other machines
+        self.progress = PhaseProgress([p for p in MIGRATION_PHASES
+                                       if p != "transfer" or lab.config.remote_hosts])
         self.status = widgets.HTML()
         self.table = widgets.HTML()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="900px",
@@ -64,17 +67,31 @@ class MigrationPanel:
             self.progress.widget, self.status, self.table, self.plot,
         ])
         self.unavailable = migration_unavailable_reason()
+        self.gone = False
         self._refresh_choices()
         if self.unavailable:
             self.status.value = status_html(self.unavailable, "error")
         else:
             self.status.value = status_html("choose a backend and a host, then Migrate")
+        self.watch = LabWatch(lab, self._lab_gone)
+        self.watch.start()
+
+    def _lab_gone(self) -> None:
+        """The lab went away (torn down, `p4cf down`): say so and how to bring it back; controls off."""
+        self.gone = True
+        for control in self.runner.controls:
+            control.disabled = True
+        if not self.runner.running:
+            self.status.value = status_html(gone_text(self.lab), "error")
 
     # --- choices ---------------------------------------------------------------------------------
 
     def _refresh_choices(self) -> None:
         """Sources: the pool as the switch holds it; destinations: non-client hosts outside it that
         run no server (a server left over from a pool change would refuse the migration)."""
+        if self.gone:
+            self._lab_gone()
+            return
         with lab_lock(self.lab):
             pool = list(self.lab.pool())
             serving = set(serving_hosts(self.lab))
@@ -95,8 +112,8 @@ class MigrationPanel:
 
     def migrate(self, src: str | None = None, dst: str | None = None) -> bool:
         """Start migrating `src` (default: the chosen one) to `dst`, in the background (= clicking Migrate)."""
-        if self.unavailable:
-            self.status.value = status_html(self.unavailable, "error")
+        if self.unavailable or self.gone:
+            self.status.value = status_html(self.unavailable or gone_text(self.lab), "error")
             return False
         src, dst = src or self.src.value, dst or self.dst.value
         if not src or not dst:

@@ -29,7 +29,9 @@ server_ip is the server socket's own address: it changes when the backend moves,
 its host id does not.
 
 At exit a summary JSON (per-connection sent/received/errors) is written beside
-the CSV. SIGTERM/SIGINT or the end of `--duration` stop sending, wait up to
+the CSV. It says what was never answered: `unanswered` requests per connection and in
+total, and for each connection that ended with unanswered requests the time its replies
+stopped (`replies_stopped_ns`, its last reply) and for how long (`silent_s`, to the end). SIGTERM/SIGINT or the end of `--duration` stop sending, wait up to
 `--drain` seconds for outstanding replies, close every connection and exit 0
 (1 when no connection could be opened at all).
 """
@@ -72,6 +74,7 @@ class Connection:
     next_seq: int = 1
     next_send: float = 0.0  # monotonic seconds
     last_progress: float = 0.0  # monotonic time of the last reply (or of the open)
+    last_reply_ns: int = 0  # wall time of the last reply (or of the open): when replies stopped, if they did
     stalled: bool = False
     sent: int = 0
     received: int = 0
@@ -171,7 +174,8 @@ class Client:
             sock.setblocking(False)
             conn.sock = sock
             conn.src = sock.getsockname()[:2]
-            self._event(conn, "open", send_ns=start_ns, recv_ns=time.time_ns())
+            conn.last_reply_ns = time.time_ns()
+            self._event(conn, "open", send_ns=start_ns, recv_ns=conn.last_reply_ns)
             self.selector.register(sock, selectors.EVENT_READ, conn)
         # Stagger first sends over one interval so connections do not send in bursts.
         now = time.monotonic()
@@ -247,6 +251,7 @@ class Client:
         conn.received += 1
         conn.hosts[host] = conn.hosts.get(host, 0) + 1
         conn.last_progress = time.monotonic()
+        conn.last_reply_ns = recv_ns
         conn.stalled = False
         self.log.row(**self._base(conn), seq=seq, send_ns=send_ns, recv_ns=recv_ns,
                      rtt_ms=f"{(recv_ns - send_ns) / 1e6:.3f}", host=host,
@@ -305,10 +310,20 @@ class Client:
         while time.monotonic() < deadline and any(c.alive and c.in_flight for c in self.conns):
             self._pump(MAX_WAIT_S)
 
+    def _stopped(self, conn: Connection, finished_ns: int) -> dict[str, Any] | None:
+        """When a connection's replies stopped for good: it ended (or broke) with requests that
+        no reply answered. None when every request was answered."""
+        if not conn.in_flight or not conn.src[1]:
+            return None
+        return {"stopped_ns": conn.last_reply_ns, "silent_s": round((finished_ns - conn.last_reply_ns) / 1e9, 3),
+                "oldest_unanswered_ns": min(conn.in_flight.values())}
+
     def write_summary(self) -> None:
+        finished_ns = time.time_ns()
+        stopped = {c.conn_id: self._stopped(c, finished_ns) for c in self.conns}
         summary = {
             "started_ns": self.started_ns,
-            "finished_ns": time.time_ns(),
+            "finished_ns": finished_ns,
             "vip": self.args.vip,
             "port": self.args.port,
             "connections_requested": self.args.connections,
@@ -321,11 +336,17 @@ class Client:
                 "sent": sum(c.sent for c in self.conns),
                 "received": sum(c.received for c in self.conns),
                 "stalls": sum(c.stalls for c in self.conns),
+                "unanswered": sum(len(c.in_flight) for c in self.conns),
+                "replies_stopped": sum(1 for v in stopped.values() if v is not None),
+                "longest_silence_s": max((v["silent_s"] for v in stopped.values() if v is not None),
+                                         default=0.0),
             },
             "connections": [
                 {"conn_id": c.conn_id, "src_ip": c.src[0], "src_port": c.src[1], "sent": c.sent,
                  "received": c.received, "unanswered": len(c.in_flight), "stalls": c.stalls,
-                 "error": c.error, "hosts": c.hosts}
+                 "error": c.error, "hosts": c.hosts,
+                 "replies_stopped_ns": stopped[c.conn_id]["stopped_ns"] if stopped[c.conn_id] else None,
+                 "silent_s": stopped[c.conn_id]["silent_s"] if stopped[c.conn_id] else 0.0}
                 for c in self.conns
             ],
         }

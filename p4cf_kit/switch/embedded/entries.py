@@ -17,6 +17,7 @@ from p4.v1 import p4runtime_pb2
 from p4cf_kit.switch.embedded.p4info import (EXACT, LPM, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_ONLY,
                                              ActionInfo, P4Schema, TableInfo)
 from p4cf_kit.switch.embedded.p4values import P4RuntimeError, decode, encode
+from p4cf_kit.switch.embedded.replication import ReplicationStore
 
 Code = grpc.StatusCode
 INSERT = p4runtime_pb2.Update.INSERT
@@ -214,8 +215,22 @@ class TableState:
     binding: TableBinding | None
 
 
-# An undo record: (table id, key or None for the default entry, previous value or None).
-Undo = tuple[int, Key | None, StoredEntry | DefaultEntry | None]
+# An undo record: (table id, key or None for the default entry, previous value or None), or
+# a function that undoes a change outside the tables (packet replication entries).
+Undo = tuple[int, Key | None, StoredEntry | DefaultEntry | None] | Callable[[], None]
+
+# Entities of resources the program declares none of: (the field that names the resource,
+# what it is called in messages). Reads of all of them return nothing; naming one is an error.
+ABSENT_RESOURCES: dict[str, tuple[str, str]] = {
+    "counter_entry": ("counter_id", "indirect counter"),
+    "meter_entry": ("meter_id", "indirect meter"),
+    "register_entry": ("register_id", "register"),
+    "action_profile_member": ("action_profile_id", "action profile"),
+    "action_profile_group": ("action_profile_id", "action profile"),
+    "value_set_entry": ("value_set_id", "value set"),
+    "digest_entry": ("digest_id", "digest"),
+    "extern_entry": ("extern_type_id", "extern"),
+}
 
 
 class EntryStore:
@@ -225,6 +240,7 @@ class EntryStore:
         self.schema = schema
         self.pipeline = pipeline
         bindings = bind_pipeline(pipeline) if pipeline is not None else {}
+        self.replication = ReplicationStore()
         self.tables: dict[int, TableState] = {}
         for info in schema.tables.values():
             self.tables[info.id] = TableState(info, {}, self._program_default(info),
@@ -248,15 +264,24 @@ class EntryStore:
             self._write_table_entry(update_type, EntryFields.from_message(entity.table_entry), undo)
         elif kind == "direct_counter_entry":
             self._write_direct_counter(update_type, entity.direct_counter_entry)
+        elif kind == "packet_replication_engine_entry":
+            undo.append(self.replication.write(update_type, entity.packet_replication_engine_entry))
+        elif kind == "direct_meter_entry":
+            self._direct_meter_table(entity.direct_meter_entry, write=True)
+        elif kind in ABSENT_RESOURCES:
+            self._absent_resource(kind, getattr(entity, kind), write=True)
         elif kind is None:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, "update has no entity")
         else:
-            raise P4RuntimeError(Code.UNIMPLEMENTED,
-                                 f"{kind} is not supported: the program has no such resource")
+            raise P4RuntimeError(Code.UNIMPLEMENTED, f"{kind} is not supported by this switch")
 
     def rollback(self, undo: list[Undo]) -> None:
         """Undo accepted updates in reverse order (ROLLBACK_ON_ERROR), data plane included."""
-        for table_id, key, previous in reversed(undo):
+        for record in reversed(undo):
+            if callable(record):
+                record()
+                continue
+            table_id, key, previous = record
             state = self.tables[table_id]
             if key is None:
                 assert isinstance(previous, DefaultEntry)
@@ -371,11 +396,38 @@ class EntryStore:
             yield from self._read_table_entries(entity.table_entry)
         elif kind == "direct_counter_entry":
             yield from self._read_direct_counters(entity.direct_counter_entry)
+        elif kind == "packet_replication_engine_entry":
+            yield from self.replication.read(entity.packet_replication_engine_entry)
+        elif kind == "direct_meter_entry":
+            self._direct_meter_table(entity.direct_meter_entry, write=False)  # none: nothing to yield
+        elif kind in ABSENT_RESOURCES:
+            self._absent_resource(kind, getattr(entity, kind), write=False)
         elif kind is None:
             raise P4RuntimeError(Code.INVALID_ARGUMENT, "read entity has no type")
         else:
-            raise P4RuntimeError(Code.UNIMPLEMENTED,
-                                 f"{kind} is not supported: the program has no such resource")
+            raise P4RuntimeError(Code.UNIMPLEMENTED, f"{kind} is not supported by this switch")
+
+    @staticmethod
+    def _absent_resource(kind: str, message, write: bool) -> None:
+        """An entity of a resource kind the program has none of: a wildcard read finds nothing;
+        naming a resource (or writing) is an error that says the program has no such thing."""
+        id_field, what = ABSENT_RESOURCES[kind]
+        rid = getattr(message, id_field)
+        if rid:
+            raise P4RuntimeError(Code.NOT_FOUND, f"no {what} with id {rid}: the program has none")
+        if write:
+            raise P4RuntimeError(Code.INVALID_ARGUMENT,
+                                 f"{kind}: {id_field} is required in a write (and the program has no {what})")
+
+    def _direct_meter_table(self, dme: p4runtime_pb2.DirectMeterEntry, write: bool) -> None:
+        """No table of the program has a direct meter: reads of all tables find nothing;
+        naming a table, or writing, is an error."""
+        table_id = dme.table_entry.table_id
+        if table_id:
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{self._table(table_id).info.name} has no direct meter")
+        if write:
+            raise P4RuntimeError(Code.INVALID_ARGUMENT, "direct meter write needs a table_id "
+                                 "(and no table of the program has a direct meter)")
 
     def _read_table_entries(self, te: p4runtime_pb2.TableEntry) -> Iterator[p4runtime_pb2.Entity]:
         states = [self._table(te.table_id)] if te.table_id else list(self.tables.values())

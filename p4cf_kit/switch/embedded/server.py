@@ -36,6 +36,9 @@ CONTINUE_ON_ERROR = p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR
 ROLLBACK_ON_ERROR = p4runtime_pb2.WriteRequest.ROLLBACK_ON_ERROR
 DATAPLANE_ATOMIC = p4runtime_pb2.WriteRequest.DATAPLANE_ATOMIC
 SERVICE_NAME = "p4.v1.P4Runtime"
+# Worded as BMv2 words it: controllers (finsy, for one) recognise a switch that awaits its
+# first pipeline by this text, and push one instead of giving up.
+NO_PIPELINE = "no forwarding pipeline config is set for this device"
 
 
 def api_version() -> str:
@@ -310,7 +313,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
     def _require_store(self) -> EntryStore:
         if self._store is None:
             raise P4RuntimeError(Code.FAILED_PRECONDITION,
-                                 "no forwarding pipeline is set: SetForwardingPipelineConfig first")
+                                 f"{NO_PIPELINE}: SetForwardingPipelineConfig first")
         return self._store
 
 

@@ -1,0 +1,81 @@
+"""Checks a lab's other machines before anything is created, so bad input makes nothing.
+
+Each failure names the machine, what failed and the fix: unreachable, no Podman answering
+on its socket, an image missing there, an uplink that does not exist, a cable end missing
+on the switch's side.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from p4cf_kit.config import LabConfig
+from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
+from p4cf_kit.errors import KitError, PrerequisiteError
+from p4cf_kit.machines.machine import Machine
+from p4cf_kit.machines.registry import cable_end
+from p4cf_kit.topology.commands import run
+from p4cf_kit.topology.names import LabNames
+
+
+
+def check_machine(cfg: LabConfig, machine: Machine) -> None:
+    """Everything the lab needs on remote `machine`; PrerequisiteError naming the first gap."""
+    hosts = [h for h in cfg.hosts if h.machine == machine.name]
+    machine.run(["true"])  # reachable, key accepted, host key known
+    version = machine.podman("version", "--format", "{{.Server.Version}}", check=False)
+    if version.returncode != 0:
+        raise PrerequisiteError(f"machine {machine.name!r}: Podman does not answer on its socket: "
+                                f"{(version.stderr or version.stdout).strip()}; start its service "
+                                "(`systemctl enable --now podman.socket`) and check the socket path in "
+                                f"machines.{machine.name}.podman")
+    criu = machine.run(["sh", "-c", "criu --version 2>/dev/null | head -1"], check=False).stdout
+    version = tuple(int(x) for x in re.findall(r"\d+", criu)[:2])
+    if version < MIN_CRIU:
+        found = criu.strip() or "no criu"
+        raise PrerequisiteError(f"machine {machine.name!r} has {found}; migrations need CRIU >= "
+                                f"{'.'.join(map(str, MIN_CRIU))} there (scripts/setup-criu.sh builds it); "
+                                f"`p4cf doctor --machine {machine.name}` checks the rest")
+    image = cfg.images.server
+    if machine.podman("image", "exists", image, check=False).returncode != 0:
+        raise PrerequisiteError(f"machine {machine.name!r} has no image {image}; copy it there with "
+                                f"`p4cf images push {machine.name}`")
+    for h in hosts:
+        if machine.run(["ip", "link", "show", h.uplink], check=False).returncode != 0:
+            raise PrerequisiteError(f"machine {machine.name!r} has no interface {h.uplink!r} (uplink of "
+                                    f"{h.name}); fix machines.{machine.name}.uplinks (see `ip link` there)")
+
+
+def check_cables(cfg: LabConfig) -> None:
+    """The switch side of every remote host's cable exists here (or still sits in the lab's
+    switch namespace after a crash)."""
+    names = LabNames(cfg.name)
+    for h in cfg.remote_hosts:
+        iface = cable_end(cfg, h)
+        if Path(f"/sys/class/net/{iface}").exists():
+            continue
+        in_ns = Path(f"/run/netns/{names.switch_netns}").exists() and run(
+            ["ip", "-n", names.switch_netns, "link", "show", iface], check=False).returncode == 0
+        if not in_ns:
+            raise PrerequisiteError(f"switch port {h.port} for {h.name} (machine {h.machine!r}): interface "
+                                    f"{iface!r} does not exist here; fix [switch.ports] {h.port}")
+
+
+def check_machines(cfg: LabConfig, machines: dict[str, Machine]) -> None:
+    """Check every remote machine of the lab, in parallel; the first failure is raised."""
+    remote = [m for m in machines.values() if not m.is_local]
+    if not remote:
+        return
+    check_cables(cfg)
+    with ThreadPoolExecutor(max_workers=len(remote)) as pool:
+        futures = [pool.submit(check_machine, cfg, m) for m in remote]
+        errors = []
+        for f in futures:
+            try:
+                f.result()
+            except KitError as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]

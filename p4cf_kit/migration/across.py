@@ -1,0 +1,186 @@
+"""A migration whose source and destination hosts are on different machines.
+
+Order, and what differs from a migration within one machine (migrate.py):
+  0. prepare     the landing container is created in the destination pod, on its machine.
+                 On this machine its restore is staged behind the gate as usual; on another
+                 machine it is plain runc (the kit puts no files there), so Podman's
+                 preparation of the restore falls inside the restore phase.
+  1. checkpoint  CRIU dump in place on the source machine (its Podman, over SSH when remote).
+  2. rewrite + transfer
+                 one tar stream carries the images from the source's checkpoint folder to the
+                 landing container's, with files.img rewritten on the way (transfer.py). The
+                 rewrite's own time is `rewrite`; the rest is `transfer`, with bytes and MB/s.
+                 The source's images are left untouched: a rollback restores from them.
+  3. restore     on the destination machine (the gate opens here; a plain restore there).
+  4. switch      one MODIFY; client connections are nudged when the destination is this
+                 machine (the nudge needs a raw socket in the pod's netns).
+  5. cleanup     the source's record (and with it its images) goes only now, then CRIU's lock
+                 on the source pod is lifted.
+
+Rollback (any phase): a staged or half-made landing container is removed with whatever the
+stream left in it, a restored copy that the switch never pointed at is removed, and the
+source container is restored in place from its own images.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from p4cf_kit.errors import KitError, MigrationError
+from p4cf_kit.machines.machine import Machine
+from p4cf_kit.migration import nudge as nudging
+from p4cf_kit.migration import phases
+from p4cf_kit.migration.netns_lock import release_lock
+from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state, images_of
+from p4cf_kit.migration.record import MigrationRecord
+from p4cf_kit.migration.transfer import ImageStream, remove_images
+from p4cf_kit.topology.hosts import create_landing
+
+End = Callable[[MigrationRecord, str, float], None]
+
+
+class _Landing:
+    """The destination container: staged behind the gate here, or plain on another machine."""
+
+    def __init__(self, lab: LabLike, plan: MigrationPlan) -> None:
+        self.machine: Machine = plan.dst_machine
+        self.staged: phases.StagedRestore | None = None
+        if self.machine.is_local:
+            self.staged = phases.prepare(lab, plan)
+            self.container = self.staged.container_id
+            self.images = self.staged.images
+        else:
+            self.container = create_landing(lab.config, lab.names, plan.dst, plan.backend,
+                                            {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend},
+                                            machine=self.machine)
+            self.images = images_of(self.container, self.machine)
+        self.restore_stats: phases.CriuStats | None = None
+        self.stream: ImageStream | None = None
+
+    def restore(self, timeout: float) -> None:
+        """Restore the backend from the images now in the landing container's folder."""
+        if self.staged is not None:
+            phases.open_gate(self.staged, timeout)
+            phases.wait_resumed(self.staged, timeout)
+        else:
+            proc = self.machine.podman("container", "restore", "--tcp-established", "--print-stats",
+                                       self.container, timeout=timeout)
+            self.restore_stats = phases.parse_stats(proc.stdout, "restore")
+
+    def finish(self, timeout: float) -> phases.CriuStats:
+        if self.staged is not None:
+            return phases.finish_restore(self.staged, timeout)
+        return self.restore_stats or phases.CriuStats()
+
+    def remove(self) -> None:
+        """Call off and remove the landing container and whatever images reached it."""
+        if self.stream is not None:
+            self.stream.abort()
+        if self.staged is not None:
+            phases.abort(self.staged)
+        self.machine.podman("rm", "-f", "-t", "0", self.container, check=False)
+        remove_images(self.machine, self.images)
+
+
+def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *, nudge: bool,
+                   started: Callable[[str], None], end: End, timeout: float) -> MigrationRecord:
+    """Run the phases above; on failure roll back and raise MigrationError(phase)."""
+    src_m, dst_m = plan.src_machine, plan.dst_machine
+    record.machines = f"{src_m.name}->{dst_m.name}"
+    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge and dst_m.is_local else None
+    landing: _Landing | None = None
+    dumped = False
+    phase = "prepare"
+    try:
+        started(phase)
+        t0 = time.monotonic()
+        landing = _Landing(lab, plan)
+        direct = "tcp" in (src_m.transfer, dst_m.transfer)
+        stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images, direct=direct)
+        record.transfer_via = "tcp" if direct else "ssh"
+        end(record, phase, t0)
+
+        phase = "checkpoint"
+        started(phase)
+        t_start = t0 = time.monotonic()
+        record.t_start_ns = time.time_ns()
+        dump = src_m.podman("container", "checkpoint", "--tcp-established", "--print-stats",
+                            plan.src_container, timeout=timeout)
+        dumped = True
+        record.criu_dump_s = phases.parse_stats(dump.stdout, "checkpoint").criu_s
+        end(record, phase, t0)
+
+        phase = "transfer"
+        started(phase)
+        t0 = time.monotonic()
+        report = stream.run(str(plan.src.ip), str(plan.dst.ip))
+        record.checkpoint_bytes = record.transfer_bytes = report.bytes
+        record.transfer_mb_s = round(report.mb_per_s, 1)
+        record.sockets_rewritten = report.sockets
+        record.timings.set("rewrite", report.rewrite_s)
+        end(record, phase, t0 + report.rewrite_s)
+
+        phase = "restore"
+        started(phase)
+        t0 = time.monotonic()
+        clients = nudging.client_connections(landing.images) if raw is not None else []
+        landing.restore(timeout)
+        end(record, phase, t0)
+
+        phase = "switch"
+        started(phase)
+        t0 = time.monotonic()
+        record.nudged = phases.switch_over(lab, plan, raw, clients)
+        end(record, phase, t0)
+        record.t_end_ns = time.time_ns()
+        record.total_s = time.monotonic() - t_start
+
+        phase = "cleanup"
+        started(phase)
+        t0 = time.monotonic()
+        record.criu_restore_s = landing.finish(timeout).criu_s
+        src_m.podman("rm", "-f", "-t", "0", plan.src_container, check=False)
+        release_lock(plan.src_pod.netns_path, src_m)
+        end(record, phase, t0)
+    except (KitError, OSError, KeyboardInterrupt) as exc:
+        _roll_back(lab, plan, record, landing, phase, exc, dumped=dumped, timeout=timeout)
+    finally:
+        if raw is not None:
+            raw.close()
+    record.ok = True
+    record.container = plan.dst_container
+    return record
+
+
+def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landing: _Landing | None,
+               phase: str, exc: BaseException, *, dumped: bool, timeout: float) -> None:
+    """Back to the source from its own images; MigrationError(phase) with the record attached."""
+    record.fail(phase, exc)
+    t0 = time.monotonic()
+    src_m = plan.src_machine
+    step = "remove the landing container"
+    try:
+        pool = lab.pool()
+        if plan.dst.name in pool:
+            # the switch already points at the destination: its connections moved on there,
+            # so the source's older images must not come back; keep the backend where it runs.
+            raise MigrationError(phase, f"{exc}; the switch already points at {plan.dst.name}, where the "
+                                 "backend runs: not rolled back")
+        if landing is not None:
+            landing.remove()
+        if dumped or container_state(plan.src_container, src_m) != "running":
+            step = "restore at source"
+            if container_state(plan.src_container, src_m) != "running":
+                src_m.podman("container", "restore", "--tcp-established", plan.src_container, timeout=timeout)
+            release_lock(plan.src_pod.netns_path, src_m)
+        record.rollback_s = time.monotonic() - t0
+        record.rolled_back = True
+        outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there"
+    except MigrationError:
+        raise
+    except (KitError, OSError) as rb:
+        outcome = f"ROLLBACK FAILED at '{step}': {rb}"
+    error = MigrationError(phase, f"{exc}; {outcome}")
+    error.record = record  # type: ignore[attr-defined]
+    raise error from exc

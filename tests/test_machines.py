@@ -1,0 +1,256 @@
+"""Labs across machines, on an emulated second machine reached only over SSH.
+
+The stand-in (`p4cf machine emulate`) has its own namespace, sshd, Podman and uplinks; the kit
+reaches it through `RemoteMachine` (SSH and Podman's REST API) exactly as it would a real
+server. These tests bring up a lab with hosts on it, send traffic through the switch, check
+isolation on both machines, refuse bad input before anything is made, and leave nothing
+behind on either machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from p4cf_kit.config import MachineConfig, parse_config
+from p4cf_kit.errors import ConfigError, MigrationError, PrerequisiteError
+from p4cf_kit.lab import Lab
+from p4cf_kit.labels import LABEL
+from p4cf_kit.machines import emulated
+from p4cf_kit.machines.registry import open_machine
+from p4cf_kit.machines.remote import RemoteMachine
+from p4cf_kit.podman.runner import podman
+from p4cf_kit.topology import cleanup, pods
+from p4cf_kit.topology.names import LabNames
+from probes import tcp_probe
+
+MACHINE = "tm"
+P4CF = [sys.executable, "-m", "p4cf_kit"]
+SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
+
+
+def _ready() -> bool:
+    return os.geteuid() == 0 and Path("/usr/sbin/sshd").exists() and \
+        podman("image", "exists", SERVER_IMAGE, check=False).returncode == 0
+
+
+pytestmark = [pytest.mark.podman, pytest.mark.netns, pytest.mark.slow,
+              pytest.mark.skipif(not _ready(), reason="needs root, openssh-server (make test-system) "
+                                                      "and the kit images (p4cf images build)")]
+
+
+def p4cf(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*P4CF, *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, f"p4cf {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc
+
+
+def two_machine_config(name: str, octet: int, **machine: object) -> dict[str, object]:
+    """h1 (client) and h2 here, h3 and h4 on the emulated machine."""
+    return {"lab": {"name": name, "hosts": 4, "vip": f"10.{octet}.0.100",
+                    "subnet_pattern": f"10.{octet}.{{n}}.0/24"},
+            "machines": {MACHINE: {"emulated": True, **machine}},
+            "hosts": {"h3": {"machine": MACHINE}, "h4": {"machine": MACHINE}}}
+
+
+@pytest.fixture(scope="module")
+def machine() -> Iterator[RemoteMachine]:
+    """The emulated machine, made through the CLI as a user would, with the images pushed."""
+    emulated.remove(MACHINE)
+    out = p4cf("machine", "emulate", MACHINE, "--link-gbit", "10", "--json")
+    assert json.loads(out.stdout)["uplinks"] == ["up0", "up1"]
+    pushed = p4cf("images", "push", MACHINE)
+    assert "tcp-server" in pushed.stdout
+    again = p4cf("images", "push", MACHINE)
+    assert again.stdout.count("already there") == 2, again.stdout  # same id: nothing copied
+    m = open_machine(MachineConfig(MACHINE, emulated=True))
+    yield m
+    m.close()
+    emulated.remove(MACHINE)
+
+
+def remote_leftovers(m: RemoteMachine, lab: str) -> dict[str, list[str]]:
+    names = LabNames(lab)
+    sel = ["--filter", f"label={LABEL}", "--filter", f"label={names.lab_label}", "--format",
+           "{{.Names}}"]
+    bridges = m.run(["sh", "-c", "ls /sys/class/net | grep -v -e '^lo$' -e '^eth0$' -e '^up[0-9]$' || true"]
+                    ).stdout.split()
+    return {"containers": m.podman("ps", "-a", *sel).stdout.split(),
+            "pods": m.podman("pod", "ps", "--filter", f"label={names.lab_label}", "--format",
+                             "{{.Name}}").stdout.split(),
+            "networks": [n for n in m.podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+                         if n.startswith(names.prefix)],
+            "interfaces": bridges,
+            "nft": [t for t in m.run(["nft", "list", "tables"]).stdout.split() if t == names.nft_table]}
+
+
+def probe(lab: Lab, host: str, ip: str, timeout: float = 1.0) -> str:
+    """A TCP connect from `host`'s pod, run on the host's own machine."""
+    h = lab.config.host(host)
+    m = lab.machine_of(h)
+    return tcp_probe(m, pods.pod_net(lab.names, h, m).netns_path, ip, lab.config.port, timeout)
+
+
+def test_doctor_checks_the_machine_over_ssh(machine: RemoteMachine) -> None:
+    out = p4cf("doctor", "--machine", MACHINE, "--json", check=False)
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    assert out.returncode == 0, checks
+    assert set(checks) >= {"reachable", "podman", "criu", "pycriu", "kernel", "tools", "images", "uplinks"}
+    assert "runc" in checks["podman"]["detail"]
+
+
+def test_two_machine_lab_up_traffic_isolation_down(machine: RemoteMachine) -> None:
+    cfg = parse_config(two_machine_config("tx", 205))
+    lab = Lab(cfg)
+    cleanup.down("tx")
+    report = lab.up()
+    try:
+        print(f"\ntwo-machine lab up in {report.total_s:.2f} s")
+        st = lab.status()
+        assert st["hosts"]["h3"]["machine"] == MACHINE
+        assert list(st["hosts"]["h3"]["containers"]) == ["p4cf-tx-h3-srv"]
+        # h3's server runs on the other machine's Podman, not on this one
+        assert machine.podman("container", "exists", "p4cf-tx-h3-srv", check=False).returncode == 0
+        assert podman("container", "exists", "p4cf-tx-h3-srv", check=False).returncode != 0
+        run = lab.traffic(connections=16, rate=20, duration=2)
+        assert run.wait(timeout=30) == 0
+        replies = run.replies()
+        per_host = replies.groupby("host").size().to_dict()
+        assert set(per_host) == {"h2", "h3"}, per_host   # both machines serve through the switch
+        assert run.summary()["totals"]["broken"] == 0
+        counters = lab.counters().set_index("host")
+        assert counters.loc["h3", "packets"] >= per_host["h3"]
+        run.stop()
+        # a server on the idle remote host joins the pool through the switch
+        assert lab.pool(["h2", "h4"]) == ["h2", "h4"]
+        assert probe(lab, "h1", str(cfg.vip)) == "connected"
+        # the switch is the only path, on both machines
+        assert probe(lab, "h1", str(cfg.host("h4").ip)) == "TimeoutError"
+        assert probe(lab, "h3", str(cfg.host("h4").ip)) == "TimeoutError"
+        assert probe(lab, "h4", str(cfg.host("h2").ip)) == "TimeoutError"
+    finally:
+        removed = lab.down()
+    assert any(c.startswith(f"{MACHINE}:") for c in removed["containers"]), removed
+    left = remote_leftovers(machine, "tx")
+    assert not any(left.values()), left
+    # the cables are back, unplugged, ready for the next lab
+    assert Path("/sys/class/net/p4cfm-tm-0").exists() and Path("/sys/class/net/p4cfm-tm-1").exists()
+
+
+@pytest.mark.parametrize("transfer", ["ssh", "tcp"])
+def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transfer: str) -> None:
+    """Both directions under traffic with a timed transfer (over SSH, or a direct TCP stream),
+    then a transfer that fails (injected after the stream) rolls back: the backend serves at the
+    source, nothing is left at the destination, and no connection breaks or loses a reply."""
+    cfg = parse_config(two_machine_config("tg", 208, transfer=transfer))
+    lab = Lab(cfg)
+    cleanup.down("tg")
+    lab.up()
+    try:
+        run = lab.traffic(connections=8, rate=40, duration=14)
+        time.sleep(1.5)
+        out = lab.migrate("h2", "h4")                      # this machine -> the other
+        assert out.ok and out.machines == f"local->{MACHINE}" and out.transfer_via == transfer, out
+        assert out.timings.transfer and out.transfer_bytes > 1_000_000 and out.transfer_mb_s
+        assert out.sockets_rewritten >= 1                  # the connections hashed to h2
+        assert machine.podman("container", "inspect", "--format", "{{.State.Status}}",
+                              "p4cf-tg-h4-srv").stdout.strip() == "running"
+        assert podman("container", "exists", "p4cf-tg-h2-srv", check=False).returncode != 0
+        print(f"\nlocal->{MACHINE} over {transfer}: transfer {out.transfer_bytes / 1e6:.1f} MB in "
+              f"{out.timings.transfer:.3f} s ({out.transfer_mb_s} MB/s), total {out.total_s:.3f} s")
+        time.sleep(1.5)
+        back = lab.migrate("h4", "h2")                     # and back
+        assert back.ok and back.machines == f"{MACHINE}->local", back
+        assert back.nudged >= 1                            # the local side nudges the clients
+        time.sleep(1.5)
+        with pytest.raises(MigrationError) as failed:
+            lab.migrate("h2", "h4", fail_at="transfer")
+        rec = failed.value.record  # type: ignore[attr-defined]
+        assert rec.failed_phase == "transfer" and rec.rolled_back, rec
+        assert podman("container", "inspect", "--format", "{{.State.Status}}",
+                      "p4cf-tg-h2-srv").stdout.strip() == "running"
+        assert machine.podman("ps", "-a", "--filter", "name=p4cf-tg-h4", "--format",
+                              "{{.Names}}").stdout.split() in ([], ["p4cf-tg-h4-infra"]), "landing left"
+        assert lab.pool() == ["h2", "h3"]
+        assert run.wait(timeout=60) == 0
+        totals = run.summary()["totals"]
+        assert totals["broken"] == 0 and totals["received"] == totals["sent"], totals
+        row = out.as_row()
+        assert row["transfer_s"] == out.timings.transfer and row["machines"] == f"local->{MACHINE}"
+    finally:
+        lab.down()
+    assert not any(remote_leftovers(machine, "tg").values())
+
+
+def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMachine, tmp_path: Path) -> None:
+    rec = emulated.load(MACHINE)
+    assert rec is not None
+
+    def refused(doc: dict[str, object], *words: str) -> None:
+        lab = Lab(parse_config(doc))
+        with pytest.raises((PrerequisiteError, ConfigError)) as err:
+            lab.up()
+        for word in words:
+            assert word in str(err.value), str(err.value)
+        assert podman("pod", "ps", "--filter", f"label={lab.names.lab_label}", "--format",
+                      "{{.Name}}").stdout.strip() == ""
+
+    key = tmp_path / "key"
+    key.write_text(Path(rec.identity).read_text())
+    key.chmod(0o600)
+    base = two_machine_config("tb", 206)
+    # nobody listens there: unreachable, named, with the fix
+    unreachable = dict(base, machines={MACHINE: {"podman": "ssh://root@127.0.0.1:1/run/podman/podman.sock",
+                                                 "identity": str(key), "uplinks": ["up0", "up1"]}},
+                       switch={"ports": {"3": "p4cfm-tm-0", "4": "p4cfm-tm-1"}})
+    refused(unreachable, MACHINE, "cannot be reached")
+    # a wrong socket path: sshd answers, Podman does not
+    wrong_sock = dict(unreachable, machines={MACHINE: {
+        "podman": f"ssh://root@{rec.machine_addr}:22/run/nothing/podman.sock", "identity": str(key),
+        "known_hosts": rec.known_hosts, "uplinks": ["up0", "up1"]}})
+    refused(wrong_sock, MACHINE, "Podman")
+    # an uplink the machine does not have
+    refused(dict(base, machines={MACHINE: {"emulated": True, "uplinks": ["up0", "nope9"]}}), "nope9", MACHINE)
+    # an image missing there
+    refused(dict(base, images={"server": "localhost/p4cf-base:latest"}), "p4cf images push")
+    # a port map naming a NIC the switch's machine does not have
+    refused(dict(base, switch={"ports": {"3": "p4cf-nope"}}), "p4cf-nope")
+    # an unknown host key is never accepted
+    strange = tmp_path / "known_hosts"
+    strange.write_text("")
+    refused(dict(unreachable, machines={MACHINE: {
+        "podman": rec.podman_url, "identity": str(key), "known_hosts": str(strange),
+        "uplinks": ["up0", "up1"]}}), "host key")
+
+
+def test_cli_up_down_removes_the_emulated_machine(machine: RemoteMachine, tmp_path: Path) -> None:
+    """Last: `p4cf down` removes the lab on both machines and the emulated machine itself."""
+    conf = tmp_path / "two.toml"
+    conf.write_text(f"""
+[lab]
+name = "tc"
+vip = "10.207.0.100"
+subnet_pattern = "10.207.{{n}}.0/24"
+
+[machines.{MACHINE}]
+emulated = true
+
+[hosts.h3]
+machine = "{MACHINE}"
+""")
+    p4cf("up", "-c", str(conf))
+    status = p4cf("status", "--lab", "tc").stdout
+    assert f"on {MACHINE}" in status, status
+    out = p4cf("down", "-c", str(conf))
+    assert f"emulated machine {MACHINE}: removed" in out.stdout, out.stdout
+    assert not Path(f"/run/netns/p4cf-m-{MACHINE}").exists()
+    assert not Path(f"/sys/class/net/p4cfm-{MACHINE}-l").exists()
+    assert emulated.load(MACHINE) is None
