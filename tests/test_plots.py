@@ -119,3 +119,11 @@ def test_toml_writer_round_trips() -> None:
     config = {"name": "x \"quoted\"", "n": 3, "rate": 50.0, "on": True, "hosts": ["h2", "h3"],
               "lab": {"vip": "10.0.0.100", "switch": {"target": "embedded"}}}
     assert tomllib.loads(results.dump_toml(config)) == config
+
+
+def test_throughput_of_a_single_bin_draws(tmp_path: Path) -> None:
+    """A run shorter than two bins (one t_s for every host) still draws, in 1 s steps."""
+    from p4cf_kit.plots.throughput import plot_throughput
+    data = pd.DataFrame({"t_s": [0.0, 0.0], "host": ["h2", "h3"], "messages_per_s": [10.0, 12.0]})
+    out = plot_throughput(data, None, tmp_path)
+    assert out.images[0].exists()

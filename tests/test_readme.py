@@ -24,8 +24,8 @@ from p4cf_kit.paths import REPO_ROOT
 README = (REPO_ROOT / "README.md").read_text()
 P4CF = [sys.executable, "-m", "p4cf_kit"]
 
-#: README lines that are true only once another branch is merged (BMv2: `p4cf up --target`).
-#: The lead empties this list at the merge; a line in it may fail to parse until then.
+#: README lines that are true only once another branch is merged (was: BMv2's `p4cf up --target`,
+#: merged). The lead empties this list at the merge; a line in it may fail to parse until then.
 EXPECTED_AFTER_MERGE: set[str] = set()
 
 #: What README's placeholders stand for when a line is parsed.
@@ -44,7 +44,7 @@ def readme_commands() -> list[str]:
                 found.append(line)
     inline = re.sub(r"```.*?```", "", README, flags=re.S)
     found += [m for m in re.findall(r"`((?:\.venv/bin/)?p4cf [^`]+)`", inline)]
-    return list(dict.fromkeys(c.replace("\\|", "|").removeprefix(".venv/bin/") for c in found))
+    return list(dict.fromkeys(" ".join(c.replace("\\|", "|").removeprefix(".venv/bin/").split()) for c in found))
 
 
 def concrete(usage: str) -> list[list[str]]:

@@ -8,7 +8,9 @@ still up (after a failed cell, or "Shut Down Kernel") an exit hook starts
 that takes more than a few seconds to exit, which would cut an in-process teardown
 short. A lab that was already running (the demo and the tests bring one up for
 several notebooks) is attached to, never torn down: a session only removes what it
-started. The config comes from `$P4CF_CONFIG` (a .toml/.yaml path), else the
+started. Client traffic started with `LabSession.live_traffic` runs until stopped, so panels
+stay live after Run All; it stops when the session closes, and at kernel exit also in a lab
+the session only attached to (a detached `podman rm`, like the teardown above). The config comes from `$P4CF_CONFIG` (a .toml/.yaml path), else the
 packaged classic lab.
 """
 

@@ -25,7 +25,8 @@ def plot_throughput(data: pd.DataFrame, markers: pd.DataFrame | None, out_dir: s
     data = data.assign(host=data["host"].astype(str))
     markers = markers if markers is not None else pd.DataFrame(columns=["t_s", "label"])
     hosts = sorted(set(data["host"]), key=host_sort_key)
-    bin_s = float(data["t_s"].drop_duplicates().sort_values().diff().median()) if len(data) > 1 else 1.0
+    steps = data["t_s"].drop_duplicates().sort_values().diff().dropna()
+    bin_s = float(steps.median()) if len(steps) else 1.0  # one bin only (a short run): 1 s
     with figure_style():
         fig, ax = new_figure((10, 4.5))
         total = data.groupby("t_s")["messages_per_s"].sum()

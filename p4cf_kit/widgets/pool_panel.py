@@ -52,6 +52,8 @@ class PoolPanel:
         self.effects: list[pd.DataFrame] = []
         #: The last change's outcome as plain text (what the status line says).
         self.report = ""
+        self._before_error: str | None = None  # the status a failed counter read replaced
+        self._error_html = ""
         hosts = [h.name for h in lab.config.hosts if h.role != "client"]
         self.checkboxes = {h: widgets.Checkbox(value=h in self.pool, description=h, indent=False,
                                                layout=widgets.Layout(width="70px")) for h in hosts}
@@ -310,15 +312,23 @@ class PoolPanel:
 
     def _redraw(self, sampler: CounterSampler) -> None:
         self.chart.value = live_rates_png(sampler.rates, sampler.markers, self.pool)
-        if sampler.error and not self.runner.running and not self.gone:
+        if self.gone or self.runner.running:
+            return
+        if sampler.error:
             try:
                 running = lab_running(self.lab)
             except Exception:
                 running = True
             if not running:
                 self._lab_gone(gone_text(self.lab))
-            else:
-                self.status.value = status_html(sampler.error, "error")
+                return
+            if self._before_error is None:  # a failed read (switch busy): said, and undone by the next good one
+                self._before_error = self.status.value
+            self.status.value = self._error_html = status_html(sampler.error, "error")
+        elif self._before_error is not None:
+            if self.status.value == self._error_html:  # nothing else has been said since
+                self.status.value = self._before_error
+            self._before_error = None
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
