@@ -27,7 +27,11 @@ so every migration crosses machines, and prints them beside the same-machine cas
   two-machine bring-up        (goal: <= 15 s)
 
     .venv/bin/python benchmarks/migration_downtime.py [--migrations 20] [--lab NAME] [--json]
+                                                      [--target embedded|bmv2]
     .venv/bin/python benchmarks/migration_downtime.py --machines 2 --link-gbit 1,10
+
+`--target bmv2` brings the lab up on BMv2 (simple_switch_grpc in the lab's switch netns): the
+switch phase is then BMv2's P4Runtime MODIFY, the client gap includes BMv2's forwarding.
 """
 
 from __future__ import annotations
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-repeats", type=int, default=5)
     parser.add_argument("--rto-min", type=int, default=5, help="ms; 0 keeps the kernel default")
     parser.add_argument("--lab", help="use this running lab instead of bringing up `bench`")
+    parser.add_argument("--target", choices=("embedded", "bmv2"), default="embedded",
+                        help="switch target of the lab this benchmark brings up")
     parser.add_argument("--out", default=str(REPO / "results"), help="parent of the results folder")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--machines", type=int, choices=(1, 2), default=1,
@@ -156,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         lab, own = Lab.attach(args.lab), False
     else:
         lab = Lab(parse_config({"lab": {"name": "bench", "hosts": 4, "vip": f"10.{OCTET}.0.100",
-                                        "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"}}))
+                                        "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"},
+                                "switch": {"target": args.target}}))
         lab.up()
         own = True
     try:
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ph = out["phase_median_s"]
     fl = out["floor"]
-    print(f"results: {out['folder']}")
+    print(f"results: {out['folder']} (switch target {lab.config.switch.target})")
     print(f"migrations: {out['succeeded']}/{out['migrations']} ok; {out['connections_migrated']} migrated "
           f"connections, {out['connections_broken']} broken, {out['client_errors']} client errors")
     print(f"client gap: median {gap['median']:.0f} ms, p95 {gap['p95']:.0f} ms, max {gap['max']:.0f} ms "

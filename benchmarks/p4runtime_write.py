@@ -21,6 +21,10 @@ As root, the switch runs as in a lab: with two ports on veths in a kit-owned nam
 (p4cf-b-*), its data plane on the default path (the eBPF fast path where it loads, whose
 generation every write bumps and whose counters every write collects), P4Runtime on a unix
 socket. `--no-ports` measures the control plane alone.
+
+`--target bmv2` measures BMv2's simple_switch_grpc the same way (as root: in a kit namespace,
+where the kit runs it, with the two ports unless --no-ports; the pipeline p4c compiled pushed
+first), so its numbers sit beside the embedded switch's from another run of this script.
 """
 
 from __future__ import annotations
@@ -126,7 +130,12 @@ def main() -> int:
                     help="the switch's --control-cpu (not with --in-process)")
     ap.add_argument("--no-ports", action="store_true",
                     help="no data plane (the default as root: two ports, as in a lab)")
+    ap.add_argument("--target", choices=("embedded", "bmv2"), default="embedded",
+                    help="the switch to measure (bmv2: simple_switch_grpc, needs root)")
     args = ap.parse_args()
+    if args.target == "bmv2" and (os.geteuid() != 0 or args.in_process):
+        print("--target bmv2 needs root (BMv2 runs in a kit namespace) and no --in-process", file=sys.stderr)
+        return 2
 
     schema = P4Schema(load_p4info(P4INFO_TXT))
     port = free_port()
@@ -136,13 +145,27 @@ def main() -> int:
     topo = None
     wrap: list[str] = []
     ports: list[str] = []
-    if not args.no_ports and not args.in_process and os.geteuid() == 0:
+    bmv2_state = None
+    if (not args.no_ports or args.target == "bmv2") and not args.in_process and os.geteuid() == 0:
         from p4cf_kit.netns import StarTopology
         topo = StarTopology(f"p4cf-b-{os.getpid() % 4096:03x}w-", 2).up()
         wrap = ["ip", "netns", "exec", topo.switch_ns]
-        ports = [a for i in (1, 2) for a in ("-i", f"{i}@{topo.switch_if(i)}")]
+        if not args.no_ports:
+            ports = [a for i in (1, 2) for a in ("-i", f"{i}@{topo.switch_if(i)}")]
         addr = f"unix:/run/{topo.prefix}grpc.sock"
-    if args.in_process:
+    if args.target == "bmv2":
+        import tempfile
+        from p4cf_kit.switch.targets import get_target
+        assert topo is not None
+        bmv2_state = Path(tempfile.mkdtemp(prefix="p4cf-b-bmv2-"))
+        sw_ports = {} if args.no_ports else {i: topo.switch_if(i) for i in (1, 2)}
+        try:
+            get_target("bmv2").start(bmv2_state, sw_ports, addr, 1, f"/run/netns/{topo.switch_ns}", timeout=30)
+        except BaseException:
+            topo.down()
+            raise
+        banner = "BMv2 simple_switch_grpc" + ("" if sw_ports else " (no ports)")
+    elif args.in_process:
         from p4cf_kit.switch.embedded.target import EmbeddedSwitch
         switch = EmbeddedSwitch(grpc_addr=addr, p4info_path=P4INFO_TXT)
         switch.start()
@@ -165,6 +188,15 @@ def main() -> int:
         arb.arbitration.election_id.low = 1
         out.put(arb)
         assert next(stream).arbitration.status.code == 0, "not primary"
+        if args.target == "bmv2":  # BMv2 starts without a program: push p4c's JSON and P4Info
+            from p4cf_kit.switch.targets import get_target
+            files = get_target("bmv2").pipeline()
+            cfg = p4runtime_pb2.SetForwardingPipelineConfigRequest(
+                device_id=1, action=p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY_AND_COMMIT)
+            cfg.election_id.low = 1
+            cfg.config.p4info.CopyFrom(load_p4info(files.p4info))
+            cfg.config.p4_device_config = files.device_config_bytes()
+            stub.SetForwardingPipelineConfig(cfg)
 
         insert = nhop_modify(schema, 2)
         insert.updates[0].type = p4runtime_pb2.Update.INSERT
@@ -208,12 +240,12 @@ def main() -> int:
         finally:
             sh.teardown()
 
-        mode = ("in-process" if args.in_process
+        mode = ("in-process" if args.in_process else "BMv2 simple_switch_grpc" if args.target == "bmv2"
                 else f"switch in its own process, --control-cpu {args.control_cpu}")
         where = "a unix socket" if addr.startswith("unix:") else "loopback"
         print(f"P4Runtime Write round trip over gRPC on {where} ({mode}, python {sys.version.split()[0]}, "
               f"grpcio {grpc.__version__})")
-        if proc is not None:
+        if proc is not None or bmv2_state is not None:
             print(f"  switch: {banner.split('; ', 1)[-1] if ports else 'no ports (control plane only)'}")
         b_med, b_p95 = summary("baseline: Capabilities", base_ns)
         w_med, w_p95 = summary("write: MODIFY ecmp_nhop (raw stub)", write_ns)
@@ -221,10 +253,11 @@ def main() -> int:
         print(f"  ratio write/baseline: median {w_med / b_med:.2f}x   p95 {w_p95 / b_p95:.2f}x")
         verdict = "meets" if w_med <= GOAL_MS else "MISSES"
         print(f"  goal: write median <= {GOAL_MS:.1f} ms -> {verdict} ({w_med:.3f} ms)")
-        costs = local_costs(schema)
-        print(f"  where a write's time goes: client serialise {costs['serialise']:.0f} us, server "
-              f"decode {costs['decode']:.0f} us (protobuf's parser: {costs['protobuf parse']:.0f} us), "
-              f"server handler {costs['handler']:.0f} us (protobuf: {api_implementation.Type()})")
+        costs = local_costs(schema) if args.target == "embedded" else None  # the embedded server's parts
+        if costs is not None:
+            print(f"  where a write's time goes: client serialise {costs['serialise']:.0f} us, server "
+                  f"decode {costs['decode']:.0f} us (protobuf's parser: {costs['protobuf parse']:.0f} us), "
+                  f"server handler {costs['handler']:.0f} us (protobuf: {api_implementation.Type()})")
         return 1 if args.strict and w_med > GOAL_MS else 0
     finally:
         channel.close()
@@ -233,6 +266,11 @@ def main() -> int:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
+        if bmv2_state is not None:
+            from p4cf_kit.switch.targets import get_target
+            get_target("bmv2").stop(bmv2_state)
+            import shutil
+            shutil.rmtree(bmv2_state, ignore_errors=True)
         if topo is not None:
             topo.down()
             Path(addr[len("unix:"):]).unlink(missing_ok=True)

@@ -3,7 +3,10 @@
 All run over the same kind of veths between kit-owned namespaces (p4cf-b-*), in one run, with
 the same load generators: a client h1 and a server h2 on either side of (a) a namespace routing
 with ip_forward (the baseline), (b) the embedded switch as it runs by default: its eBPF kernel
-fast path in front of the C one, (c) the C fast path alone, (d) the pure-Python path. Each measurement runs for a fixed duration; with
+fast path in front of the C one, (c) the C fast path alone, (d) the pure-Python path, (e) with
+`--paths ...,bmv2`, BMv2's simple_switch_grpc (the program compiled by p4c, programmed over
+P4Runtime by the kit's controller; offloads off on its own topology's veths, as BMv2 needs
+complete frames and the kit's wiring does in a lab). Each measurement runs for a fixed duration; with
 --repeat N every case is measured N times, interleaved, and the median is reported.
 
   TCP:  h1 sends 1 MiB buffers for D seconds (kernel TCP, offloads on); h2 reports bytes
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -220,8 +224,57 @@ def measure_switch(topo: StarTopology, duration: float, fast: bool,
             "tcp_kernel_frames": k1 - k0, "pps_kernel_frames": k2 - k1}
 
 
+def bmv2_topology(tag: str) -> StarTopology:
+    """h1 - BMv2's namespace - h2, every veth end with the offloads off (BMv2 forwards frames as
+    they are: no GSO super-frames, no partial checksums)."""
+    from p4cf_kit.topology.wiring import OFFLOADS
+    topo = StarTopology(f"p4cf-b-{tag}m-", 2).up()
+    for i in (1, 2):
+        run_in(topo.host_ns(i), ["ethtool", "-K", topo.HOST_IF, *OFFLOADS])
+        run_in(topo.switch_ns, ["ethtool", "-K", topo.switch_if(i), *OFFLOADS])
+    return topo
+
+
+def measure_bmv2(topo: StarTopology, duration: float) -> dict[str, object]:
+    """One measurement through a fresh BMv2 in the topology's switch netns, LB installed over P4Runtime."""
+    import tempfile
+    from p4cf_kit.control.connection import SwitchConnection
+    from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
+    from p4cf_kit.switch.targets import get_target
+    target = get_target("bmv2")
+    state = tempfile.mkdtemp(prefix="p4cf-b-bmv2-")
+    ports = {i: topo.switch_if(i) for i in (1, 2)}
+    addr = f"unix:{state}/p4rt.sock"
+    sw = target.start(Path(state), ports, addr, 1, f"/run/netns/{topo.switch_ns}", timeout=30)
+    try:
+        files = target.pipeline()
+        with SwitchConnection(addr, 1, p4info=files.p4info, device_config=files.device_config).connect(
+                push_pipeline=True, timeout=20) as conn:
+            hop = {i: NextHop(topo.host_mac(i), topo.host_ip(i), i) for i in (1, 2)}
+            LoadBalancer(conn).install(VIP, f"{topo.host_ip(1)}/24", hop[1], [hop[2]],
+                                       {i: topo.SWITCH_MAC for i in ports})
+            t0 = cpu_of(sw.pid)
+            gbps, busy = measure_tcp(topo, VIP, duration)
+            t1 = cpu_of(sw.pid)
+            frame = udp_frame(topo.SWITCH_MAC, topo.host_mac(1), topo.host_ip(1), VIP)
+            pps, offered, gen = measure_pps(topo, frame, duration)
+            t2 = cpu_of(sw.pid)
+    finally:
+        target.stop(Path(state))
+        import shutil
+        shutil.rmtree(state, ignore_errors=True)
+    return {"tcp_gbps": gbps, "tcp_busy": busy, "pps": pps, "offered_pps": offered, "generator": gen,
+            "tcp_cpu": t1 - t0, "pps_cpu": t2 - t1, "pps_frames": pps * duration}
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used, all its threads."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 NAMES = {"ebpf": "switch (eBPF+C)", "fast": "switch (C)", "fast-ring": "switch (C ring)", "python": "switch (Python)",
-         "ring": "switch (Py ring)"}
+         "ring": "switch (Py ring)", "bmv2": "BMv2"}
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -236,7 +289,7 @@ def main() -> int:
                         help="switch paths to measure, comma-separated: ebpf (the default: "
                              "eBPF at tc ingress, then C), fast (C, recvmmsg), "
                              "fast-ring (C, TPACKET_V2 ring), python (recv), ring (Python, "
-                             "TPACKET_V3 ring)")
+                             "TPACKET_V3 ring), bmv2 (BMv2 simple_switch_grpc, where installed)")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling niceness for the benchmark and everything it starts "
@@ -253,6 +306,12 @@ def main() -> int:
     if unknown:
         print(f"unknown paths {sorted(unknown)}; choose from {sorted(NAMES)}", file=sys.stderr)
         return 2
+    if "bmv2" in paths:
+        from p4cf_kit.switch.targets import get_target
+        why = get_target("bmv2").unavailable()
+        if why:
+            print(f"bmv2: {why}", file=sys.stderr)
+            return 2
     if not fastpath_available() and any(x.startswith("fast") or x == "ebpf" for x in paths):
         print("C fast path not built (or P4CF_FASTPATH=0): measuring the Python paths only",
               file=sys.stderr)
@@ -263,11 +322,17 @@ def main() -> int:
     results: dict[str, list[dict]] = {"kernel": [], **{x: [] for x in paths}}
     ktopo = kernel_topology(tag)
     stopo = StarTopology(f"p4cf-b-{tag}s-", 2)
+    btopo = None
     try:
         stopo.up()
+        if "bmv2" in paths:
+            btopo = bmv2_topology(tag)
         for rnd in range(args.repeat):  # interleaved, so slow drifts hit every case alike
             results["kernel"].append(measure_kernel(ktopo, args.duration))
             for path in paths:
+                if path == "bmv2":
+                    results[path].append(measure_bmv2(btopo, args.duration))
+                    continue
                 results[path].append(measure_switch(stopo, args.duration,
                                                     fast=path.startswith("fast") or path == "ebpf",
                                                     rx_ring=path.endswith("ring"),
@@ -276,6 +341,8 @@ def main() -> int:
                 f"{k} {v[-1]['tcp_gbps']:.2f} Gbit/s {v[-1]['pps'] / 1e3:.0f} kpps"
                 for k, v in results.items()), file=sys.stderr, flush=True)
     finally:
+        if btopo is not None:
+            btopo.down()
         stopo.down()
         ktopo.down()
     k_gbps, k_pps = median(results["kernel"], "tcp_gbps"), median(results["kernel"], "pps")
@@ -296,17 +363,29 @@ def main() -> int:
               f" (offered {median(runs, 'offered_pps') / 1e3:.0f} kpps)"
               f"   CPUs busy during TCP {100 * median(runs, 'tcp_busy'):.0f}%")
         us = statistics.median(r["pps_cpu"] / max(r["pps_frames"], 1) for r in runs) * 1e6
-        tcp_cpu = statistics.median(r["tcp_cpu"] / (r["tcp_gbps"] * args.duration) for r in runs)
+        tcp_cpu = statistics.median(r["tcp_cpu"] / max(r["tcp_gbps"] * args.duration, 1e-9) for r in runs)
         if path == "ebpf":  # the user-space thread only sees each flow's first frame
             share = {k: statistics.median(r[f"{k}_kernel_frames"] / max(r[f"{k}_frames"], 1) for r in runs)
                      for k in ("tcp", "pps")}
             print(f"  frames forwarded in the kernel: TCP {100 * share['tcp']:.2f}%"
                   f"   64B {100 * share['pps']:.2f}%")
+        elif path == "bmv2":
+            print(f"  simple_switch_grpc CPU (all threads): 64B {us:.2f} us/frame; TCP {tcp_cpu:.2f} core-s per Gbit")
         else:
             print(f"  forwarding thread CPU: 64B {us:.2f} us/frame (=> {1 / max(us, 1e-9) * 1e3:.0f}"
                   f" kpps per busy core); TCP {tcp_cpu:.2f} core-s per Gbit")
+        if path == "bmv2":  # the reference switch: no goal of its own, compared below
+            print(f"  ratio to kernel (paired median): TCP {tcp_ratio:.3f}   64B {pps_ratio:.3f}")
+            continue
         print(f"  ratio to kernel (paired median): TCP {tcp_ratio:.2f} (goal >= 0.75)"
               f"   64B {pps_ratio:.2f}   64B goal >= 160 kpps: {'met' if pps >= 160e3 else 'NOT met'}")
+    if "bmv2" in paths:
+        for path in (x for x in paths if x != "bmv2"):
+            tcp_x = statistics.median(r["tcp_gbps"] / max(b["tcp_gbps"], 1e-9)
+                                      for r, b in zip(results[path], results["bmv2"]))
+            pps_x = statistics.median(r["pps"] / max(b["pps"], 1e-9) for r, b in zip(results[path], results["bmv2"]))
+            goal = f" (goal >= 10: {'met' if tcp_x >= 10 else 'NOT met'})" if path == "ebpf" else ""
+            print(f"{NAMES[path]} / BMv2 (paired median): TCP {tcp_x:.1f}x{goal}   64B {pps_x:.1f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)

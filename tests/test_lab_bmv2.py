@@ -170,3 +170,24 @@ def test_bmv2_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None
         assert running_pid(state2) is None and running_pid(tmp_path / "s3") is None
     finally:
         delete_netns(ns)
+
+
+def test_lab_rolls_back_when_bmv2_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lab whose BMv2 is refused (its P4Info does not describe its JSON) comes down again whole."""
+    from test_lab import assert_clean
+    why = get_target("bmv2").unavailable()
+    if why:
+        pytest.skip(why)
+    good = p4compile.ensure_compiled()
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / good.json.name).write_bytes(good.json.read_bytes())
+    (build / good.p4info.name).write_text(good.p4info.read_text().replace("bitwidth: 14", "bitwidth: 13"))
+    monkeypatch.setenv(p4compile.BUILD_DIR_ENV, str(build))
+    name = "tbr"
+    cleanup.down(name)
+    cfg = parse_config({"lab": {"name": name, "hosts": 2, "vip": f"10.{OCTET + 1}.0.100",
+                                "subnet_pattern": f"10.{OCTET + 1}.{{n}}.0/24"}, "switch": {"target": "bmv2"}})
+    with pytest.raises(SwitchError, match="does not describe the BMv2 JSON"):
+        Lab(cfg).up()
+    assert_clean(name)
