@@ -27,7 +27,7 @@ so every migration crosses machines, and prints them beside the same-machine cas
   two-machine bring-up        (goal: <= 15 s)
 
     .venv/bin/python benchmarks/migration_downtime.py [--migrations 20] [--lab NAME] [--json]
-                                                      [--target embedded|bmv2]
+                                                      [--target embedded|bmv2|embedded,bmv2]
     .venv/bin/python benchmarks/migration_downtime.py --machines 2 --link-gbit 1,10
 
 `--target bmv2` brings the lab up on BMv2 (simple_switch_grpc in the lab's switch netns): the
@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-repeats", type=int, default=5)
     parser.add_argument("--rto-min", type=int, default=5, help="ms; 0 keeps the kernel default")
     parser.add_argument("--lab", help="use this running lab instead of bringing up `bench`")
-    parser.add_argument("--target", choices=("embedded", "bmv2"), default="embedded",
-                        help="switch target of the lab this benchmark brings up")
+    parser.add_argument("--target", default="embedded", metavar="T[,T]",
+                        help="switch target(s) of the lab this benchmark brings up: embedded, bmv2, or "
+                             "embedded,bmv2 (both, one after the other in this run, side by side)")
     parser.add_argument("--out", default=str(REPO / "results"), help="parent of the results folder")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--machines", type=int, choices=(1, 2), default=1,
@@ -157,13 +158,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfer", default="ssh,tcp", metavar="WAY[,WAY...]",
                         help="ways to move the images for --machines 2: ssh (encrypted), tcp (direct)")
     args = parser.parse_args(argv)
+    targets = args.target.split(",")
+    for target in targets:
+        if target not in ("embedded", "bmv2"):
+            parser.error(f"--target {target!r}: use embedded, bmv2 or both (embedded,bmv2)")
+    if args.lab and len(targets) > 1:
+        parser.error("--lab uses one running lab: give one --target")
+    outs = [run_case(args, target) for target in targets]
+    if args.json:
+        print(json.dumps(outs[0] if len(outs) == 1 else outs, indent=2))
+        return 0
+    for out in outs:
+        report(args, out)
+        print()
+    if len(outs) > 1:
+        print("targets side by side (same run):")
+        print(f"{'target':>9} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'switch':>7} {'checkpoint':>10}")
+        for out in outs:
+            ph = out["phase_median_s"]
+            print(f"{out['target']:>9} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
+                  f"{out['gap_ms']['median']:>6.0f}ms {out['gap_ms']['p95']:>6.0f}ms "
+                  f"{ph['switch_s'] * 1000:>5.1f}ms {ph['checkpoint_s'] * 1000:>8.0f}ms")
+    return 0
 
+
+def run_case(args: argparse.Namespace, target: str) -> dict[str, Any]:
+    """One lab on `target`: the experiment, the floor, the figures' numbers (and, with
+    --machines 2, the cross-machine cases)."""
     if args.lab:
         lab, own = Lab.attach(args.lab), False
     else:
         lab = Lab(parse_config({"lab": {"name": "bench", "hosts": 4, "vip": f"10.{OCTET}.0.100",
                                         "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"},
-                                "switch": {"target": args.target}}))
+                                "switch": {"target": target}}))
         lab.up()
         own = True
     try:
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = an.describe(others["extra_ms"])
     normal = an.describe(others["normal_rtt_ms"])
     out: dict[str, Any] = {
-        "folder": str(result.folder), "migrations": s["migrations"], "succeeded": s["succeeded"],
+        "target": lab.config.switch.target, "folder": str(result.folder), "migrations": s["migrations"], "succeeded": s["succeeded"],
         "connections_migrated": s["connections_migrated"], "connections_broken": s["connections_broken"],
         "client_errors": s["client_errors"],
         "gap_ms": {"median": gap["median"], "p95": gap["p95"], "max": gap["max"]},
@@ -210,12 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.machines == 2:
         out["across_machines"] = across_machines(args, gap["median"])
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
+    return out
+
+
+def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """The text form of one case."""
     ph = out["phase_median_s"]
     fl = out["floor"]
-    print(f"results: {out['folder']} (switch target {lab.config.switch.target})")
+    gap = out["gap_ms"]
+    print(f"results: {out['folder']} (switch target {out['target']})")
     print(f"migrations: {out['succeeded']}/{out['migrations']} ok; {out['connections_migrated']} migrated "
           f"connections, {out['connections_broken']} broken, {out['client_errors']} client errors")
     print(f"client gap: median {gap['median']:.0f} ms, p95 {gap['p95']:.0f} ms, max {gap['max']:.0f} ms "
@@ -245,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms {rr['gap_over_same_machine']:>6.2f} "
                   f"{row['transfer_mb']:>5.1f} MB {row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
                   f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s")
-    return 0
 
 
 if __name__ == "__main__":

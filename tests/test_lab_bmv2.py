@@ -191,3 +191,20 @@ def test_lab_rolls_back_when_bmv2_cannot_start(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(SwitchError, match="does not describe the BMv2 JSON"):
         Lab(cfg).up()
     assert_clean(name)
+
+
+def test_experiment_and_migration_notebook_on_bmv2(lab: Lab, tmp_path: Path) -> None:
+    """`p4cf experiment` and notebook 03 (attached through P4CF_CONFIG) on the BMv2 lab."""
+    from p4cf_kit.commands import demo
+    out = p4cf("experiment", "--lab", LAB, "--migrations", "2", "--interval", "2", "--connections", "8",
+               "--out", str(tmp_path / "results"))
+    assert out["succeeded"] == 2 and out["connections_broken"] == 0, out
+    cfg = tmp_path / "bmv2.toml"
+    cfg.write_text(f'[lab]\nname = "{LAB}"\nhosts = 4\nvip = "10.{OCTET}.0.100"\n'
+                   f'subnet_pattern = "10.{OCTET}.{{n}}.0/24"\nbackends = ["h2"]\n\n[switch]\ntarget = "bmv2"\n')
+    notebook = ROOT / "notebooks" / "03_migration.ipynb"
+    demo.execute_notebook(notebook, tmp_path / notebook.name,
+                          env={"P4CF_CONFIG": str(cfg), "P4CF_RESULTS_DIR": str(tmp_path / "nb-results")})
+    made = {p.stem for p in (tmp_path / "nb-results").glob("*/figures/*.png")}
+    assert {"timeline-m1", "downtime-connections-m1"} <= made, made
+    assert p4cf("status", "--lab", LAB)["switch"]["target"] == "bmv2"   # attached: left up

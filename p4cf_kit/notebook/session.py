@@ -37,8 +37,8 @@ def notebook_config() -> LabConfig:
 
 
 def lab_is_up(config: LabConfig) -> bool:
-    """True when the switch of lab `config.name` runs (someone brought it up)."""
-    from p4cf_kit.switch.process import running_pid
+    """True when the switch of lab `config.name` runs (someone brought it up), whichever target."""
+    from p4cf_kit.switch.targets import running_pid
     from p4cf_kit.topology.names import LabNames
     return running_pid(LabNames(config.name).state) is not None
 
