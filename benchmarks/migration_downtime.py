@@ -255,7 +255,7 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
           f"{ux['median']:.1f} ms, p95 {ux['p95']:.1f} ms, max {ux['max']:.1f} ms over their normal "
           f"{ux['normal_rtt_median_ms']:.2f} ms (goal p95 <= {GOAL_BYSTANDER_P95_MS:.0f} ms: "
           f"{'met' if out['untouched_goal_met'] else 'NOT met'})")
-    print("phase medians: " + ", ".join(f"{k[:-2]} {v * 1000:.0f} ms" for k, v in ph.items())
+    print("phase medians: " + ", ".join(f"{k[:-2]} {v * 1000:.0f} ms" for k, v in ph.items() if v == v)
           + f"; checkpoint {out['checkpoint_mb_median']:.1f} MB")
     print(f"floor (bare in-place checkpoint + restore, {args.floor_repeats}x): {fl['bare_checkpoint_restore_s'] * 1000:.0f} ms "
           f"(checkpoint {fl['bare_checkpoint_s'] * 1000:.0f}, restore {fl['bare_restore_s'] * 1000:.0f}); "
