@@ -249,8 +249,18 @@ machine = "{MACHINE}"
     p4cf("up", "-c", str(conf))
     status = p4cf("status", "--lab", "tc").stdout
     assert f"on {MACHINE}" in status, status
+    netns_inode = os.stat(f"/run/netns/p4cf-m-{MACHINE}").st_ino
     out = p4cf("down", "-c", str(conf))
     assert f"emulated machine {MACHINE}: removed" in out.stdout, out.stdout
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _netns_inode(pid) == netns_inode]
+    assert not left, f"processes left in the removed machine's namespace: {left}"
     assert not Path(f"/run/netns/p4cf-m-{MACHINE}").exists()
     assert not Path(f"/sys/class/net/p4cfm-{MACHINE}-l").exists()
     assert emulated.load(MACHINE) is None
+
+
+def _netns_inode(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None

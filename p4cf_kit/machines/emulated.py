@@ -173,6 +173,8 @@ def _sshd_config(name: str, addr: str, port: int) -> str:
         "X11Forwarding no\n"
         "AllowStreamLocalForwarding yes\n"
         "MaxSessions 64\n"
+        "ClientAliveInterval 5\n"     # a session whose client vanished ends within 15 s
+        "ClientAliveCountMax 3\n"
         "MaxStartups 64:30:128\n"
     )
 
@@ -312,6 +314,7 @@ def remove(name: str) -> list[str]:
     and files. Idempotent; works on a half-made one. Returns what it removed."""
     check_name(name)
     removed: list[str] = []
+    _close_connections(name)   # first, while the link still carries the goodbye to its sshd
     rec = load(name)
     if rec is not None:
         _stop(rec.podman_pid, "system service")
@@ -321,6 +324,7 @@ def remove(name: str) -> list[str]:
     _remove_containers(name)
     ns = netns_name(name)
     if Path(f"/run/netns/{ns}").exists():
+        _stop_leftover_processes(ns)
         run(["ip", "netns", "del", ns], check=False)
         removed.append(f"netns {ns}")
     for iface in [mgmt_iface(name)] + [cable_iface(name, i) for i in range(8)]:
@@ -332,8 +336,24 @@ def remove(name: str) -> list[str]:
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
-    _close_connections(name)
     return removed
+
+
+def _stop_leftover_processes(netns: str) -> None:
+    """Stop, by pid, what still runs in the machine's own namespace (sshd sessions whose client
+    went away, a conmon): nothing else lives there, and a deleted namespace would hide them."""
+    pids = [int(p) for p in run(["ip", "netns", "pids", netns], check=False).stdout.split() if p.isdigit()]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _close_connections(name: str) -> None:
