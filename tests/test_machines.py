@@ -317,6 +317,10 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
             assert lab.pool() == ["h3"]
             counters = lab.counters().set_index("host")
             assert counters.loc["h3", "packets"] > 0   # BMv2's direct counters, read over TLS
+            from p4cf_kit.recovery import restart_switch
+            again = restart_switch(lab)   # after a reboot: pipeline and entries pushed again
+            assert again.pid is None and again.pool == ["h3"] and lab.pool() == ["h3"], again
+            assert probe(lab, "h1", str(cfg.vip)) == "connected"
         finally:
             removed = lab.down()
         assert any("entries removed" in s for s in removed["switch"]), removed
