@@ -354,9 +354,12 @@ def _remote_switch(raw: dict[str, Any], grpc_addr: str) -> SwitchConfig:
         host, sep, port = grpc_addr.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"switch.grpc_addr = {grpc_addr!r} needs HOST:PORT (e.g. 192.0.2.10:9559) or unix:/path")
-    for key, harmless in (("netns", False), ("datapath", "auto")):  # a saved config repeats these
-        if raw.get(key, harmless) != harmless:
-            raise ConfigError(f"switch.{key} applies to the kit's own switches, not to target = \"remote\"; remove it")
+    # netns has no meaning here and a config grown from the default one carries it: accept any
+    # true/false. A data path choice, though, would be a wish nobody can grant: refuse it.
+    if not isinstance(raw.get("netns", False), bool):
+        raise ConfigError(f"switch.netns must be true or false, got {raw['netns']!r}")
+    if raw.get("datapath", "auto") != "auto":
+        raise ConfigError("switch.datapath applies to the kit's own switches, not to target = \"remote\"; remove it")
     insecure = raw.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(f"switch.insecure must be true or false, got {insecure!r}")

@@ -231,41 +231,6 @@ def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMac
         "uplinks": ["up0", "up1"]}}), "host key")
 
 
-def test_cli_up_down_removes_the_emulated_machine(machine: RemoteMachine, tmp_path: Path) -> None:
-    """Last: `p4cf down` removes the lab on both machines and the emulated machine itself."""
-    conf = tmp_path / "two.toml"
-    conf.write_text(f"""
-[lab]
-name = "tc"
-vip = "10.207.0.100"
-subnet_pattern = "10.207.{{n}}.0/24"
-
-[machines.{MACHINE}]
-emulated = true
-
-[hosts.h3]
-machine = "{MACHINE}"
-""")
-    p4cf("up", "-c", str(conf))
-    status = p4cf("status", "--lab", "tc").stdout
-    assert f"on {MACHINE}" in status, status
-    netns_inode = os.stat(f"/run/netns/p4cf-m-{MACHINE}").st_ino
-    out = p4cf("down", "-c", str(conf))
-    assert f"emulated machine {MACHINE}: removed" in out.stdout, out.stdout
-    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _netns_inode(pid) == netns_inode]
-    assert not left, f"processes left in the removed machine's namespace: {left}"
-    assert not Path(f"/run/netns/p4cf-m-{MACHINE}").exists()
-    assert not Path(f"/sys/class/net/p4cfm-{MACHINE}-l").exists()
-    assert emulated.load(MACHINE) is None
-
-
-def _netns_inode(pid: str) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return None
-
-
 def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachine, tmp_path: Path) -> None:
     """A switch the kit does not run (BMv2 started by the user in a box of its own, P4Runtime
     over mutual TLS on a management address): the kit pushes the user's pipeline files, maps
@@ -329,3 +294,38 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
             assert LoadBalancer(conn).state().vip is None
     assert not any(remote_leftovers(machine, "tw").values())
     assert Path(f"/sys/class/net/{rec.uplinks['up0']}").exists()   # the cable is back
+
+
+def test_cli_up_down_removes_the_emulated_machine(machine: RemoteMachine, tmp_path: Path) -> None:
+    """Last: `p4cf down` removes the lab on both machines and the emulated machine itself."""
+    conf = tmp_path / "two.toml"
+    conf.write_text(f"""
+[lab]
+name = "tc"
+vip = "10.207.0.100"
+subnet_pattern = "10.207.{{n}}.0/24"
+
+[machines.{MACHINE}]
+emulated = true
+
+[hosts.h3]
+machine = "{MACHINE}"
+""")
+    p4cf("up", "-c", str(conf))
+    status = p4cf("status", "--lab", "tc").stdout
+    assert f"on {MACHINE}" in status, status
+    netns_inode = os.stat(f"/run/netns/p4cf-m-{MACHINE}").st_ino
+    out = p4cf("down", "-c", str(conf))
+    assert f"emulated machine {MACHINE}: removed" in out.stdout, out.stdout
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _netns_inode(pid) == netns_inode]
+    assert not left, f"processes left in the removed machine's namespace: {left}"
+    assert not Path(f"/run/netns/p4cf-m-{MACHINE}").exists()
+    assert not Path(f"/sys/class/net/p4cfm-{MACHINE}-l").exists()
+    assert emulated.load(MACHINE) is None
+
+
+def _netns_inode(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None

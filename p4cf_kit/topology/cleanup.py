@@ -131,6 +131,11 @@ def _down_machine(names: LabNames, machine: Machine, removed: dict[str, list[str
                   uplinks: Sequence[str] = ()) -> None:
     """Remove the lab's containers, pods, networks, bridges and isolation table on `machine`."""
     where = "" if machine.is_local else f"{machine.name}:"
+    if not machine.is_local:  # first: a restore waiting at its gate holds its container's lock
+        from p4cf_kit.podman.remote_gate import abort_remote_gates
+        gates = abort_remote_gates(machine, names.lab)
+        if gates:
+            removed.setdefault("gates", []).extend(where + g for g in gates)
     containers = _podman_objects(["ps", "-a"], names, machine)
     pods = _podman_objects(["pod", "ps"], names, machine)
     if containers:
