@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the record is data the error carries; errors.py imports nothing at run time
+    from p4cf_kit.migration.record import MigrationRecord
+
 
 class KitError(Exception):
     """Base of every error the kit raises on purpose (the CLI prints these without a traceback)."""
@@ -29,8 +34,14 @@ class SwitchError(KitError):
 
 
 class MigrationError(KitError):
-    """A migration failed in `phase`; the kit rolled back before raising this."""
+    """A migration failed in `phase`; the kit rolled back before raising this. `record` is
+    what the migration did up to the failure (its `failed_phase`, `error`, `rolled_back`)."""
 
-    def __init__(self, phase: str, message: str) -> None:
+    def __init__(self, phase: str, message: str, record: MigrationRecord | None = None) -> None:
         super().__init__(f"migration failed in phase '{phase}': {message}")
         self.phase = phase
+        self.record = record
+
+
+class InjectedFailure(KitError):
+    """Raised on purpose after a phase did its work (fail_at / P4CF_MIGRATION_FAIL_AT)."""

@@ -173,8 +173,8 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         time.sleep(1.5)
         with pytest.raises(MigrationError) as failed:
             lab.migrate("h2", "h4", fail_at="transfer")
-        rec = failed.value.record  # type: ignore[attr-defined]
-        assert rec.failed_phase == "transfer" and rec.rolled_back, rec
+        rec = failed.value.record
+        assert rec is not None and rec.failed_phase == "transfer" and rec.rolled_back, rec
         assert podman("container", "inspect", "--format", "{{.State.Status}}",
                       "p4cf-tg-h2-srv").stdout.strip() == "running"
         assert machine.podman("ps", "-a", "--filter", "name=p4cf-tg-h4", "--format",

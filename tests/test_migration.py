@@ -166,8 +166,8 @@ def test_failure_in_each_phase_rolls_back(lab: Lab, tmp_path: Path, phase: str) 
     log = traffic.stop()
     err = info.value
     assert err.phase == phase and f"phase '{phase}'" in str(err) and "rolled back" in str(err)
-    rec = err.record  # type: ignore[attr-defined]
-    assert rec.failed_phase == phase and rec.rolled_back and not rec.ok
+    rec = err.record
+    assert rec is not None and rec.failed_phase == phase and rec.rolled_back and not rec.ok
     _assert_backend_at(lab, src, dst)
     _assert_all_alive(log, 6)
     _assert_counts_continue(log)

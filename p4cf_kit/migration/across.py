@@ -181,6 +181,4 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
         raise
     except (KitError, OSError) as rb:
         outcome = f"ROLLBACK FAILED at '{step}': {rb}"
-    error = MigrationError(phase, f"{exc}; {outcome}")
-    error.record = record  # type: ignore[attr-defined]
-    raise error from exc
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc
