@@ -77,10 +77,10 @@ def local_costs(schema: P4Schema, n: int = 3000) -> dict[str, float]:
     bytes (and what protobuf's parser would take), and the rest of the server's Write."""
     from p4cf_kit.switch.embedded.arbitration import Controller
     from p4cf_kit.switch.embedded.server import P4RuntimeService
-    from p4cf_kit.switch.embedded.target import default_pipeline
+    from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
     from p4cf_kit.switch.embedded.write_wire import parse_write
 
-    service = P4RuntimeService(1, default_pipeline())
+    service = P4RuntimeService(1, LoadBalancerPipeline())
     config = p4runtime_pb2.ForwardingPipelineConfig()
     config.p4info.CopyFrom(schema.p4info)
     service.load_pipeline(config)

@@ -30,9 +30,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             rec = migrate(lab, args.src, args.dst, fail_at=args.fail_at)
         except MigrationError as exc:
-            record = getattr(exc, "record", None)
-            if args.json and record is not None:
-                emit(args, record.as_row(), "")
+            if args.json and exc.record is not None:
+                emit(args, exc.record.as_row(), "")
             raise
     finally:
         lab.close()

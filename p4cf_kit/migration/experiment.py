@@ -137,8 +137,8 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
                 rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at)
                 where[dst] = where.pop(src, rec.backend)
             except MigrationError as exc:
-                rec = getattr(exc, "record", None) or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
-                                                                      migration=k, error=str(exc))
+                rec = exc.record or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
+                                                    migration=k, error=str(exc))
             except ConfigError as exc:   # refused: the backend is not where it should be any more
                 progress(f"m{k} {src}->{dst} refused, stopping: {exc}")
                 break

@@ -8,14 +8,9 @@ must say so in one sentence (with the fix) instead of failing mid-notebook, and
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable
+from typing import Any
 
 from p4cf_kit.errors import KitError
-
-
-def migrate_call(lab: Any) -> Callable[..., Any]:
-    """The migration entry point notebooks and panels use: `lab.migrate(src, dst, ...)`."""
-    return lab.migrate
 
 
 def migration_unavailable_reason() -> str | None:

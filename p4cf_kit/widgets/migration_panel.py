@@ -20,7 +20,7 @@ import pandas as pd
 from p4cf_kit import analysis as an
 from p4cf_kit.errors import MigrationError
 from p4cf_kit.migration.record import PHASES as MIGRATION_PHASES
-from p4cf_kit.notebook import migrate_call, migration_unavailable_reason, record_dict, serving_hosts
+from p4cf_kit.notebook import migration_unavailable_reason, record_dict, serving_hosts
 from p4cf_kit.plots import timeline
 from p4cf_kit.widgets import table
 from p4cf_kit.widgets.lab_watch import LabWatch, gone_text
@@ -129,10 +129,8 @@ class MigrationPanel:
         return self.runner.wait(timeout)
 
     def _migrate(self, number: int, src: str, dst: str) -> dict[str, Any]:
-        call = migrate_call(self.lab)
-        kwargs: dict[str, Any] = {"on_phase": self._on_phase}
         with lab_lock(self.lab):
-            record = record_dict(call(src, dst, **kwargs))
+            record = record_dict(self.lab.migrate(src, dst, on_phase=self._on_phase))
         record.setdefault("migration", number)
         record["migration"] = number  # numbered per panel: m1, m2, ... as in the figures
         self.records.append(record)
@@ -143,8 +141,8 @@ class MigrationPanel:
         self.rows.append(row)
         return row
 
-    def _on_phase(self, phase: str, *_args: Any, **_kwargs: Any) -> None:
-        self.progress.start(str(phase))
+    def _on_phase(self, phase: str) -> None:
+        self.progress.start(phase)
 
     def _analyse(self, record: dict[str, Any]) -> dict[str, Any]:
         """The result row; with traffic, downtime and survival of the moved connections and the timeline."""
@@ -178,11 +176,13 @@ class MigrationPanel:
 
     def _failed(self, exc: BaseException) -> None:
         """Mark the failed phase; a failed migration (rolled back) still gets its row in the table."""
-        self.progress.fail(exc.phase if isinstance(exc, MigrationError) else None)
-        record = getattr(exc, "record", None)
-        if record is None:
+        if not isinstance(exc, MigrationError):
+            self.progress.fail(None)
             return
-        row = record_dict(record)
+        self.progress.fail(exc.phase)
+        if exc.record is None:
+            return
+        row = exc.record.as_row()
         row["migration"] = len(self.records) + 1
         self.records.append(row)
         self.rows.append({"migration": row["migration"], "move": f"{row['src']} → {row['dst']}",
