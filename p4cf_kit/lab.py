@@ -37,7 +37,7 @@ from p4cf_kit.machines.preflight import check_machines
 from p4cf_kit.machines.registry import cable_end, machines_of
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
-from p4cf_kit.topology.commands import netns_path
+from p4cf_kit.netns import netns_path
 from p4cf_kit.labels import LABEL
 from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
@@ -243,12 +243,11 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         """What runs: switch pid and address, per-host pod/container state, the pool from the switch."""
-        pid = switch_targets.running_pid(self.names.state)
-        out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
-                                                                    "target": self.config.switch.target,
-                                                                    "running": pid is not None,
-                                                                    "data_plane": switch_targets.data_path(self.names.state)
-                                                                    if pid is not None else None},
+        sw = switch_targets.running(self.names.state)
+        out: dict[str, Any] = {"lab": self.config.name,
+                               "switch": {"pid": sw.pid if sw else None, "grpc_addr": self.grpc_addr,
+                                          "target": sw.target if sw else self.config.switch.target,
+                                          "running": sw is not None, "data_plane": sw.data_path if sw else None},
                                "hosts": {}, "pool": None}
         containers: list[dict[str, Any]] = []
         for machine in {self.machine_of(h).name: self.machine_of(h) for h in self.config.hosts}.values():
@@ -260,7 +259,7 @@ class Lab:
                     if c.get("PodName") == self.names.pod(h.name) and not c.get("IsInfra")}
             out["hosts"][h.name] = {"role": h.role, "ip": str(h.ip), "mac": h.mac, "port": h.port,
                                     "machine": h.machine, "containers": ctrs}
-        if pid is not None:
+        if sw is not None:
             try:
                 out["pool"] = self._pool_view(self._read_state())
             except KitError as exc:

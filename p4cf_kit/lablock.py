@@ -27,17 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from p4cf_kit.errors import KitError
+from p4cf_kit.errors import LabBusy
 
 LOCK_FILE = "lab.lock"
 RECORD_FILE = "lab.lock.json"
 POLL_S = 0.2
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class LabBusy(KitError):
-    """The lab is locked by another operation and we were told not to wait."""
 
 
 @dataclass

@@ -30,7 +30,7 @@ from p4cf_kit.machines.registry import cable_end
 from p4cf_kit.podman.runner import podman_json
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology.cleanup import netns_exists
-from p4cf_kit.topology.commands import netns_path, run
+from p4cf_kit.netns import netns_path, run
 from p4cf_kit.topology.names import ROLE_LABEL_KEY
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def _lab_pods(lab: "Lab") -> list[str]:
 def switch_only_down(lab: "Lab") -> bool:
     """True when the lab was up, its switch is gone, and its pods and record are still there."""
     state = lab.names.state
-    if switch_targets.get_target(lab.config.switch.target).running_pid(state) is not None:
+    if switch_targets.running_pid(state) is not None:
         return False
     if not IntentFile(state).exists() or not (state / "lab.json").exists():
         return False
@@ -82,18 +82,18 @@ def _ports(lab: "Lab") -> dict[int, str]:
     return ports
 
 
-def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int | None:
+def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int:
     """Start the lab's switch process on its existing ports and address, as bring-up does (no
     entries). Returns its pid. KitError when the ports are gone."""
     cfg = lab.config
     target = switch_targets.get_target(cfg.switch.target)
     ports = _ports(lab)
-    proc = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,
-                        netns_path(lab.names.switch_netns) if cfg.switch.netns else None, timeout=timeout,
-                        container_name=f"{lab.names.prefix}s1",
-                        labels=(LABEL, lab.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
-                        datapath=cfg.switch.datapath)
-    return getattr(proc, "pid", None) or target.running_pid(lab.names.state)
+    started = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,
+                           netns_path(lab.names.switch_netns) if cfg.switch.netns else None, timeout=timeout,
+                           container_name=f"{lab.names.prefix}s1",
+                           labels=(LABEL, lab.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
+                           datapath=cfg.switch.datapath)
+    return started.pid
 
 
 def _recorded(lab: "Lab") -> Intent:
@@ -145,15 +145,12 @@ def restart_switch(lab: "Lab", timeout: float = 30.0) -> RestartReport:
         state = lab.names.state
         intent = _recorded(lab)
         cfg = lab.config
-        target = switch_targets.get_target(cfg.switch.target)
         recorded = intent.pipeline.get("target")
         if recorded and recorded != cfg.switch.target:
             raise KitError(f"lab {cfg.name!r} was programmed on target {recorded!r}, its config says "
                            f"{cfg.switch.target!r}; rebuild it: `p4cf down` then `p4cf up`")
         lab.close()
-        was_running = target.running_pid(state) is not None
-        if was_running:
-            target.stop(state)
+        was_running = switch_targets.stop_switch(state) is not None
         pid = start_switch_process(lab, timeout)
         entries = _install(lab._connect(push_pipeline=True), intent)
         return RestartReport(lab=cfg.name, pid=pid, restart_s=time.monotonic() - t0,

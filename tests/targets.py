@@ -32,7 +32,8 @@ import pytest
 
 from p4cf_kit.netns import create_netns, delete_netns
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch
-from p4cf_kit.switch.targets import TARGETS, PipelineFiles, get_target
+from p4cf_kit.switch.state import LOG_FILE
+from p4cf_kit.switch.targets import TARGETS, PipelineFiles, get_target, stop_switch
 
 TARGET_NAMES = tuple(TARGETS)
 BMV2_MISSING_REASON = "simple_switch_grpc not found: install BMv2 (README 'BMv2 target')"
@@ -109,9 +110,9 @@ def running_switch(name: str, ports: Mapping[int, str] | None = None,
         proc = target.start(state, ports, addr, 1, f"/run/netns/{netns}" if netns else None,
                             timeout=30.0, container_name=f"p4cf-t-bmv2-{state.name[-8:]}")
         try:
-            yield RunningSwitch(name, addr, 1, target.pipeline(), pid=proc.pid, log_path=proc.log_path)
+            yield RunningSwitch(name, addr, 1, target.pipeline(), pid=proc.pid, log_path=state / LOG_FILE)
         finally:
-            target.stop(state)
+            stop_switch(state)
     finally:
         if scratch is not None:
             delete_netns(scratch)

@@ -25,7 +25,7 @@ from scapy.layers.l2 import ARP, Ether
 from p4cf_kit.netns import StarTopology, call_in_netns, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane
 from p4cf_kit.switch.embedded.ebpf import asm, syscall as bpf
-from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
 from packet_io import packet_socket, receive_matching

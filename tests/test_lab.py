@@ -23,7 +23,7 @@ from p4cf_kit.config import LabConfig, parse_config
 from p4cf_kit.lab import Lab
 from p4cf_kit.labels import LABEL
 from p4cf_kit.podman.runner import podman, podman_json
-from p4cf_kit.switch import process as switch_process
+from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, isolation, pods
 from p4cf_kit.topology.names import LabNames
 from probes import tcp_probe
@@ -63,7 +63,7 @@ def leftovers(lab: str) -> dict[str, list[str]]:
         "interfaces": cleanup.lab_interfaces(names),
         "netns": [names.switch_netns] if cleanup.netns_exists(names.switch_netns) else [],
         "nft": [t for t in isolation.kit_tables() if t == names.nft_table],
-        "switch": [str(p) for p in [switch_process.running_pid(names.state)] if p],
+        "switch": [str(p) for p in [switch_targets.running_pid(names.state)] if p],
     }
 
 
@@ -191,7 +191,7 @@ def test_switch_is_the_only_path(lab4: Lab) -> None:
     backend_ip = str(lab4.config.host("h2").ip)
     assert probe(lab4, "h1", str(lab4.config.vip)) == "connected"
     assert probe(lab4, "h1", backend_ip) == "TimeoutError"  # the switch forwards only VIP traffic
-    switch_process.stop_switch(lab4.names)
+    switch_targets.stop_switch(lab4.names.state)
     assert probe(lab4, "h1", str(lab4.config.vip)) == "TimeoutError"
     assert probe(lab4, "h1", backend_ip) == "TimeoutError"
     assert probe(lab4, "h2", str(lab4.config.host("h1").ip)) == "TimeoutError"

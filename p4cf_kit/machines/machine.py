@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 from p4cf_kit.podman import runner
-from p4cf_kit.topology import commands
+from p4cf_kit import netns
 
 LOCAL_NAME = "local"
 
@@ -90,15 +90,15 @@ class LocalMachine(Machine):
 
     def run(self, args: Sequence[str], check: bool = True, input: str | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return commands.run(args, check=check, input=input, timeout=timeout)
+        return netns.run(args, check=check, input=input, timeout=timeout)
 
     def in_netns(self, netns_path: str, args: Sequence[str], check: bool = True,
                  input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return commands.in_netns(netns_path, args, check=check, input=input)
+        return netns.run_in(netns_path, args, check=check, input=input)
 
     def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
               ) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([commands.tool(args[0]), *args[1:]], stdin=stdin, stdout=stdout,
+        return subprocess.Popen([netns.tool(args[0]), *args[1:]], stdin=stdin, stdout=stdout,
                                 stderr=subprocess.PIPE)
 
 

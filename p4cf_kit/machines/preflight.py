@@ -16,7 +16,7 @@ from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
 from p4cf_kit.errors import KitError, PrerequisiteError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.registry import cable_end
-from p4cf_kit.topology.commands import run
+from p4cf_kit.netns import run
 from p4cf_kit.topology.names import LabNames
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError
+from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError, RollbackError
 from p4cf_kit.lablock import lab_lock, note
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
@@ -44,7 +44,7 @@ from p4cf_kit.migration.clock import FAIL_AT_ENV, PhaseClock
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
-from p4cf_kit.migration.rollback import MigrationRun, RollbackError, return_to_source
+from p4cf_kit.migration.rollback import MigrationRun, return_to_source
 
 __all__ = ["FAIL_AT_ENV", "InjectedFailure", "migrate"]
 

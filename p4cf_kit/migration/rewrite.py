@@ -24,14 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p4cf_kit.errors import KitError, PrerequisiteError
+from p4cf_kit.errors import PrerequisiteError, RewriteError
 
 FILES_IMG = "files.img"
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
-
-
-class RewriteError(KitError):
-    """A checkpoint could not be rewritten (missing or unreadable images)."""
 
 
 @dataclass

@@ -25,7 +25,7 @@ from p4cf_kit.podman.restore_gate import abort_gates, remove_stale_gates
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.switch.targets import stop_switch
 from p4cf_kit.topology import isolation
-from p4cf_kit.topology.commands import run
+from p4cf_kit.netns import run
 from p4cf_kit.topology.names import LAB_LABEL_KEY, LabNames
 from p4cf_kit.topology.networks import bridges_of
 from p4cf_kit.topology.wiring import release_cables
@@ -165,7 +165,7 @@ def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list
     names = LabNames(lab)
     removed: dict[str, list[str]] = {"switch": [], "containers": [], "pods": [], "networks": [],
                                      "interfaces": [], "netns": [], "nft": []}
-    pid = stop_switch(names)
+    pid = stop_switch(names.state)
     if pid:
         removed["switch"].append(str(pid))
     gates = abort_gates(lab)   # first: a restore waiting at its gate holds its container's lock

@@ -19,7 +19,7 @@ import grpc
 from google.rpc import status_pb2
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.errors import P4RuntimeError
 
 Code = grpc.StatusCode
 Send = Callable[[p4runtime_pb2.StreamMessageResponse], None]

@@ -16,7 +16,8 @@ from p4.v1 import p4runtime_pb2
 
 from p4cf_kit.switch.embedded.p4info import (EXACT, LPM, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_ONLY,
                                              ActionInfo, P4Schema, TableInfo)
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError, decode, encode
+from p4cf_kit.errors import P4RuntimeError
+from p4cf_kit.switch.embedded.p4values import decode, encode
 from p4cf_kit.switch.embedded.replication import ReplicationStore
 
 Code = grpc.StatusCode

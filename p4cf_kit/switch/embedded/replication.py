@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import grpc
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.errors import P4RuntimeError
 
 Code = grpc.StatusCode
 INSERT = p4runtime_pb2.Update.INSERT

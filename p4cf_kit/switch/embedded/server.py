@@ -25,7 +25,7 @@ from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from p4cf_kit.switch.embedded.arbitration import Arbiter, Controller, election_id_of
 from p4cf_kit.switch.embedded.entries import DataPlaneTables, EntryStore, Undo
 from p4cf_kit.switch.embedded.p4info import P4Schema, shipped_p4info, substance_difference
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.errors import P4RuntimeError
 from p4cf_kit.switch.embedded.write_wire import Update, WriteFields, parse_write
 
 log = logging.getLogger("p4cf.switch.p4runtime")

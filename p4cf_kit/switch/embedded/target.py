@@ -20,14 +20,13 @@ from typing import Any, Sequence
 
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.errors import SwitchError
+from p4cf_kit.errors import OffloadUnavailable, P4RuntimeError, SwitchError
 from p4cf_kit.switch.embedded.cpu_affinity import avoid_cpu, control_plane_cpu, pin_to_cpu
 from p4cf_kit.switch.embedded.dataplane import Dataplane
-from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
 from p4cf_kit.switch.embedded.p4info import load_p4info
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
+from p4cf_kit.switch.state import SwitchState, clear_state, write_state
 
 log = logging.getLogger("p4cf.switch")
 DEFAULT_GRPC_ADDR = "127.0.0.1:9559"
@@ -203,6 +202,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
     parser.add_argument("--log-console", action="store_true", help="log to the console (stderr)")
     parser.add_argument("--log-file", type=Path, help="log to this file")
+    parser.add_argument("--state-file", type=Path, metavar="FILE",
+                        help="once serving, write pid, P4Runtime address and data path to FILE "
+                             "(JSON; the kit reads a lab's switch.json); removed at exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,6 +235,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     print(f"p4cf switch: device {args.device_id} listening on {args.grpc_server_addr};"
           f" data plane {switch.datapath_in_use()}", file=sys.stderr, flush=True)
+    if args.state_file is not None:
+        write_state(args.state_file, SwitchState(target="embedded", pid=os.getpid(),
+                                                 grpc_addr=args.grpc_server_addr,
+                                                 data_path=switch.datapath_in_use()))
     status = 0
     try:
         while not stop.wait(0.5):
@@ -243,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
                 break
     finally:
         switch.stop()
+        if args.state_file is not None:
+            clear_state(args.state_file, os.getpid())
     return status
 
 

@@ -29,6 +29,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.ebpf import program as prog
@@ -42,10 +43,6 @@ _U32 = struct.Struct("<I")
 _GEN = struct.Struct("<Q")
 ATTACH_MODES = ("auto", "tcx", "tc")  # auto: tcx where the kernel has it (>= 6.6), else tc
 NO_TCX = (errno.EINVAL, errno.EOPNOTSUPP, 524)  # 524: ENOTSUPP, an unknown attach type
-
-
-class OffloadUnavailable(RuntimeError):
-    """The kernel fast path cannot run here; the message says why (the user path still works)."""
 
 
 @dataclass
