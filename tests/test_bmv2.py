@@ -35,7 +35,7 @@ from p4cf_kit.switch.state import STATE_FILE, SwitchState, write_state
 from p4cf_kit.topology.names import LabNames
 
 from packet_io import packet_socket, receive_tcp_to
-from targets import RunningSwitch, free_tcp_port, switch_netns, switch_ports, switch_target  # noqa: F401
+from targets import RunningSwitch, free_tcp_port
 
 HOST_P4C = Tool("p4c", binary="/opt/p4c/bin/p4c")
 IMAGE_P4C = Tool("p4c", image="docker.io/p4lang/p4c")

@@ -45,7 +45,7 @@ from p4cf_kit.switch.embedded.target import EmbeddedSwitch
 from p4cf_kit.switch.embedded.write_wire import WriteFields, parse_write
 
 from packet_io import packet_socket, receive_tcp_to
-from targets import RunningSwitch, only_embedded, switch_netns, switch_ports, switch_target  # noqa: F401
+from targets import RunningSwitch, only_embedded
 
 SCHEMA = P4Schema(load_p4info(P4INFO_TXT))
 T_GROUP = SCHEMA.table_by_name("MyIngress.ecmp_group").id
