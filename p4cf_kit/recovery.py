@@ -57,6 +57,8 @@ def _lab_pods(lab: "Lab") -> list[str]:
 def switch_only_down(lab: "Lab") -> bool:
     """True when the lab was up, its switch is gone, and its pods and record are still there."""
     state = lab.names.state
+    if lab.config.switch.remote:  # not ours to start; `p4cf switch restart` reprograms it
+        return False
     if switch_targets.running_pid(state) is not None:
         return False
     if not IntentFile(state).exists() or not (state / "lab.json").exists():
@@ -82,12 +84,12 @@ def _ports(lab: "Lab") -> dict[int, str]:
     return ports
 
 
-def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int:
+def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int | None:
     """Start the lab's switch process on its existing ports and address, as bring-up does (no
-    entries). Returns its pid. KitError when the ports are gone."""
+    entries). Returns its pid (None: a remote switch, not ours). KitError when the ports are gone."""
     cfg = lab.config
-    target = switch_targets.get_target(cfg.switch.target)
-    ports = _ports(lab)
+    target = switch_targets.target_of(cfg.switch)
+    ports = {} if cfg.switch.remote else _ports(lab)  # a remote switch: only checked, not started
     started = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,
                            netns_path(lab.names.switch_netns) if cfg.switch.netns else None, timeout=timeout,
                            container_name=f"{lab.names.prefix}s1",

@@ -33,9 +33,10 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def runs(pid: int, marker: str) -> bool:
-    """True when `pid` is alive and its command line contains `marker` (so it is still ours)."""
-    return alive(pid) and marker in cmdline(pid)
+def runs(pid: int | None, marker: str) -> bool:
+    """True when `pid` is alive and its command line contains `marker` (so it is still ours);
+    False for None (a remote switch's state: no process of ours)."""
+    return pid is not None and alive(pid) and marker in cmdline(pid)
 
 
 def reap(pid: int) -> None:
@@ -71,9 +72,11 @@ def _wait_gone(pid: int, deadline: float) -> bool:
     return not alive(pid)
 
 
-def stop(pid: int, marker: str, grace: float = 3.0) -> bool:
+def stop(pid: int | None, marker: str, grace: float = 3.0) -> bool:
     """SIGTERM `pid` if it still runs `marker`, SIGKILL after `grace` s; reap it if it is our
-    child. True when it was running."""
+    child. True when it was running (never for None: no process of ours)."""
+    if pid is None:
+        return False
     if not runs(pid, marker):
         reap(pid)
         return False

@@ -5,7 +5,8 @@ pid, where it serves P4Runtime, what forwards its frames, its container. Its log
 Why a file the switch writes: `p4cf status`, `p4cf down`, notebooks and bring-up must know
 what runs whichever target it is, and only the switch knows its data path once its ports are
 open. The embedded switch writes it itself (`--state-file`) once it serves P4Runtime; for
-BMv2, a program of its own, the kit's launcher writes it when it starts the process. A file
+BMv2, a program of its own, the kit's launcher writes it when it starts the process; for a
+remote switch (no process of ours), the kit writes it when a lab starts programming it. A file
 naming a pid that no longer runs the switch (it ended, or the pid was reused) describes
 nothing: `switch.targets.running()` checks.
 """
@@ -25,8 +26,8 @@ LOG_FILE = "switch.log"
 class SwitchState:
     """What one running switch wrote about itself."""
 
-    target: str          # "embedded" or "bmv2" (switch.targets.TARGETS)
-    pid: int             # the process the kit signals to stop it
+    target: str          # "embedded", "bmv2" (switch.targets.TARGETS) or "remote"
+    pid: int | None      # the process the kit signals to stop it; None: a remote switch, not ours
     grpc_addr: str
     data_path: str       # what forwards frames, in words (`p4cf status`)
     container: str | None = None   # BMv2 from an image: the container it runs in

@@ -1,4 +1,5 @@
-"""The switch targets the kit can run, started and stopped the same way: "embedded" and "bmv2".
+"""The switch targets the kit can run, started and stopped the same way: "embedded" and "bmv2"
+(and "remote", a switch the kit only programs: `target_of`).
 
 Why a registry: the lab, the CLI and the tests choose a target by name and must not care which
 program runs. Whichever runs, a lab's switch is found, described and stopped here, from the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.labels import LABEL
@@ -22,7 +23,11 @@ from p4cf_kit.switch.bmv2 import process as bmv2_process
 from p4cf_kit.switch.embedded import process as embedded_process
 from p4cf_kit.switch.state import SwitchState, clear_state, read_state, state_file
 
+if TYPE_CHECKING:
+    from p4cf_kit.config import SwitchConfig
+
 DEFAULT_TARGET = "embedded"
+REMOTE = "remote"  # a switch the kit programs but does not run (switch/remote.py)
 
 
 @dataclass(frozen=True)
@@ -150,12 +155,25 @@ def get_target(name: str) -> SwitchTarget:
         raise ConfigError(f"switch target {name!r} is unknown; use one of {', '.join(TARGETS)}") from None
 
 
+def target_of(switch: SwitchConfig) -> SwitchTarget:
+    """The target a lab's [switch] section names, configured by it where it needs to be (remote)."""
+    if switch.remote:
+        from p4cf_kit.switch.remote import RemoteTarget
+        return RemoteTarget(switch)
+    return get_target(switch.target)
+
+
 def running(state: Path) -> SwitchState | None:
     """The switch running for the lab whose state folder is `state`, whichever target it is;
-    None when none runs (no state file, or its pid no longer runs that switch)."""
+    None when none runs (no state file, or its pid no longer runs that switch). A remote switch
+    (no process of ours) counts as running while its state file says a lab programs it."""
     found = read_state(state_file(state))
-    target = TARGETS.get(found.target) if found is not None else None
-    if found is None or target is None or not pids.runs(found.pid, target.marker):
+    if found is None:
+        return None
+    if found.target == REMOTE:
+        return found
+    target = TARGETS.get(found.target)
+    if target is None or not pids.runs(found.pid, target.marker):
         return None
     return found
 
@@ -166,6 +184,17 @@ def running_pid(state: Path) -> int | None:
     return found.pid if found is not None else None
 
 
+def switch_up(state: Path) -> bool:
+    """True while the lab has a switch: a process of ours running, or a remote one it programs."""
+    return running(state) is not None
+
+
+def remote_in_use(state: Path) -> bool:
+    """True while a lab programs a remote switch (it has no pid of ours to look for)."""
+    found = read_state(state_file(state))
+    return found is not None and found.target == REMOTE
+
+
 def data_path(state: Path) -> str | None:
     """What forwards frames in the lab's switch, whichever target runs (None when none runs)."""
     found = running(state)
@@ -173,7 +202,8 @@ def data_path(state: Path) -> str | None:
 
 
 def stop_switch(state: Path) -> int | None:
-    """Stop the lab's switch, whichever target runs, and forget its state; the pid stopped."""
+    """Stop the lab's switch, whichever target runs, and forget its state; the pid stopped.
+    A remote switch is its owner's: only the note that a lab programs it goes."""
     path = state_file(state)
     found = read_state(path)
     target = TARGETS.get(found.target) if found is not None else None
