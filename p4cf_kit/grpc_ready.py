@@ -9,7 +9,7 @@ wait_for_ready does the same waiting in the caller's thread.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,15 +33,16 @@ from p4cf_kit.control.counters import read_counters
 from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
+from p4cf_kit.labels import LABEL
+from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.machines.preflight import check_machines
 from p4cf_kit.machines.registry import cable_end, machines_of
-from p4cf_kit.switch import targets as switch_targets
-from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
 from p4cf_kit.netns import netns_path
-from p4cf_kit.labels import LABEL
-from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.switch import targets as switch_targets
+from p4cf_kit.topology import cleanup, isolation, networks, pods, wiring
+from p4cf_kit.topology import hosts as host_ctrs
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
 from p4cf_kit.topology.traffic import TrafficRun
@@ -80,7 +82,7 @@ class Lab:
     # --- attach to a running lab -------------------------------------------------------------
 
     @classmethod
-    def attach(cls, name: str = DEFAULT_LAB) -> "Lab":
+    def attach(cls, name: str = DEFAULT_LAB) -> Lab:
         """A Lab for an already running lab `name` (config from its state folder)."""
         path = LabNames(name).state / STATE_FILE
         if not path.exists():
@@ -125,7 +127,7 @@ class Lab:
                 sw_future = pool.submit(self._switch_chain, timeout)
                 sw_future.result()
                 report.phases["switch_programmed"] = time.monotonic() - t0
-                for name, fut in chains.items():
+                for fut in chains.values():
                     fut.result()
                 report.phases["hosts_ready"] = time.monotonic() - t0
             for name, machine in self.machines.items():
@@ -159,8 +161,9 @@ class Lab:
             host_ctrs.start_server(self.config, self.names, host, machine)
             net = pods.pod_net(self.names, host, machine)
         else:
-            net = pods.create_pod(self.names, host, machine=machine)
-            assert net is not None
+            created = pods.create_pod(self.names, host, machine=machine)
+            assert created is not None
+            net = created
         self.pod_nets[host.name] = net
         wiring.configure_host(self.config, host, net.netns_path, machine)
         wiring.quiet_bridge_members(bridge, machine)
@@ -244,7 +247,7 @@ class Lab:
             self.conn = None
             self.lb = None
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.up()
         return self
 
@@ -352,7 +355,7 @@ class Lab:
         return self._connect().move_slot(index, mac, ip, port)
 
     def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
-                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> "MigrationRecord":
+                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> MigrationRecord:
         """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`)."""
         from p4cf_kit.migration import migrate
         return migrate(self, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,

@@ -17,8 +17,9 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from p4cf_kit.errors import HostToolError, PrerequisiteError
 from p4cf_kit.labels import NAME_PREFIX
@@ -36,7 +37,8 @@ def tool(name: str) -> str:
     """The path of host tool `name`; PrerequisiteError with the fix when it is not installed."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
     if path is None:
-        raise PrerequisiteError(f"`{name}` is not installed: run `make setup` (apt-get install iproute2 nftables ethtool util-linux)")
+        raise PrerequisiteError(f"`{name}` is not installed: run `make setup` "
+                                "(apt-get install iproute2 nftables ethtool util-linux)")
     return path
 
 
@@ -221,7 +223,7 @@ class StarTopology:
     def switch_if(self, i: int) -> str:
         return f"p4cf-sw{i}"
 
-    def up(self) -> "StarTopology":
+    def up(self) -> StarTopology:
         """Create namespaces, veths, addresses, routes and neighbour entries."""
         self.down()
         try:
@@ -248,7 +250,7 @@ class StarTopology:
             delete_netns(self.host_ns(i))
         delete_netns(self.switch_ns)
 
-    def __enter__(self) -> "StarTopology":
+    def __enter__(self) -> StarTopology:
         return self.up()
 
     def __exit__(self, *exc: object) -> None:

@@ -27,10 +27,10 @@ from p4cf_kit.errors import KitError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.lablock import lab_lock
 from p4cf_kit.machines.registry import cable_end
+from p4cf_kit.netns import netns_path, run
 from p4cf_kit.podman.runner import podman_json
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology.cleanup import netns_exists
-from p4cf_kit.netns import netns_path, run
 from p4cf_kit.topology.names import ROLE_LABEL_KEY
 
 if TYPE_CHECKING:
@@ -49,12 +49,12 @@ class RestartReport:
     was_running: bool = False
 
 
-def _lab_pods(lab: "Lab") -> list[str]:
+def _lab_pods(lab: Lab) -> list[str]:
     return [p["Name"] for p in podman_json("pod", "ps", "--filter", f"label={LABEL}",
                                            "--filter", f"label={lab.names.lab_label}", "--format", "json")]
 
 
-def switch_only_down(lab: "Lab") -> bool:
+def switch_only_down(lab: Lab) -> bool:
     """True when the lab was up, its switch is gone, and its pods and record are still there."""
     state = lab.names.state
     if lab.config.switch.remote:  # not ours to start; `p4cf switch restart` reprograms it
@@ -66,7 +66,7 @@ def switch_only_down(lab: "Lab") -> bool:
     return len(_lab_pods(lab)) > 0
 
 
-def _ports(lab: "Lab") -> dict[int, str]:
+def _ports(lab: Lab) -> dict[int, str]:
     """The switch ports the bring-up made (they outlive the switch process); KitError if gone."""
     names, in_ns = lab.names, lab.config.switch.netns
     if in_ns and not netns_exists(names.switch_netns):
@@ -84,7 +84,7 @@ def _ports(lab: "Lab") -> dict[int, str]:
     return ports
 
 
-def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int | None:
+def start_switch_process(lab: Lab, timeout: float = 30.0) -> int | None:
     """Start the lab's switch process on its existing ports and address, as bring-up does (no
     entries). Returns its pid (None: a remote switch, not ours). KitError when the ports are gone."""
     cfg = lab.config
@@ -98,7 +98,7 @@ def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int | None:
     return started.pid
 
 
-def _recorded(lab: "Lab") -> Intent:
+def _recorded(lab: Lab) -> Intent:
     intent = IntentFile(lab.names.state, lab._host_of).load()
     if intent is None or not intent.backends or intent.client is None:
         raise KitError(f"lab {lab.config.name!r} has no record of its switch entries "
@@ -119,7 +119,7 @@ def _install(lb: LoadBalancer, intent: Intent) -> int:
     return len(intent.port_macs) + 1 + len(intent.backends) + 2
 
 
-def reinstall_if_blank(lab: "Lab", lb: LoadBalancer) -> bool:
+def reinstall_if_blank(lab: Lab, lb: LoadBalancer) -> bool:
     """A switch that restarted under a running session holds no entries: put the recorded ones
     back (the stream broke, so `Lab` reconnected and calls this). True when it reinstalled."""
     intent = IntentFile(lab.names.state, lab._host_of).load()
@@ -137,7 +137,7 @@ def reinstall_if_blank(lab: "Lab", lb: LoadBalancer) -> bool:
     return True
 
 
-def restart_switch(lab: "Lab", timeout: float = 30.0) -> RestartReport:
+def restart_switch(lab: Lab, timeout: float = 30.0) -> RestartReport:
     """Start the lab's switch afresh and reinstall the pipeline and every recorded entry.
 
     A running switch is stopped first. Containers are left alone. Holds the lab's lock.

@@ -7,7 +7,7 @@ on both (tests/targets.py says how each is started). A module overrides `switch_
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

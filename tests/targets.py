@@ -21,10 +21,10 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import pytest
 

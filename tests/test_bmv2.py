@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from p4.config.v1 import p4info_pb2
 from google.protobuf import text_format
+from p4.config.v1 import p4info_pb2
 
 from p4cf_kit.config import default_config
 from p4cf_kit.errors import ConfigError, PrerequisiteError, SwitchError
@@ -33,7 +33,6 @@ from p4cf_kit.switch.bmv2.command import Bmv2Options, switch_args, switch_comman
 from p4cf_kit.switch.bmv2.toolchain import Tool
 from p4cf_kit.switch.state import STATE_FILE, SwitchState, write_state
 from p4cf_kit.topology.names import LabNames
-
 from packet_io import packet_socket, receive_tcp_to
 from targets import RunningSwitch, free_tcp_port
 
@@ -323,8 +322,9 @@ def test_bmv2_stop_never_signals_a_recycled_pid(tmp_path: Path) -> None:
 def test_each_target_takes_its_pipeline_and_entries_from_the_kits_controller(switch_target: RunningSwitch) -> None:
     """The kit's own P4Runtime session pushes the target's pipeline (for BMv2: p4c's P4Info and
     the JSON), then writes and reads an entry."""
-    from p4cf_kit.control.connection import SwitchConnection
     import p4runtime_sh.shell as sh
+
+    from p4cf_kit.control.connection import SwitchConnection
     sw = switch_target
     with SwitchConnection(sw.grpc_addr, sw.device_id, p4info=sw.pipeline.p4info,
                           device_config=sw.pipeline.device_config).connect(push_pipeline=True, timeout=20):
@@ -378,6 +378,7 @@ class TestEachTargetForwardsInItsNetns:
     def test_syn_to_the_vip_is_dnated_to_the_backend(self, switch_target: RunningSwitch, topo) -> None:
         import socket
         import struct
+
         from p4cf_kit.control.connection import SwitchConnection
         from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
 

@@ -14,20 +14,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from p4cf_kit.config import LabConfig, parse_config
 from p4cf_kit.lab import Lab
 from p4cf_kit.labels import LABEL
+from p4cf_kit.machines.machine import LOCAL
 from p4cf_kit.podman.runner import podman, podman_json
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, isolation, pods
 from p4cf_kit.topology.names import LabNames
 from probes import tcp_probe
-from p4cf_kit.machines.machine import LOCAL
 
 SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
 CLIENT_IMAGE = "localhost/p4cf-tcp-client:latest"

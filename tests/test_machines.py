@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -237,7 +237,6 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
     hosts to the box's port numbers (h3 on the other machine sits on port 7), migrates across
     machines through it, and on `down` removes its entries but leaves the switch running."""
     from hw_switch import GRPC_ADDR, hardware_switch, make_pki
-
     from p4cf_kit.control.connection import SwitchConnection
     from p4cf_kit.control.loadbalancer import LoadBalancer
     from p4cf_kit.errors import SwitchError

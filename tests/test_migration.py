@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -237,8 +237,13 @@ def test_source_without_backend_is_refused(lab: Lab) -> None:
 def test_experiment_writes_a_results_folder_that_plots(lab: Lab, tmp_path: Path) -> None:
     from p4cf_kit import results
     from p4cf_kit.cli import main
-    from p4cf_kit.migration.experiment import (DOWNTIME_CSV, MIGRATION_DOWNTIME_CSV, PHASES_CSV,
-                                               ExperimentOptions, run_experiment)
+    from p4cf_kit.migration.experiment import (
+        DOWNTIME_CSV,
+        MIGRATION_DOWNTIME_CSV,
+        PHASES_CSV,
+        ExperimentOptions,
+        run_experiment,
+    )
 
     result = run_experiment(lab, ExperimentOptions(migrations=2, interval_s=2.2, connections=8, warmup_s=1.0),
                             out=tmp_path)

@@ -22,16 +22,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
+import p4runtime_sh.shell as sh
 import pytest
 from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
-
-import p4runtime_sh.shell as sh
 from p4runtime_sh.p4runtime import P4RuntimeWriteException
 
 from p4cf_kit.errors import SwitchError
@@ -43,7 +42,6 @@ from p4cf_kit.switch.embedded.p4info import P4Schema, load_p4info
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch
 from p4cf_kit.switch.embedded.write_wire import WriteFields, parse_write
-
 from packet_io import packet_socket, receive_tcp_to
 from targets import RunningSwitch, only_embedded
 

@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from p4cf_kit.migration.record import PHASES
 
     p = subparsers.add_parser("migrate", help="live-migrate a backend container to another host",

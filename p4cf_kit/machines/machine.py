@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from p4cf_kit.podman import runner
 from p4cf_kit import netns
+from p4cf_kit.podman import runner
 
 LOCAL_NAME = "local"
 
@@ -67,7 +68,7 @@ class Machine(ABC):
         """Write one /proc/sys value on this machine, if the file exists."""
         self.run(["sh", "-c", f"[ ! -e {path} ] || echo {value} > {path}"], check=False)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: only a remote machine holds connections)
         """Release connections this object holds (nothing for the local machine)."""
 
     def __repr__(self) -> str:

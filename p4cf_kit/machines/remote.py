@@ -6,8 +6,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from p4cf_kit.errors import HostToolError, PodmanError, PrerequisiteError
 from p4cf_kit.machines.machine import Machine

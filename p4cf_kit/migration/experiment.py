@@ -17,9 +17,10 @@ A failed migration is recorded (ok=False, rolled back) and the run goes on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 

@@ -34,7 +34,7 @@ so rollback is exercised from the real state after each phase.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError, RollbackError
 from p4cf_kit.lablock import lab_lock, note

@@ -52,7 +52,7 @@ def address_words(ip: str, family: int) -> list[int]:
 def pycriu_images() -> Any:
     """pycriu's image module (PrerequisiteError naming the fix when it is missing)."""
     try:
-        import pycriu.images  # type: ignore[import-not-found]
+        import pycriu.images
     except ImportError as exc:
         raise PrerequisiteError(f"pycriu does not import ({exc}): run `make criu` and "
                                 "scripts/link-pycriu.sh") from exc

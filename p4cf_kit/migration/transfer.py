@@ -21,9 +21,10 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from p4cf_kit.errors import TransferError
 from p4cf_kit.machines.machine import Machine

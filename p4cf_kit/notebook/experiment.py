@@ -17,7 +17,8 @@ def run_experiment(lab: Any, n: int, **options: Any) -> results.ResultsFolder:
     with a progress bar; returns its results folder (raw data and every figure)."""
     from tqdm import tqdm  # text bar: a saved notebook shows its last state (a widget bar would show 0 %)
 
-    from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment as run
+    from p4cf_kit.migration.experiment import ExperimentOptions
+    from p4cf_kit.migration.experiment import run_experiment as run
     with tqdm(total=n, desc="migrations", unit="migration", file=sys.stdout) as bar:
         def progress(line: str) -> None:
             bar.update(1)

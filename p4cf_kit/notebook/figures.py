@@ -6,7 +6,8 @@ these put the data in raw/, draw with the plots room, and display what was saved
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 

@@ -7,8 +7,9 @@ from memory) and shape it as DataFrames a reader can scan.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -84,7 +85,7 @@ def restore_pool(lab: Any) -> list[str]:
     """Put the configured backends back as the pool (after a notebook changed it), and stop the
     servers `lab.pool` started on the other hosts: a host still running one is no migration target."""
     from p4cf_kit.topology.hosts import stop_container
-    pool = lab.pool([b.name for b in lab.config.backends])
+    pool: list[str] = lab.pool([b.name for b in lab.config.backends])
     for host in serving_hosts(lab):
         if host not in pool:
             stop_container(lab.names.server(host))

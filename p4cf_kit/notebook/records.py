@@ -7,7 +7,8 @@ already made of them, and need the flat dict the analysis room reads
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 

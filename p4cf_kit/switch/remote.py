@@ -13,13 +13,13 @@ where `config.py` allows it, plain text (p4cf_kit.grpc_transport).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 
-from p4cf_kit.config import SwitchConfig, TlsConfig
+from p4cf_kit.config import SwitchConfig
 from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.grpc_ready import wait_until_serving
 from p4cf_kit.grpc_transport import channel

@@ -3,17 +3,19 @@
 
 Why a registry: the lab, the CLI and the tests choose a target by name and must not care which
 program runs. Whichever runs, a lab's switch is found, described and stopped here, from the
-state file it leaves in the lab's state folder (`switch/state.py`). Each target gets the same port wiring (port number -> interface, optionally in
-the lab's switch netns) and the same P4Runtime controller; they differ in the pipeline the
-controller pushes: the shipped P4Info with an empty device config for the embedded switch
-(it runs the program natively), p4c's P4Info with the BMv2 JSON for BMv2.
+state file it leaves in the lab's state folder (`switch/state.py`). Each target gets the same
+port wiring (port number -> interface, optionally in the lab's switch netns) and the same
+P4Runtime controller; they differ in the pipeline the controller pushes: the shipped P4Info
+with an empty device config for the embedded switch (it runs the program natively), p4c's
+P4Info with the BMv2 JSON for BMv2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.labels import LABEL
@@ -96,10 +98,12 @@ class Bmv2Target:
         self.pcap_dir = pcap_dir
 
     def unavailable(self) -> str | None:
-        from p4cf_kit.switch.bmv2 import compile as p4compile, toolchain
+        from p4cf_kit.paths import P4_PROGRAM
+        from p4cf_kit.switch.bmv2 import compile as p4compile
+        from p4cf_kit.switch.bmv2 import toolchain
         if toolchain.find_simple_switch_grpc() is None:
             return toolchain.MISSING_BMV2
-        if not p4compile.is_up_to_date(p4compile.P4_PROGRAM, p4compile.default_build_dir()) \
+        if not p4compile.is_up_to_date(P4_PROGRAM, p4compile.default_build_dir()) \
                 and toolchain.find_p4c() is None:
             return f"{toolchain.MISSING_P4C}; BMv2 needs the program compiled (`p4cf p4 compile`)"
         return None
@@ -124,8 +128,8 @@ class Bmv2Target:
         if datapath != "auto":
             raise SwitchError(f"datapath {datapath!r} is an embedded-switch option; BMv2 has its own")
         from p4cf_kit.switch.bmv2.command import Bmv2Options
-        from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
         from p4cf_kit.switch.bmv2.consistency import json_p4info_difference
+        from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
         from p4cf_kit.switch.embedded.p4info import load_p4info
         tool = require_simple_switch_grpc()
         files = self.pipeline()  # compile now, so a p4c error shows before the switch starts

@@ -9,7 +9,8 @@ polling it every few seconds costs nothing.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def lab_running(lab: Any) -> bool:

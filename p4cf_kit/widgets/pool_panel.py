@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -180,7 +181,7 @@ class PoolPanel:
                 with lab_lock(self.lab):
                     restore_pool(self.lab)
             self.session.close()
-            return self.lab.config.name
+            return str(self.lab.config.name)
 
         def done(name: str) -> str:
             self._lab_gone("", f"pool: no longer followed (this panel let go of lab {name!r})"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -33,7 +34,7 @@ class CounterSampler:
     """Reads `lab.counters()` every `interval_s`; `rates` holds packets/s per backend host."""
 
     def __init__(self, lab: Any, interval_s: float = 1.0, keep_s: float = 120.0,
-                 on_sample: Callable[["CounterSampler"], None] | None = None) -> None:
+                 on_sample: Callable[[CounterSampler], None] | None = None) -> None:
         self.lab = lab
         self.interval_s = interval_s
         self.keep_s = keep_s

@@ -10,9 +10,9 @@ import os
 import shutil
 from pathlib import Path
 
+from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, has_feature, kit_build_facts
 from p4cf_kit.doctor.checks.probes import dotted, output, resolve_binary, run, version_tuple
 from p4cf_kit.doctor.checks.result import CheckResult
-from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, has_feature, kit_build_facts
 from p4cf_kit.errors import KitError
 
 CRIU_MIN = (4, 2)
@@ -107,4 +107,5 @@ def check_criu_fast_migration() -> CheckResult:
         ok = False
         notes.append("not the kit's build (the dump may wait 100 ms for the cgroup freezer)")
     return CheckResult(name, ok, False, "; ".join(notes),
-                       "" if ok else "rebuild with `make criu` (installs libnftables-dev, applies scripts/criu-patches/)")
+                       "" if ok else "rebuild with `make criu` "
+                                     "(installs libnftables-dev, applies scripts/criu-patches/)")

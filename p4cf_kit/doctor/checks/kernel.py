@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 from p4cf_kit.doctor.checks.probes import output, run
 from p4cf_kit.doctor.checks.result import CheckResult

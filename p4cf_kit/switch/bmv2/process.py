@@ -56,7 +56,8 @@ def start_bmv2(state: Path, tool: Tool, opts: Bmv2Options, timeout: float = 30.0
     except SwitchError as exc:
         stop_bmv2(written)
         clear_state(path, proc.pid)
-        raise SwitchError(f"BMv2 ({tool.describe()}): {exc}; switch log {log_path}:\n{pids.log_tail(log_path)}") from None
+        raise SwitchError(f"BMv2 ({tool.describe()}): {exc}; "
+                          f"switch log {log_path}:\n{pids.log_tail(log_path)}") from None
     return written
 
 

@@ -66,7 +66,7 @@ class Action:
 
     @staticmethod
     def checked(table: str, allowed: dict[str, dict[str, int]], name: str,
-                params: dict[str, int]) -> "Action":
+                params: dict[str, int]) -> Action:
         """Validate `name` and `params` (names and widths) for `table`; ValueError otherwise."""
         if name not in allowed:
             raise ValueError(f"{table}: action {name!r} is not one of {sorted(allowed)}")
@@ -129,7 +129,7 @@ class Decision:
         self.addrs = b""
         self.pseudo_base = 0
 
-    def finish(self) -> "Decision":
+    def finish(self) -> Decision:
         """Precompute what every packet needs: MAC bytes, addresses, pseudo-header sum base."""
         if self.dmac is not None and self.smac is not None:
             self.mac12 = self.dmac + self.smac
@@ -350,7 +350,7 @@ class LoadBalancerPipeline:
             self._cache[key] = decision
         return decision
 
-    def _decide(self, frame: bytes | bytearray) -> Decision:
+    def _decide(self, frame: bytes | bytearray | memoryview) -> Decision:
         """Parser, ingress and egress control of the program for one flow (lock held)."""
         hdr = pk.parse(frame)
         d = Decision()

@@ -15,8 +15,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from p4.v1 import p4runtime_pb2
 
@@ -164,7 +165,7 @@ class EmbeddedSwitch:
     def wait(self) -> None:
         self._stopped.wait()
 
-    def __enter__(self) -> "EmbeddedSwitch":
+    def __enter__(self) -> EmbeddedSwitch:
         self.start()
         return self
 
