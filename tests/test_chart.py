@@ -13,9 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from p4cf_kit.plots.markers import LABEL_GID, MARKER_GID
 from p4cf_kit.widgets.chart import (
-    LABEL_GID,
-    MARKER_GID,
     RATE_GID,
     WAITING_GID,
     WAITING_TEXT,
