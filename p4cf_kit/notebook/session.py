@@ -25,9 +25,12 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p4cf_kit.config import LabConfig, load_config
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 ENV_CONFIG = "P4CF_CONFIG"
 
@@ -44,7 +47,7 @@ def lab_is_up(config: LabConfig) -> bool:
     return switch_up(LabNames(config.name).state)
 
 
-def _teardown(lab: Any) -> None:
+def _teardown(lab: Lab) -> None:
     try:
         lab.down()
     except Exception as exc:  # at exit nobody can act on a traceback; say what to run instead
@@ -106,7 +109,7 @@ def _stop_traffic_at_exit(session_ref: weakref.ref[LabSession]) -> None:
 class LabSession:
     """A lab used by one notebook; `started` says whether closing it tears the lab down."""
 
-    lab: Any
+    lab: Lab
     started: bool
     up_s: float = 0.0
     #: Client traffic started with `live_traffic` (runs until stopped): stopped with the session.
@@ -138,7 +141,7 @@ class LabSession:
         self.closed = True
         if self._finalizer is not None:
             self._finalizer()
-        elif getattr(self.lab, "conn", None) is not None:
+        elif self.lab.conn is not None:
             self.lab.conn.close()
             self.lab.conn, self.lab.lb = None, None
 

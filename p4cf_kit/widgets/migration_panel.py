@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -28,6 +28,9 @@ from p4cf_kit.widgets.lab_watch import LabWatch, gone_text
 from p4cf_kit.widgets.progress import PhaseProgress
 from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
+
 TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "migration": ("#", table.plain), "move": ("move", table.plain),
     **{c: (c.replace("_s", " (s)"), table.seconds) for c in an.PHASE_COLUMNS},
@@ -38,7 +41,7 @@ TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
 class MigrationPanel:
     """Source and destination dropdowns, Migrate button, phase progress, result table, timeline plot."""
 
-    def __init__(self, lab: Any, traffic: Any = None, out_dir: str | Path | None = None,
+    def __init__(self, lab: Lab, traffic: Any = None, out_dir: str | Path | None = None,
                  margin_s: float = 2.0) -> None:
         self.lab = lab
         self.traffic = traffic

@@ -22,7 +22,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -32,6 +32,9 @@ from p4cf_kit.widgets.lab_watch import gone_text, lab_running
 from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
 from p4cf_kit.widgets.sampler import CounterSampler
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
+
 #: Seconds the client log is watched after a change before the panel reports what it did.
 SETTLE_S = 1.5
 
@@ -39,7 +42,7 @@ SETTLE_S = 1.5
 class PoolPanel:
     """Checkboxes (one per non-client host), Apply, the pool now, a hint, status line, live counter chart."""
 
-    def __init__(self, lab: Any, live: bool = True, interval_s: float = 1.0, traffic: Any = None,
+    def __init__(self, lab: Lab, live: bool = True, interval_s: float = 1.0, traffic: Any = None,
                  session: Any = None) -> None:
         self.lab = lab
         self.traffic = traffic
