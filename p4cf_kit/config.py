@@ -66,9 +66,10 @@ import hashlib
 import ipaddress
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from p4cf_kit.errors import ConfigError
 from p4cf_kit.labels import NAME_PREFIX
@@ -133,7 +134,7 @@ class SwitchConfig:
     # TLS files, and the port map's values as "MACHINE:NIC".
     p4info: str = ""
     device_config: str = ""
-    tls: "TlsConfig | None" = None
+    tls: TlsConfig | None = None
     insecure: bool = False
 
     @property
@@ -283,7 +284,7 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
     grpc_addr = raw.get("grpc_addr", "")
     if not isinstance(grpc_addr, str):
-        raise ConfigError(f"switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
+        raise ConfigError("switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
     if target == "remote":
         return _remote_switch(raw, grpc_addr)
     for key in ("p4info", "device_config", "tls", "insecure"):
@@ -414,7 +415,7 @@ def _cable_hosts(hosts: tuple[HostConfig, ...], switch: SwitchConfig,
                               f"this lab; add [machines.{machine}] or write \"local:NIC\" for this machine")
     local = sorted((p, w.partition(":")[2]) for p, w in switch.ports.items() if w.startswith(LOCAL_MACHINE + ":"))
     by_cable = {w: p for p, w in switch.ports.items()}
-    out = []
+    out: list[HostConfig] = []
     for h in hosts:
         if h.machine == LOCAL_MACHINE:
             i = sum(1 for o in out if o.machine == LOCAL_MACHINE)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,15 +33,16 @@ from p4cf_kit.control.counters import read_counters
 from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
+from p4cf_kit.labels import LABEL
+from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.machines.preflight import check_machines
 from p4cf_kit.machines.registry import cable_end, machines_of
-from p4cf_kit.switch import targets as switch_targets
-from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
-from p4cf_kit.topology.commands import netns_path
-from p4cf_kit.labels import LABEL
-from p4cf_kit.lablock import holds_lab_lock
+from p4cf_kit.netns import netns_path
 from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.switch import targets as switch_targets
+from p4cf_kit.topology import cleanup, isolation, networks, pods, wiring
+from p4cf_kit.topology import hosts as host_ctrs
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
 from p4cf_kit.topology.traffic import TrafficRun
@@ -80,7 +82,7 @@ class Lab:
     # --- attach to a running lab -------------------------------------------------------------
 
     @classmethod
-    def attach(cls, name: str = DEFAULT_LAB) -> "Lab":
+    def attach(cls, name: str = DEFAULT_LAB) -> Lab:
         """A Lab for an already running lab `name` (config from its state folder)."""
         path = LabNames(name).state / STATE_FILE
         if not path.exists():
@@ -125,7 +127,7 @@ class Lab:
                 sw_future = pool.submit(self._switch_chain, timeout)
                 sw_future.result()
                 report.phases["switch_programmed"] = time.monotonic() - t0
-                for name, fut in chains.items():
+                for fut in chains.values():
                     fut.result()
                 report.phases["hosts_ready"] = time.monotonic() - t0
             for name, machine in self.machines.items():
@@ -159,8 +161,9 @@ class Lab:
             host_ctrs.start_server(self.config, self.names, host, machine)
             net = pods.pod_net(self.names, host, machine)
         else:
-            net = pods.create_pod(self.names, host, machine=machine)
-            assert net is not None
+            created = pods.create_pod(self.names, host, machine=machine)
+            assert created is not None
+            net = created
         self.pod_nets[host.name] = net
         wiring.configure_host(self.config, host, net.netns_path, machine)
         wiring.quiet_bridge_members(bridge, machine)
@@ -244,7 +247,7 @@ class Lab:
             self.conn = None
             self.lb = None
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.up()
         return self
 
@@ -255,11 +258,11 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         """What runs: switch pid and address, per-host pod/container state, the pool from the switch."""
-        pid = switch_targets.running_pid(self.names.state)
-        out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
-                                                                    "target": self.config.switch.target,
-                                                                    "running": switch_targets.switch_up(self.names.state),
-                                                                    "data_plane": switch_targets.data_path(self.names.state)},
+        sw = switch_targets.running(self.names.state)
+        out: dict[str, Any] = {"lab": self.config.name,
+                               "switch": {"pid": sw.pid if sw else None, "grpc_addr": self.grpc_addr,
+                                          "target": sw.target if sw else self.config.switch.target,
+                                          "running": sw is not None, "data_plane": sw.data_path if sw else None},
                                "hosts": {}, "pool": None}
         containers: list[dict[str, Any]] = []
         for machine in {self.machine_of(h).name: self.machine_of(h) for h in self.config.hosts}.values():
@@ -271,7 +274,7 @@ class Lab:
                     if c.get("PodName") == self.names.pod(h.name) and not c.get("IsInfra")}
             out["hosts"][h.name] = {"role": h.role, "ip": str(h.ip), "mac": h.mac, "port": h.port,
                                     "machine": h.machine, "containers": ctrs}
-        if pid is not None:
+        if sw is not None:
             try:
                 out["pool"] = self._pool_view(self._read_state())
             except KitError as exc:
@@ -352,7 +355,7 @@ class Lab:
         return self._connect().move_slot(index, mac, ip, port)
 
     def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
-                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> "MigrationRecord":
+                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> MigrationRecord:
         """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`)."""
         from p4cf_kit.migration import migrate
         return migrate(self, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,

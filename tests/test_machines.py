@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -174,8 +174,8 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         time.sleep(1.5)
         with pytest.raises(MigrationError) as failed:
             lab.migrate("h2", "h4", fail_at="transfer")
-        rec = failed.value.record  # type: ignore[attr-defined]
-        assert rec.failed_phase == "transfer" and rec.rolled_back, rec
+        rec = failed.value.record
+        assert rec is not None and rec.failed_phase == "transfer" and rec.rolled_back, rec
         assert podman("container", "inspect", "--format", "{{.State.Status}}",
                       "p4cf-tg-h2-srv").stdout.strip() == "running"
         assert machine.podman("ps", "-a", "--filter", "name=p4cf-tg-h4", "--format",
@@ -319,7 +319,6 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
     hosts to the box's port numbers (h3 on the other machine sits on port 7), migrates across
     machines through it, and on `down` removes its entries but leaves the switch running."""
     from hw_switch import GRPC_ADDR, hardware_switch, make_pki
-
     from p4cf_kit.control.connection import SwitchConnection
     from p4cf_kit.control.loadbalancer import LoadBalancer
     from p4cf_kit.errors import SwitchError

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
-def _lab(args: argparse.Namespace):
+
+def _lab(args: argparse.Namespace) -> tuple[Lab, bool]:
     from p4cf_kit.config import load_config
     from p4cf_kit.lab import STATE_FILE, Lab
     from p4cf_kit.topology.names import LabNames
@@ -44,13 +48,14 @@ def _run(args: argparse.Namespace) -> int:
     s = result.summary
     gap = s.get("gap_ms", {})
     emit(args, {"folder": str(result.folder), **s},
-         f"{s['succeeded']}/{s['migrations']} migrations ok; client gap median {gap.get('median', float('nan')):.0f} ms, "
+         f"{s['succeeded']}/{s['migrations']} migrations ok; "
+         f"client gap median {gap.get('median', float('nan')):.0f} ms, "
          f"p95 {gap.get('p95', float('nan')):.0f} ms over {s['connections_migrated']} migrated connections, "
          f"{s['connections_broken']} broken, {s['client_errors']} client errors\nresults: {result.folder}")
     return 0 if s["succeeded"] == s["migrations"] and s["connections_broken"] == 0 else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from p4cf_kit.migration.record import PHASES
     from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from p4cf_kit.analysis.silence import (DEFAULT_MAX_SILENCE_S, describe_silence, silences,
-                                       too_silent, unanswered)
+from p4cf_kit.analysis.silence import DEFAULT_MAX_SILENCE_S, describe_silence, silences, too_silent, unanswered
 from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
 
 
@@ -50,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if data["failed"] else 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("traffic", help="send client traffic to the VIP")
     add_lab_options(p)
     p.add_argument("-n", "--connections", type=int, default=32)

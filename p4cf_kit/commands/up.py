@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from p4cf_kit.commands._labargs import add_lab_options, emit
 from p4cf_kit.config import TARGETS, load_config, parse_config
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -13,12 +17,12 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.lab or args.hosts or args.target:
         raw = dict(cfg.source)
-        lab = dict(raw.get("lab", {}))
+        section = dict(raw.get("lab", {}))
         if args.lab:
-            lab["name"] = args.lab
+            section["name"] = args.lab
         if args.hosts:
-            lab["hosts"] = args.hosts
-        raw["lab"] = lab
+            section["hosts"] = args.hosts
+        raw["lab"] = section
         if args.target:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
         cfg = parse_config(raw)
@@ -36,12 +40,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _switch_only_down(lab) -> bool:
+def _switch_only_down(lab: Lab) -> bool:
     from p4cf_kit.recovery import switch_only_down
     return switch_only_down(lab)
 
 
-def _restart_switch(args: argparse.Namespace, lab) -> int:
+def _restart_switch(args: argparse.Namespace, lab: Lab) -> int:
     """The lab is up but its switch died: bring back only the switch (containers untouched)."""
     from p4cf_kit.recovery import restart_switch
     try:
@@ -56,7 +60,7 @@ def _restart_switch(args: argparse.Namespace, lab) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("up", help="bring a lab up")
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")

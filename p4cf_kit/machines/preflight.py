@@ -11,14 +11,13 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from p4cf_kit.config import LabConfig
 from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
+from p4cf_kit.config import LabConfig
 from p4cf_kit.errors import KitError, PrerequisiteError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.registry import cable_end
-from p4cf_kit.topology.commands import run
+from p4cf_kit.netns import run
 from p4cf_kit.topology.names import LabNames
-
 
 
 def check_machine(cfg: LabConfig, machine: Machine) -> None:
@@ -32,8 +31,8 @@ def check_machine(cfg: LabConfig, machine: Machine) -> None:
                                 "(`systemctl enable --now podman.socket`) and check the socket path in "
                                 f"machines.{machine.name}.podman")
     criu = machine.run(["sh", "-c", "criu --version 2>/dev/null | head -1"], check=False).stdout
-    version = tuple(int(x) for x in re.findall(r"\d+", criu)[:2])
-    if version < MIN_CRIU:
+    criu_version = tuple(int(x) for x in re.findall(r"\d+", criu)[:2])
+    if criu_version < MIN_CRIU:
         found = criu.strip() or "no criu"
         raise PrerequisiteError(f"machine {machine.name!r} has {found}; migrations need CRIU >= "
                                 f"{'.'.join(map(str, MIN_CRIU))} there (scripts/setup-criu.sh builds it); "

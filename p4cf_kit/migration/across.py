@@ -26,14 +26,14 @@ source container is restored in place from its own images.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from p4cf_kit.errors import KitError, MigrationError
 from p4cf_kit.machines.machine import Machine
+from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.transfer import ImageStream, remove_images
@@ -183,6 +183,4 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
         raise
     except (KitError, OSError) as rb:
         outcome = f"ROLLBACK FAILED at '{step}': {rb}"
-    error = MigrationError(phase, f"{exc}; {outcome}")
-    error.record = record  # type: ignore[attr-defined]
-    raise error from exc
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc

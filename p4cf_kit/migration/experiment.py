@@ -17,9 +17,10 @@ A failed migration is recorded (ok=False, rolled back) and the run goes on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -137,8 +138,8 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
                 rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at)
                 where[dst] = where.pop(src, rec.backend)
             except MigrationError as exc:
-                rec = getattr(exc, "record", None) or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
-                                                                      migration=k, error=str(exc))
+                rec = exc.record or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
+                                                    migration=k, error=str(exc))
             except ConfigError as exc:   # refused: the backend is not where it should be any more
                 progress(f"m{k} {src}->{dst} refused, stopping: {exc}")
                 break

@@ -33,7 +33,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from p4cf_kit.migration.rewrite import FILES_IMG, pycriu_images, split_entries
 from p4cf_kit.netns import call_in_netns_path
@@ -58,7 +58,7 @@ class ClientSeq:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -74,7 +74,7 @@ def unreachable(conn: ClientSeq, vip: str) -> bytes:
     return struct.pack("!BBH", ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, _checksum(header + body)) + body
 
 
-def _first_entry(data: bytes):
+def _first_entry(data: bytes) -> Any:  # a pycriu protobuf message
     """The tcp-stream entry of an image (entry then raw queue bytes, so only the first frame)."""
     images = pycriu_images()
     head = 8 if struct.unpack_from("=i", data, 0)[0] == images.magic.by_name["IMG_COMMON"] else 4

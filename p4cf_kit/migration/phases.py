@@ -28,8 +28,8 @@ from typing import Any
 from p4cf_kit.config import HostConfig
 from p4cf_kit.control.loadbalancer import NextHop
 from p4cf_kit.errors import PodmanError
-from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.machines.remote import RemoteMachine
+from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
 from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir

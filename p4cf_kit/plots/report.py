@@ -7,8 +7,9 @@ reads them from a results folder's raw/ (layout in p4cf_kit.results).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 

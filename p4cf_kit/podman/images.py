@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from p4cf_kit.errors import PodmanError, PrerequisiteError
 from p4cf_kit.labels import IMAGE_PREFIX, LABEL, LABEL_KEY, LABEL_VALUE
@@ -91,17 +92,18 @@ def _sha256(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def inspect_image(ref: str) -> dict | None:
+def inspect_image(ref: str) -> dict[str, Any] | None:
     """`podman image inspect REF` as a dict, or None when the image is not there."""
     proc = podman("image", "inspect", ref, check=False, timeout=60)
     if proc.returncode != 0:
         return None
-    data = json.loads(proc.stdout or "[]")
+    data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
     return data[0] if data else None
 
 
-def _labels(info: dict) -> dict[str, str]:
-    return (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+def _labels(info: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+    return labels
 
 
 def base_python() -> str:
@@ -151,7 +153,7 @@ def workload_inputs_hash(image: WorkloadImage, base: str, base_id: str) -> str:
     return _sha256(*parts)
 
 
-def _is_current(ref: str, inputs: str) -> dict | None:
+def _is_current(ref: str, inputs: str) -> dict[str, Any] | None:
     info = inspect_image(ref)
     if info is not None and _labels(info).get(INPUTS_LABEL) == inputs:
         return info

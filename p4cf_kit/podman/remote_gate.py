@@ -130,6 +130,7 @@ def abort_remote_gates(machine: Machine, owner: str) -> list[str]:
     script = (f"cd {GATES_DIR} 2>/dev/null || exit 0\n"
               "for f in *.owner; do [ -e \"$f\" ] || continue\n"
               f"  [ \"$(cat \"$f\")\" = {shlex.quote(owner)} ] || continue\n"
-              "  id=${f%.owner}; timeout 2 sh -c \"echo abort > $id\" 2>/dev/null; rm -f \"$id\" \"$id\".*; echo \"$id\"\n"
+              "  id=${f%.owner}; timeout 2 sh -c \"echo abort > $id\" 2>/dev/null\n"
+              "  rm -f \"$id\" \"$id\".*; echo \"$id\"\n"
               "done\n")
     return machine.run(["sh", "-c", script], check=False).stdout.split()

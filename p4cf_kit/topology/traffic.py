@@ -98,4 +98,5 @@ class TrafficRun:
             if not cands:
                 return {}
             path = cands[0]
-        return json.loads(path.read_text())
+        summary: dict[str, Any] = json.loads(path.read_text())
+        return summary
