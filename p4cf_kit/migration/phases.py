@@ -20,9 +20,9 @@ import os
 import select
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from p4cf_kit.config import HostConfig
@@ -112,7 +112,7 @@ def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
     return staged
 
 
-def _until_staged(staged: StagedRestore, remove: Callable[[], None]) -> None:
+def _until_staged(staged: StagedRestore, remove: Callable[[], object]) -> None:
     """Wait until the restore waits at its gate (Podman's part done before the freeze, not in the
     downtime); if it never gets there, call it off and remove the landing, then raise."""
     try:
