@@ -17,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -29,7 +30,11 @@ from p4cf_kit.apps.datacheck import DataCheck, DataLossError, request_check
 from p4cf_kit.apps.settings import parse_workload
 from p4cf_kit.config import default_config, parse_config, with_workload
 from p4cf_kit.errors import ConfigError, PodmanError
-from p4cf_kit.migration.experiment import ExperimentOptions, ExperimentResult, raise_on_data_loss
+from p4cf_kit.migration.experiment import (
+    ExperimentOptions,
+    ExperimentResult,
+    raise_on_data_loss,
+)
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.paths import REPO_ROOT
 from p4cf_kit.podman.redis_image import redis_binary
@@ -200,7 +205,7 @@ def test_redis_experiment_from_readme_checks_every_key(tmp_path: Path) -> None:
     argv = line.split()[1:]
     argv = [{"CONFIG": str(config), "N": "2", "S": "1.5"}.get(a, a) for a in argv]
     proc = subprocess.run([*P4CF, *argv, "--connections", "6", "--rate", "100", "--out", str(tmp_path), "--json"],
-                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+                          check=False, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["succeeded"] == 2 and result["connections_broken"] == 0
@@ -302,3 +307,16 @@ def test_readiness_check_that_never_passes_shows_the_check_and_the_fix() -> None
     assert "Fix: make the application pass the check, or change workload.ready" in message
     from p4cf_kit.notebook.session import lab_leftovers
     assert lab_leftovers(lab.config) == []  # rolled back whole
+
+
+def test_notebook_dropdown_offers_the_workloads_and_remembers_the_pick() -> None:
+    from p4cf_kit.notebook import workload_choices, workload_picker
+    cfg = parse_config(_lab_doc("wlp", OCTET + 4, {}))
+    assert workload_choices(cfg) == ["echo", "redis", "http"]
+    custom = parse_config(_lab_doc("wlp", OCTET + 4, {"kind": "custom", "image": "x", "port": 9000,
+                                                      "protocol": "lines"}))
+    assert workload_choices(custom)[-1] == "custom"
+    picker = workload_picker(cfg)
+    assert picker.value == "echo"
+    picker.value = "redis"
+    assert workload_picker(cfg).value == "redis"  # the cell run again opens the lab with the pick

@@ -65,5 +65,5 @@ def summary_from_log(log: pd.DataFrame) -> dict[str, Any]:
     broken = sorted(int(c) for c in errors["conn_id"].dropna().unique())
     replies = log[log["event"] == "reply"]
     return {"totals": {"opened": len(conns), "failed_to_open": 0, "broken": len(broken),
-                       "sent": int(len(log)), "received": int(len(replies)), "stalls": 0, "unanswered": 0},
+                       "sent": len(log), "received": len(replies), "stalls": 0, "unanswered": 0},
             "connections": [{"conn_id": c, "error": "error" if c in broken else None} for c in conns]}

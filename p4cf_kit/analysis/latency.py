@@ -9,7 +9,7 @@ it was sent later (within the margin). Bins are by send time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,7 @@ def latency_bins_around(log: pd.DataFrame, phases: pd.DataFrame, bin_s: float = 
         near = near.assign(bin=np.floor(near["t_s"] / bin_s).astype(int))
         for (op, b), group in near.groupby(["op", "bin"]):
             values = group["rtt_ms"].to_numpy()
-            rows.append({"migration": int(record["migration"]), "op": op, "t_s": round(b * bin_s, 6),
+            rows.append({"migration": int(record["migration"]), "op": op, "t_s": round(cast(int, b) * bin_s, 6),
                          "n": int(values.size), "p50_ms": float(np.percentile(values, 50)),
                          "p99_ms": float(np.percentile(values, 99))})
     return pd.DataFrame(rows, columns=list(BIN_COLUMNS))

@@ -22,7 +22,12 @@ DEFAULT_TIMEOUT_S = 60.0
 
 
 class DataLossError(KitError):
-    """A data check found a key missing or wrong (or could not check every connection)."""
+    """A data check found a key missing or wrong (or could not check every connection); `folder`
+    is the results folder of the experiment, written before this was raised."""
+
+    def __init__(self, message: str, folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 @dataclass(frozen=True)

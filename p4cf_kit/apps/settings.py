@@ -20,8 +20,9 @@ client that drives it) is a choice of its own with its own validation, and every
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from p4cf_kit.errors import ConfigError
 

@@ -179,7 +179,7 @@ def raise_on_data_loss(result: ExperimentResult) -> None:
     if mismatches:
         lines.append(f"{mismatches} GET(s) read another value than the one written (client log, detail 'mismatch')")
     raise DataLossError("data lost or wrong after migration:\n  " + "\n  ".join(lines) +
-                        f"\nresults: {result.folder}")
+                        f"\nresults: {result.folder}", folder=result.folder)
 
 
 def _line(rec: MigrationRecord) -> str:

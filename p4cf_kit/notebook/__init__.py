@@ -8,6 +8,7 @@
   experiment    notebook 04's series of migrations
   machines      notebook 05's lab with a host on an emulated second machine
   kernel        the notebooks' kernel (no Python patch version: notebooks open unchanged)
+  workloads     the workload dropdown of the cell that opens the lab
 """
 
 from p4cf_kit.notebook.capabilities import (experiment_unavailable_reason, migrate_call,
@@ -19,6 +20,7 @@ from p4cf_kit.notebook.machines import busiest_backend, machines_unavailable_rea
 from p4cf_kit.notebook.lab_views import (counter_reads, doctor_summary, restore_pool, serving_hosts, show_tables,
                                          switch_tables, topology_figure)
 from p4cf_kit.notebook.records import phase_table, record_dict
+from p4cf_kit.notebook.workloads import workload_choices, workload_picker
 from p4cf_kit.notebook.session import (ENV_CONFIG, LabSession, lab_is_up, lab_leftovers, lab_session, notebook_config,
                                        open_lab, wait_lab_gone)
 
@@ -29,5 +31,5 @@ __all__ = [
     "migration_unavailable_reason", "notebook_config", "open_lab", "open_two_machine_lab", "phase_table",
     "pool_change_figures", "record_dict", "restore_pool", "results_folder",
     "run_experiment", "serving_hosts", "show", "show_tables", "summary", "switch_tables", "topology_figure",
-    "tune_for_migration", "wait_lab_gone",
+    "tune_for_migration", "wait_lab_gone", "workload_choices", "workload_picker",
 ]

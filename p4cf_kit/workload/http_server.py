@@ -27,7 +27,7 @@ class Handler(BaseHTTPRequestHandler):
     host_id = ""
     count = 0
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+    def do_GET(self) -> None:
         self.count += 1
         local_ip = self.connection.getsockname()[0]
         body = f"host={self.host_id} count={self.count} ip={local_ip}\n".encode()
@@ -44,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass  # one line per request would flood `podman logs`
 
 

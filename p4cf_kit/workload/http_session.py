@@ -27,7 +27,7 @@ class HttpSession:
         peer = sock.getpeername()
         self.http = http.client.HTTPConnection(peer[0], peer[1])
         self.http.sock = sock
-        self.http.auto_open = 0  # type: ignore[attr-defined]  # never reconnect behind the kit's back
+        self.http.auto_open = 0  # never reconnect behind the kit's back
         return ""
 
     def request(self, seq: int) -> tuple[str, str]:

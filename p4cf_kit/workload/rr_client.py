@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from frame_session import FrameSession  # noqa: E402  (sibling modules, imported by path on purpose)
-from http_session import HttpSession  # noqa: E402
-from redis_session import RedisSession  # noqa: E402
-from tcp_client import COLUMNS, CsvLog, error_kind  # noqa: E402
+from frame_session import FrameSession
+from http_session import HttpSession
+from redis_session import RedisSession
+from tcp_client import COLUMNS, CsvLog, error_kind
 
 MODES = ("redis", "http", "lines", "length")
 VERIFY_POLL_S = 0.05
@@ -299,7 +299,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.connections < 1 or args.rate <= 0:
         parser.error("--connections must be at least 1 and --rate positive")
     if not args.summary:
-        stem = args.csv[:-4] if args.csv.endswith(".csv") else args.csv
+        stem = args.csv.removesuffix(".csv")
         args.summary = stem + ".summary.json"
     return args
 
