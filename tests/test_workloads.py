@@ -320,3 +320,18 @@ def test_notebook_dropdown_offers_the_workloads_and_remembers_the_pick() -> None
     assert picker.value == "echo"
     picker.value = "redis"
     assert workload_picker(cfg).value == "redis"  # the cell run again opens the lab with the pick
+
+
+@on_lab
+def test_custom_image_that_does_not_listen_on_its_port_is_refused_before_traffic() -> None:
+    from p4cf_kit.lab import Lab
+    from p4cf_kit.notebook.session import lab_leftovers
+    app = {"kind": "custom", "image": "localhost/p4cf-tcp-server:latest", "port": 8000, "protocol": "lines",
+           "command": ["python3", "/opt/p4cf/workload/tcp_server.py", "--port", "8001"]}
+    lab = Lab(parse_config(_lab_doc("wln", OCTET + 5, app)))
+    with pytest.raises(PodmanError) as info:
+        lab.up(timeout=4)
+    message = str(info.value)
+    assert "does not listen on TCP 8000" in message and "addr=0.0.0.0:8001" in message, message
+    assert "Fix: make the application listen on 0.0.0.0:8000" in message
+    assert lab_leftovers(lab.config) == []
