@@ -36,9 +36,10 @@ __all__ = [
     "SUMMARY_COLUMNS", "SWITCH_COUNTER_COLUMNS", "client_distribution", "compare_distributions",
     "connection_hosts", "describe", "distribution_figure_data", "distributions_agree",
     "downtime_for_migrations", "downtime_for_record", "downtime_per_connection", "error_events",
-    "experiment_start_ns", "load_client_log", "load_phases", "migration_downtime_ms", "migration_label",
+    "experiment_start_ns", "latency_bins_around", "latency_summary", "latency_windows",
+    "load_client_log", "load_phases", "migration_downtime_ms", "migration_label",
     "migration_markers", "phase_breakdown", "phase_windows", "phases_frame", "record_window_ns", "replies",
     "reply_gaps", "summary_table", "survival_per_migration", "switch_counters_from_reads",
     "switch_distribution", "throughput_per_backend", "timeline_errors", "timeline_phases", "timeline_points",
-    "typed_client_log", "typed_phases", "latency_bins_around", "latency_summary", "latency_windows",
+    "typed_client_log", "typed_phases",
 ]

@@ -17,12 +17,10 @@ from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
 
 
 def _lab(args: argparse.Namespace):
-    from p4cf_kit.config import load_config
+    from p4cf_kit.config import load_config, with_workload
+    from p4cf_kit.errors import ConfigError
     from p4cf_kit.lab import STATE_FILE, Lab
     from p4cf_kit.topology.names import LabNames
-
-    from p4cf_kit.config import with_workload
-    from p4cf_kit.errors import ConfigError
 
     name = lab_name(args)
     if (LabNames(name).state / STATE_FILE).exists():

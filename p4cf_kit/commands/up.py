@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from p4cf_kit.commands._labargs import add_lab_options, emit
 from p4cf_kit.apps.settings import KINDS
+from p4cf_kit.commands._labargs import add_lab_options, emit
 from p4cf_kit.config import TARGETS, load_config, parse_config, with_workload
 
 

@@ -26,8 +26,8 @@ import pandas as pd
 
 from p4cf_kit import analysis as an
 from p4cf_kit import results
-from p4cf_kit.config import config_to_dict
 from p4cf_kit.apps.datacheck import DataLossError
+from p4cf_kit.config import config_to_dict
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lablock import lab_lock
 from p4cf_kit.migration.migrate import migrate
@@ -254,7 +254,7 @@ def data_summary(phases: pd.DataFrame, folder: results.ResultsFolder) -> dict[st
     checked = phases[phases["data_ok"].notna()]
     client = folder.raw(results.CLIENT_LOG).with_suffix(".summary.json")
     totals = json.loads(client.read_text()).get("totals", {}) if client.exists() else {}
-    return {"checks": int(len(checked)), "checks_ok": int(checked["data_ok"].astype(bool).sum()),
+    return {"checks": len(checked), "checks_ok": int(checked["data_ok"].astype(bool).sum()),
             "keys_last": int(checked["data_keys"].iloc[-1]) if len(checked) else 0,
             "keys_missing": int(checked["data_missing"].fillna(0).sum()),
             "keys_wrong": int(checked["data_wrong"].fillna(0).sum()),

@@ -109,7 +109,7 @@ class TrafficRun:
         if final:
             self.csv_path.with_suffix(".summary.json").write_text(json.dumps(summary_from_log(log), indent=2))
 
-    def verify(self, request: int, timeout: float = 60.0) -> "DataCheck":
+    def verify(self, request: int, timeout: float = 60.0) -> DataCheck:
         """Ask the client to read back every value it wrote (redis workload); its answer."""
         from p4cf_kit.apps.datacheck import request_check
         return request_check(self.log_dir, request, timeout)

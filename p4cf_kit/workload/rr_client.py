@@ -93,11 +93,14 @@ class Client:
 
     def session(self, conn_id: int) -> Session:
         mode = self.args.mode
+        made: Session  # typed here: the siblings are imported by path, unknown to a type checker
         if mode == "redis":
-            return RedisSession(conn_id, self.run_id, self.args.value_bytes)
-        if mode == "http":
-            return HttpSession(conn_id)
-        return FrameSession(conn_id, mode, self.args.request)
+            made = RedisSession(conn_id, self.run_id, self.args.value_bytes)
+        elif mode == "http":
+            made = HttpSession(conn_id)
+        else:
+            made = FrameSession(conn_id, mode, self.args.request)
+        return made
 
     # -- one connection ----------------------------------------------------------------------
     def run_conn(self, conn: Conn, first_send: float, end: float) -> None:
