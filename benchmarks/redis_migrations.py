@@ -37,11 +37,14 @@ from p4cf_kit.migration.experiment import (
     ExperimentResult,
     run_experiment,
 )
+from p4cf_kit.podman.images import build_all
 
 OCTET = 217
 
 
 def _lab(args: argparse.Namespace) -> tuple[Lab, bool]:
+    # This checkout's images (the redis image, the client's rr_client.py): rebuilt only when changed.
+    build_all()
     if args.lab:
         lab = Lab.attach(args.lab)
         if lab.config.workload.kind != "redis":

@@ -97,6 +97,27 @@ def test_an_experiment_with_a_lost_key_fails_loudly(tmp_path: Path) -> None:
         raise_on_data_loss(ExperimentResult(tmp_path, [good, bad], {}))
 
 
+def test_latency_figure_names_each_migration_with_its_data_check(tmp_path: Path) -> None:
+    from p4cf_kit.analysis import latency_bins_around
+    from p4cf_kit.analysis.phases import typed_phases
+    from p4cf_kit.plots.latency import plot_latency_around_migrations
+    good = MigrationRecord(src="h2", dst="h4", backend="h2", migration=1, ok=True,
+                           t_start_ns=10**9, t_end_ns=int(1.3e9))
+    good.set_data_check(DataCheck(1, keys=1392, present=1392, missing=0, wrong=0, digests_match=True))
+    bad = MigrationRecord(src="h4", dst="h2", backend="h2", migration=2, ok=True,
+                          t_start_ns=3 * 10**9, t_end_ns=int(3.2e9))
+    bad.set_data_check(DataCheck(2, keys=1500, present=1498, missing=2, wrong=1, digests_match=False))
+    sends = [int(t * 1e9) for t in (0.5, 0.95, 1.05, 1.5, 2.5, 3.1, 3.5)]
+    log = pd.DataFrame({"conn_id": 0, "event": "reply", "send_ns": sends, "recv_ns": [t + 200_000 for t in sends],
+                        "rtt_ms": 0.2, "op": ["GET", "SET"] * 3 + ["GET"]})
+    bins = latency_bins_around(log, typed_phases(pd.DataFrame([good.as_row(), bad.as_row()])))  # as migrations.csv
+    labels = dict(zip(bins["migration"], bins["label"]))
+    assert labels == {1: "m1 h2→h4, 1,392 keys ok", 2: "m2 h4→h2, 2 lost, 1 wrong of 1,500 keys"}
+    assert dict(zip(bins["migration"], bins["migration_s"])) == pytest.approx({1: 0.3, 2: 0.2})
+    files = plot_latency_around_migrations(bins, tmp_path)
+    assert (tmp_path / "latency.png").exists() and (tmp_path / "latency.csv").exists(), files
+
+
 # --- the redis client against a real redis-server on loopback --------------------------------
 
 def _free_port() -> int:

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from p4cf_kit.analysis.client_log import replies
-from p4cf_kit.analysis.phases import record_window_ns
+from p4cf_kit.analysis.phases import migration_label, record_window_ns
 
 NS = 1_000_000_000
 DEFAULT_BIN_S = 0.1
 DEFAULT_MARGIN_S = 2.0
 PERCENTILES: tuple[int, ...] = (50, 95, 99)
 WINDOWS: tuple[str, ...] = ("before", "during", "after")
-BIN_COLUMNS: tuple[str, ...] = ("migration", "op", "t_s", "n", "p50_ms", "p99_ms")
+BIN_COLUMNS: tuple[str, ...] = ("migration", "label", "migration_s", "op", "t_s", "n", "p50_ms", "p99_ms")
 WINDOW_COLUMNS: tuple[str, ...] = ("migration", "op", "window", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms")
 
 
@@ -41,20 +41,43 @@ def _stats(values: np.ndarray) -> dict[str, float]:
     return {**{f"p{p}_ms": float(np.percentile(values, p)) for p in PERCENTILES}, "max_ms": float(values.max())}
 
 
+def _count(record: pd.Series, column: str) -> int:
+    value = record.get(column)
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
+def checked_label(record: pd.Series) -> str:
+    """`m1 h2→h4` plus the data check after it when there was one (`1,392 keys ok`,
+    `2 lost, 1 wrong of 1,392 keys`, `data check failed`): a figure that shows the latency shows the data too."""
+    label = migration_label(record)
+    keys = record.get("data_keys")
+    if keys is None or pd.isna(keys):
+        return label
+    lost, wrong = _count(record, "data_missing"), _count(record, "data_wrong")
+    if lost or wrong:
+        return f"{label}, {lost} lost, {wrong} wrong of {int(keys):,} keys"
+    if str(record.get("data_ok", True)).strip().lower() in ("false", "0"):
+        return f"{label}, data check failed ({int(keys):,} keys)"
+    return f"{label}, {int(keys):,} keys ok"
+
+
 def latency_bins_around(log: pd.DataFrame, phases: pd.DataFrame, bin_s: float = DEFAULT_BIN_S,
                         before_s: float = 1.0, after_s: float = 2.0) -> pd.DataFrame:
-    """p50/p99 per `bin_s` per op, on a time axis relative to each migration's start (t_s).
+    """p50/p99 per `bin_s` per op, on a time axis relative to each migration's start (t_s), with
+    each migration's label and length (migration_s) so the figure redraws from this table alone.
     Columns: BIN_COLUMNS."""
     req = timed_requests(log)
     rows: list[dict[str, Any]] = []
     for _, record in phases.iterrows():
-        start, _end = record_window_ns(record)
+        start, end = record_window_ns(record)
+        about = {"migration": int(record["migration"]), "label": checked_label(record),
+                 "migration_s": (end - start) / NS}
         rel = (req["send_ns"] - start) / NS
         near = req[(rel >= -before_s) & (rel < after_s)].assign(t_s=rel)
         near = near.assign(bin=np.floor(near["t_s"] / bin_s).astype(int))
         for (op, b), group in near.groupby(["op", "bin"]):
             values = group["rtt_ms"].to_numpy()
-            rows.append({"migration": int(record["migration"]), "op": op, "t_s": round(cast(int, b) * bin_s, 6),
+            rows.append({**about, "op": op, "t_s": round(cast(int, b) * bin_s, 6),
                          "n": int(values.size), "p50_ms": float(np.percentile(values, 50)),
                          "p99_ms": float(np.percentile(values, 99))})
     return pd.DataFrame(rows, columns=list(BIN_COLUMNS))

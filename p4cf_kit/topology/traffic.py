@@ -83,10 +83,18 @@ class TrafficRun:
             df = self.replies()
             if len(df) >= n:
                 return df
-            if time.monotonic() > deadline:
+            exited = not self.running()  # a client that is gone will log nothing more: say so now
+            if exited and len(df := self.replies()) >= n:  # its last rows, written as it exited
+                return df
+            if exited or time.monotonic() > deadline:
                 logs = podman("logs", "--tail", "20", self.container, check=False)
-                raise PodmanError(f"only {len(df)} replies logged after {timeout:.0f} s (wanted {n}); "
-                                  f"client output:\n{(logs.stdout + logs.stderr).strip()}")
+                output = (logs.stdout + logs.stderr).strip()
+                when = "before the client exited" if exited else f"after {timeout:.0f} s"
+                hint = ("\nthe client image lacks this checkout's workload programs (built by another "
+                        "version of the kit): run `p4cf images build`"
+                        if "can't open file" in output and "/opt/p4cf/" in output else "")
+                raise PodmanError(f"only {len(df)} replies logged {when} (wanted {n}); "
+                                  f"client output:\n{output}{hint}")
             time.sleep(0.1)
 
     def stop(self, timeout_s: int = 10) -> int:
