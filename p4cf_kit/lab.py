@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from p4cf_kit.apps import containers as app
 from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
@@ -113,7 +114,7 @@ class Lab:
             raise PrerequisiteError(f"switch.target = {self.config.switch.target!r}: {why_not}")
         if switch_targets.switch_up(self.names.state):
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
-        self._require_images([self.config.images.server] if self.config.backends else [])
+        self._require_images([self.server_image] if self.config.backends else [])
         check_machines(self.config, self.machines)  # refused before anything is made
         cleanup.down(self.config.name, self.machines)  # leftovers of a crashed run, if any
         report = UpReport()
@@ -141,9 +142,8 @@ class Lab:
             report.phases["isolated"] = time.monotonic() - t0
             cfg = self.config
             for b in cfg.backends:
-                host_ctrs.wait_listening(self.pod_nets[b.name].netns_path, cfg.port,
-                                         self.names.server(b.name), timeout=timeout,
-                                         machine=self.machine_of(b))
+                host_ctrs.wait_ready(cfg, self.names, b, self.pod_nets[b.name].netns_path, timeout=timeout,
+                                     machine=self.machine_of(b))
             report.phases["servers_listening"] = time.monotonic() - t0
         except BaseException:
             self.down()
@@ -370,8 +370,7 @@ class Lab:
                 host_ctrs.start_server(self.config, self.names, h, machine)
         for h in targets:
             net = self.pod_nets.get(h.name) or pods.pod_net(self.names, h, self.machine_of(h))
-            host_ctrs.wait_listening(net.netns_path, self.config.port, self.names.server(h.name),
-                                     machine=self.machine_of(h))
+            host_ctrs.wait_ready(self.config, self.names, h, net.netns_path, machine=self.machine_of(h))
 
     # --- traffic and counters ----------------------------------------------------------------
 
@@ -380,7 +379,7 @@ class Lab:
         """Start the client in the client host's pod; returns a handle to read its live CSV and stop it."""
         if connections < 1:
             raise ConfigError(f"connections = {connections}: use 1 or more")
-        self._require_images([self.config.images.client])
+        self._require_images([app.client_image(self.config.workload, self.config.images.client)])
         if log_dir is None:
             log_dir = self.names.state / f"traffic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
         log_dir = Path(log_dir).resolve()
@@ -389,7 +388,13 @@ class Lab:
         LOCAL.podman("rm", "-f", "-t", "0", name, check=False)
         host_ctrs.start_client(self.config, self.names, self.config.client, log_dir, connections, rate,
                                duration, list(extra_args))
-        return TrafficRun(container=name, log_dir=log_dir, csv_path=log_dir / "client.csv")
+        custom = log_dir / app.CUSTOM_CSV if app.client_mode(self.config.workload) == "command" else None
+        return TrafficRun(container=name, log_dir=log_dir, csv_path=log_dir / "client.csv", custom_csv=custom)
+
+    @property
+    def server_image(self) -> str:
+        """The image the backends run (the workload's; see apps/containers.py)."""
+        return app.server_image(self.config.workload, self.config.images.server)
 
     def counters(self) -> pd.DataFrame:
         """Per-next-hop packets/bytes from the switch, with the host each next hop belongs to."""
@@ -403,16 +408,18 @@ class Lab:
 
     @staticmethod
     def _require_images(images: Sequence[str]) -> None:
+        from p4cf_kit.podman.redis_image import INSTALL_HINT, REDIS_REF
         for image in images:
             if LOCAL.podman("image", "exists", image, check=False).returncode != 0:
-                raise PrerequisiteError(f"image {image} is missing; build it with `p4cf images build`")
+                hint = f" ({INSTALL_HINT} first)" if image == REDIS_REF else ""
+                raise PrerequisiteError(f"image {image} is missing; build it with `p4cf images build`{hint}")
 
 
 def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
     """A parse_config-able document equivalent to `cfg` (when it was not built from one)."""
     d = config_to_dict(cfg)
     out: dict[str, Any] = {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
-                           "switch": d["switch"], "images": d["images"]}
+                           "switch": d["switch"], "images": d["images"], "workload": d["workload"]}
     if cfg.machines:
         out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False, "ssh")}
                            for name, m in d["machines"].items()}

@@ -303,6 +303,8 @@ def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMac
     refused(dict(base, machines={MACHINE: {"emulated": True, "uplinks": ["up0", "nope9"]}}), "nope9", MACHINE)
     # an image missing there
     refused(dict(base, images={"server": "localhost/p4cf-base:latest"}), "p4cf images push")
+    # the workload's own image (redis) missing there: the push command names it
+    refused(dict(base, workload={"kind": "redis"}), f"p4cf images push {MACHINE} --image localhost/p4cf-redis:latest")
     # a port map naming a NIC the switch's machine does not have
     refused(dict(base, switch={"ports": {"3": "p4cf-nope"}}), "p4cf-nope")
     # an unknown host key is never accepted

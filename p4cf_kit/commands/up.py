@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from p4cf_kit.apps.settings import KINDS
 from p4cf_kit.commands._labargs import add_lab_options, emit
-from p4cf_kit.config import TARGETS, load_config, parse_config
+from p4cf_kit.config import TARGETS, load_config, parse_config, with_workload
 
 if TYPE_CHECKING:
     from p4cf_kit.lab import Lab
@@ -26,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.target:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
         cfg = parse_config(raw)
+    cfg = with_workload(cfg, args.workload)
     lab = Lab(cfg)
     if not args.rebuild and _switch_only_down(lab):
         return _restart_switch(args, lab)
@@ -35,8 +37,10 @@ def _run(args: argparse.Namespace) -> int:
         lab.close()
     data = {"lab": cfg.name, "up_s": round(report.total_s, 3),
             "phases": {k: round(v, 3) for k, v in report.phases.items()}}
+    data["workload"] = cfg.workload.kind
     emit(args, data, f"lab {cfg.name} up in {report.total_s:.1f} s "
-                     f"(hosts {', '.join(h.name + '=' + h.role for h in cfg.hosts)}; VIP {cfg.vip}:{cfg.port})")
+                     f"(hosts {', '.join(h.name + '=' + h.role for h in cfg.hosts)}; VIP {cfg.vip}:{cfg.port}; "
+                     f"workload {cfg.workload.kind})")
     return 0
 
 
@@ -65,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
     p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
+    p.add_argument("--workload", choices=KINDS,
+                   help="what the backends run, overriding the config's workload.kind (custom needs its "
+                        "[workload] table in the config; README 'Workloads')")
     p.add_argument("--rebuild", action="store_true",
                    help="when the lab's switch died but its containers run, rebuild the whole lab "
                         "instead of restarting only the switch")

@@ -37,10 +37,12 @@ def check_machine(cfg: LabConfig, machine: Machine) -> None:
         raise PrerequisiteError(f"machine {machine.name!r} has {found}; migrations need CRIU >= "
                                 f"{'.'.join(map(str, MIN_CRIU))} there (scripts/setup-criu.sh builds it); "
                                 f"`p4cf doctor --machine {machine.name}` checks the rest")
-    image = cfg.images.server
+    from p4cf_kit.apps.containers import server_image
+    image = server_image(cfg.workload, cfg.images.server)  # the workload's (redis, custom) or images.server
     if machine.podman("image", "exists", image, check=False).returncode != 0:
+        only = "" if image == cfg.images.server else f" --image {image}"
         raise PrerequisiteError(f"machine {machine.name!r} has no image {image}; copy it there with "
-                                f"`p4cf images push {machine.name}`")
+                                f"`p4cf images push {machine.name}{only}`")
     for h in hosts:
         if machine.run(["ip", "link", "show", h.uplink], check=False).returncode != 0:
             raise PrerequisiteError(f"machine {machine.name!r} has no interface {h.uplink!r} (uplink of "

@@ -8,6 +8,7 @@
   experiment    notebook 04's series of migrations
   machines      notebook 05's lab with a host on an emulated second machine
   kernel        the notebooks' kernel (no Python patch version: notebooks open unchanged)
+  workloads     the workload dropdown of the cell that opens the lab
 """
 
 from p4cf_kit.notebook.capabilities import (
@@ -47,6 +48,7 @@ from p4cf_kit.notebook.session import (
                                             open_lab,
                                             wait_lab_gone,
 )
+from p4cf_kit.notebook.workloads import workload_choices, workload_picker
 
 __all__ = [
     "ENV_CONFIG", "LabSession", "busiest_backend", "counter_reads", "distribution_check", "doctor_summary",
@@ -55,5 +57,5 @@ __all__ = [
     "migration_unavailable_reason", "notebook_config", "open_lab", "open_two_machine_lab", "phase_table",
     "pool_change_figures", "record_dict", "restore_pool", "results_folder",
     "run_experiment", "serving_hosts", "show", "show_tables", "summary", "switch_tables", "topology_figure",
-    "tune_for_migration", "wait_lab_gone",
+    "tune_for_migration", "wait_lab_gone", "workload_choices", "workload_picker",
 ]

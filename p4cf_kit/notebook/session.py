@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from p4cf_kit.config import LabConfig, load_config
+from p4cf_kit.config import LabConfig, load_config, with_workload
 
 if TYPE_CHECKING:
     from p4cf_kit.lab import Lab
@@ -148,16 +148,23 @@ class LabSession:
     def describe(self) -> str:
         cfg = self.lab.config
         how = f"brought up in {self.up_s:.1f} s" if self.started else "already running (attached; left up at the end)"
-        return (f"lab {cfg.name!r}: {how}; VIP {cfg.vip}:{cfg.port}; "
+        return (f"lab {cfg.name!r}: {how}; workload {cfg.workload.kind}; VIP {cfg.vip}:{cfg.port}; "
                 f"hosts {', '.join(f'{h.name}={h.role}' for h in cfg.hosts)}")
 
 
-def open_lab(config: LabConfig | None = None) -> LabSession:
-    """Attach to the running lab of `config`, or bring it up and register its teardown."""
+def open_lab(config: LabConfig | None = None, workload: str | None = None) -> LabSession:
+    """Attach to the running lab of `config`, or bring it up and register its teardown; `workload`
+    (echo, redis, http) overrides the config's. A running lab with another workload is refused."""
+    from p4cf_kit.errors import ConfigError
     from p4cf_kit.lab import Lab
-    cfg = config or notebook_config()
+    cfg = with_workload(config or notebook_config(), workload)
     if lab_is_up(cfg):
-        return LabSession(Lab.attach(cfg.name), started=False)
+        lab = Lab.attach(cfg.name)
+        if workload is not None and lab.config.workload.kind != workload:
+            raise ConfigError(f"lab {cfg.name!r} is up with workload {lab.config.workload.kind!r}, not "
+                              f"{workload!r}: close the session that brought it up (session.close()) or run "
+                              f"`p4cf down --lab {cfg.name}`, then run this cell again")
+        return LabSession(lab, started=False)
     lab = Lab(cfg)
     t0 = time.monotonic()
     lab.up()  # rolls itself back on failure

@@ -245,13 +245,17 @@ def build_workload(image: WorkloadImage, base: str = BASE_REF, force: bool = Fal
 
 
 def build_all(force: bool = False, base: str | None = None) -> list[BuildOutcome]:
-    """The base image (unless another `base` is given) and every workload image on it."""
+    """The base image (unless another `base` is given) and every workload image on it (the redis
+    image where this machine has redis-server: podman/redis_image.py)."""
     outcomes: list[BuildOutcome] = []
     if base is None:
         outcomes.append(build_base(force=force))
         base = BASE_REF
     for image in WORKLOAD_IMAGES:
         outcomes.append(build_workload(image, base=base, force=force))
+    from p4cf_kit.podman.redis_image import build_redis, redis_binary
+    if redis_binary() is not None:  # the redis workload's image; without redis the other workloads still run
+        outcomes.append(build_redis(base=base, force=force))
     if any(outcome.built for outcome in outcomes):
         prune_untagged()
     return outcomes

@@ -17,7 +17,7 @@ CSV columns (header written first, flushed every `--flush-interval` seconds and 
 every open/close/error so the lab can read it live through a bind mount):
 
     conn_id,src_ip,src_port,dst_ip,dst_port,seq,send_ns,recv_ns,rtt_ms,host,
-    server_count,event,t_ns,server_ip,detail
+    server_count,event,t_ns,server_ip,detail,op
 
 event is `open`, `reply`, `stall`, `close` or `error:<kind>` (kinds: eof, reset,
 broken-pipe, refused, timeout, protocol, or the errno name). All times are
@@ -26,7 +26,8 @@ migration phase timestamps; t_ns is when the row's event happened. On `open` row
 send_ns/recv_ns are when connect() started and finished. `detail` carries the
 error text and, on close/error rows, `unanswered=<requests without reply>`.
 server_ip is the server socket's own address: it changes when the backend moves,
-its host id does not.
+its host id does not. `op` names the request's operation; this client leaves it empty (the
+request/response client of the other workloads, rr_client.py, writes SET, GET, ... there).
 
 At exit a summary JSON (per-connection sent/received/errors) is written beside
 the CSV. It says what was never answered: `unanswered` requests per connection and in
@@ -59,7 +60,7 @@ else:  # in a container the scripts run alone: the sibling module, imported by p
     import protocol
 
 COLUMNS = ["conn_id", "src_ip", "src_port", "dst_ip", "dst_port", "seq", "send_ns", "recv_ns",
-           "rtt_ms", "host", "server_count", "event", "t_ns", "server_ip", "detail"]
+           "rtt_ms", "host", "server_count", "event", "t_ns", "server_ip", "detail", "op"]
 DEFAULT_PORT = 8000
 MAX_WAIT_S = 0.05  # longest select() sleep, bounds how late a stop or a stall is noticed
 MAX_CATCHUP_S = 0.5  # sends later than this are skipped instead of sent in a burst
