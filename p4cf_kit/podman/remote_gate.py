@@ -21,7 +21,7 @@ import time
 
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.machines.machine import Machine
-from p4cf_kit.podman.restore_gate import GATES_DIR, GO
+from p4cf_kit.podman.restore_gate import ABORT, GATES_DIR, GO
 
 UNREACHED, MISSED = "unreached", "missed"   # the keeper's words for the two ways to time out
 TICK_S = 0.002
@@ -34,7 +34,9 @@ def _keeper_script(base: str, timeout: float) -> str:
             f'i=0; until [ -e "$g.reached" ]; do i=$((i+1)); [ $i -gt {ticks} ] && {{ echo {UNREACHED}; exit 3; }}; '
             f"sleep {TICK_S}; done\n"
             "echo reached\n"
-            "read -r verdict || exit 5\n"         # the kit went away: the gate's own timeout ends it
+            # the kit went away (its session ended: sshd noticed, or the kit died): call the
+            # restore off now, so it does not hold its container's lock until the gate's timeout
+            f'read -r verdict || {{ timeout 2 sh -c "echo {ABORT} > $g"; exit 5; }}\n'
             f'timeout {t} sh -c "echo $verdict > $g" || {{ echo {UNREACHED}; exit 3; }}\n'
             f'[ "$verdict" = {GO} ] || {{ echo answered; exit 0; }}\n'
             f'i=0; until [ -e "$g.resumed" ]; do i=$((i+1)); [ $i -gt {ticks} ] && {{ echo {MISSED}; exit 4; }}; '
