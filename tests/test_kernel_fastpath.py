@@ -177,6 +177,26 @@ def test_corrupt_header_checksum_goes_to_user_space(topo, switch, socks) -> None
     assert kernel_rx(dp) == before
 
 
+def test_the_protocol_is_part_of_a_kernel_flow(topo, switch, socks) -> None:
+    """A UDP datagram with a learnt TCP flow's addresses and ports is another flow (the hash
+    covers the protocol, and the TCP checksum update must not touch UDP payload): it leaves as
+    the program emits it, through user space first."""
+    p, dp = switch
+    tcp = flow(topo, "small", 47150)
+    egress, expected = p.process(tcp, 1)
+    for _ in range(2):  # learnt, then through the kernel
+        socks[1].send(tcp)
+        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(tcp)) == expected
+    udp = bytes(Ether(src=topo.host_mac(1), dst=topo.SWITCH_MAC) / IP(src=topo.host_ip(1), dst=VIP)
+                / UDP(sport=47150, dport=5001) / (b"u" * 40))
+    assert udp[26:38] == tcp[26:38] and udp[23] != tcp[23]
+    u_egress, u_expected = p.process(udp, 1)
+    before = kernel_rx(dp)
+    socks[1].send(udp)
+    assert receive(socks[u_egress], lambda d: ports_of(d) == ports_of(udp) and d[23] == 17) == u_expected
+    assert kernel_rx(dp) == before, "the UDP datagram was taken as the TCP flow"
+
+
 def test_counters_see_kernel_frames(topo, switch, socks) -> None:
     p, dp = switch
     frame = flow(topo, "full size", 47200)
