@@ -15,7 +15,7 @@ HEADER = Path(pk.__file__).with_name("layout.h")
 def _defines() -> dict[str, int]:
     """layout.h's `#define P4CF_NAME value` lines, values evaluated (integers, shifts)."""
     out: dict[str, int] = {}
-    for name, value in re.findall(r"^#define P4CF_(\w+) +([^/\n]+?)\s*(?:/\*.*)?$", HEADER.read_text(), re.M):
+    for name, value in re.findall(r"^#define P4CF_(\w+) +([^/\n]+?)\s*(?:/\*.*)?$", HEADER.read_text(), re.MULTILINE):
         if name != "LAYOUT_H":
             out[name] = int(eval(value, {}))  # only literals and shifts of literals
     return out

@@ -341,7 +341,7 @@ class LoadBalancerPipeline:
             self._cache[key] = decision
         return decision
 
-    def _decide(self, frame: bytes | bytearray) -> Decision:
+    def _decide(self, frame: pk.Frame) -> Decision:
         """Parser, ingress and egress control of the program for one flow (lock held)."""
         hdr = pk.parse(frame)
         d = Decision()

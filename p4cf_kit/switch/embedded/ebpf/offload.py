@@ -28,6 +28,7 @@ import shutil
 import socket
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -131,7 +132,7 @@ class KernelOffload:
         for number, ifname in self.ports.items():
             if not 0 <= number < pk.PORT_SLOTS:
                 raise OffloadUnavailable(f"port {number} is out of the fast path's range")
-            self._ifindex[number] = call_in_netns(self.netns, lambda n=ifname: socket.if_nametoindex(n))
+            self._ifindex[number] = call_in_netns(self.netns, partial(socket.if_nametoindex, ifname))
         for number, ifindex in self._ifindex.items():
             prog_fd, maps = self._bpf.load(str(PROGRAM), {"p4_port": number}, self._maps)
             for fd in maps.values() if self._maps else ():
@@ -170,9 +171,9 @@ class KernelOffload:
         for a in self._attached:
             if a.link_fd is None:
                 try:
-                    call_in_netns(self.netns, lambda i=a.ifindex: cls_bpf.remove_filter(i))
+                    call_in_netns(self.netns, partial(cls_bpf.remove_filter, a.ifindex))
                     if a.created_clsact:
-                        call_in_netns(self.netns, lambda i=a.ifindex: cls_bpf.remove_clsact(i))
+                        call_in_netns(self.netns, partial(cls_bpf.remove_clsact, a.ifindex))
                 except OSError:
                     pass  # the port is gone, and its filter with it
             for fd in (a.link_fd, a.prog_fd):
