@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -24,6 +25,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from p4cf_kit.netns import StarTopology, call_in_netns, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane
+from p4cf_kit.switch.embedded.ebpf import offload
 from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable, loader
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
@@ -344,27 +346,52 @@ BAD_PROGRAM = """
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
+const volatile __u32 p4_port = 0;  /* set at load, as forward.bpf.c's is */
 SEC("tc")
 int p4cf_bad(struct __sk_buff *skb)
 {
     __u8 buf[16] = {};
-    return buf[skb->len];   /* unbounded stack read: the verifier refuses it */
+    return buf[skb->len] + p4_port;   /* unbounded stack read: the verifier refuses it */
 }
 """
+BAD_LINE = "return buf[skb->len] + p4_port;"
 
 
-def test_verifier_refusal_names_the_source_line(tmp_path) -> None:
-    """A program the verifier refuses fails with libbpf's log, whose BTF line info (the
-    object is built with -g, as set-up builds forward.bpf.c) quotes the offending line."""
+@pytest.fixture
+def refused_object(tmp_path) -> Path:
+    """An object file the verifier refuses, built as set-up builds forward.bpf.c (clang -g)."""
     source = tmp_path / "bad.bpf.c"
     source.write_text(BAD_PROGRAM)
     obj = tmp_path / "bad.bpf.o"
     subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{os.uname().machine}-linux-gnu",
                     "-c", str(source), "-o", str(obj)], check=True)
+    return obj
+
+
+def test_verifier_refusal_names_the_source_line(refused_object) -> None:
+    """A program the verifier refuses fails with libbpf's log, whose BTF line info (the
+    object is built with -g) quotes the offending line."""
     with pytest.raises(OSError) as info:
-        loader().load(str(obj), {}, {})
+        loader().load(str(refused_object), {"p4_port": 1}, {})
     message = str(info.value)
-    assert "verifier" in message and "return buf[skb->len];" in message, message
+    assert "verifier" in message and BAD_LINE in message, message
+
+
+def test_verifier_refusal_reaches_the_user(topo, refused_object, monkeypatch) -> None:
+    """What the switch's log, `--datapath ebpf`'s error and `p4cf doctor` show when the
+    verifier refuses the fast path: the refusal with the offending source line and its file
+    and line number, and no hint about something else (nothing is left attached)."""
+    monkeypatch.setattr(offload, "PROGRAM", refused_object)
+    monkeypatch.setenv("P4CF_OFFLOAD_ATTACH", "tcx")
+    with pytest.raises(OffloadUnavailable) as info:
+        offload.KernelOffload({4: topo.switch_if(4)}, topo.switch_ns).start()
+    message = str(info.value)
+    assert message.startswith(f"{refused_object}: loading the program (the verifier's reasons follow)"), message
+    assert BAD_LINE in message and "bad.bpf.c:10" in message, message
+    assert "Linux >= 6.6" not in message and "needs root" not in message, message
+    with Dataplane(LoadBalancerPipeline(), {4: topo.switch_if(4)}, netns=topo.switch_ns) as dp:
+        assert dp.kernel is None and BAD_LINE in dp.offload_error  # the default falls back, saying why
+    assert _programs_on(topo, 4) == 0
 
 
 def _with_checksums(frame: bytes) -> bytes:

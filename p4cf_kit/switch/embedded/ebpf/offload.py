@@ -117,7 +117,6 @@ class KernelOffload:
         except OSError as exc:
             self.close()
             hint = {errno.EPERM: "needs root (CAP_BPF and CAP_NET_ADMIN)",
-                    errno.EINVAL: "P4CF_OFFLOAD_ATTACH=tcx needs Linux >= 6.6",
                     errno.ENOSYS: "the kernel has no bpf(2)"}.get(exc.errno or 0, "")
             raise OffloadUnavailable(f"{exc.strerror or exc}{': ' + hint if hint else ''}") from exc
         except BaseException:
@@ -160,8 +159,11 @@ class KernelOffload:
                 self.attach_kind = "tcx"
                 return _Attached(number, ifindex, prog_fd, link_fd)
             except OSError as exc:
-                if self.attach == "tcx" or exc.errno not in NO_TCX:
+                if exc.errno not in NO_TCX:
                     raise
+                if self.attach == "tcx":  # EINVAL here is the attach type, not the verifier
+                    raise OffloadUnavailable(f"P4CF_OFFLOAD_ATTACH=tcx needs Linux >= 6.6 "
+                                             f"({exc.strerror})") from exc
         created = call_in_netns(self.netns, lambda: cls_bpf.add_filter(ifindex, prog_fd, name))
         self.attach_kind = "tc"
         return _Attached(number, ifindex, prog_fd, None, created)
