@@ -1,10 +1,12 @@
 """The eBPF kernel fast path: same bytes and counters as the program run in user space.
 
 Real veths in kit-owned namespaces (p4cf-k-<tag>-*), the real program (forward.bpf.c, built by
-clang at set-up) loaded through libbpf and attached with tcx, and as a cls_bpf filter. Each frame is sent twice: the first goes through user space (which teaches
-the kernel its flow), the second through the kernel where the program takes it; both must
-leave as `LoadBalancerPipeline.process` says, byte for byte. Frames the kernel must not take
-(a corrupt checksum, which the program recomputes) are checked to come back to user space.
+clang at set-up) loaded through libbpf and attached with tcx, and as a cls_bpf filter. Each
+frame is sent twice: the first goes through user space (which teaches the kernel its flow), the
+second through the kernel where the program takes it; both must leave as
+`LoadBalancerPipeline.process` says, byte for byte. Frames the kernel must not take (a corrupt
+checksum, which the program recomputes) are checked to come back to user space. A program the
+verifier refuses reaches the user with its source lines.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -28,7 +30,6 @@ from p4cf_kit.switch.embedded.dataplane import Dataplane
 from p4cf_kit.switch.embedded.ebpf import offload
 from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable, loader
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
-
 from packet_io import packet_socket, receive_matching
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -143,7 +144,7 @@ def test_kernel_path_emits_the_programs_bytes(topo, switch, socks) -> None:
         before = kernel_rx(dp, ingress)
         for copy in ("user space", "kernel"):
             socks[ingress].send(frame)
-            got = receive(socks[egress], lambda d: ports_of(d) == ports_of(frame))
+            got = receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f))
             assert got == expected, f"{name}: {copy} copy differs"
         assert kernel_rx(dp, ingress) - before == 1, f"{name}: the second copy did not stay in the kernel"
 
@@ -160,7 +161,7 @@ def test_corrupt_tcp_checksum_goes_to_user_space(topo, switch, socks) -> None:
     for frame in (bytes(good), bytes(good), bytes(bad)):  # learnt, kernel, then the bad one
         before = kernel_rx(dp)
         socks[1].send(frame)
-        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(frame)) == expected
+        assert receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f)) == expected
         taken.append(kernel_rx(dp) - before)
     assert taken == [0, 1, 0]  # the good copy went through the kernel, the bad one did not
 
@@ -206,7 +207,7 @@ def test_counters_see_kernel_frames(topo, switch, socks) -> None:
     before = p.nhop_counter(egress - 1)
     for _ in range(5):
         socks[1].send(frame)
-        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(frame)) is not None
+        assert receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f)) is not None
     assert p.nhop_counter(egress - 1) == (before[0] + 5, before[1] + 5 * len(frame))
 
 
@@ -228,7 +229,7 @@ def test_write_takes_effect_on_the_next_kernel_frame(topo, switch, socks) -> Non
     egress, _ = p.process(frame, 1)
     for _ in range(2):
         socks[1].send(frame)
-        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(frame)) is not None
+        assert receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f)) is not None
     other = 5 - egress
     p.set_ecmp_nhop(egress - 1, "set_nhop", {"nhop_dmac": macn(topo.host_mac(other)),
                                              "nhop_ipv4": ipn(topo.host_ip(other)), "port": other})
@@ -261,7 +262,7 @@ def test_a_backend_write_leaves_other_backends_flows_in_the_kernel(topo, switch,
         before = kernel_rx(dp)
         frame = by_port[port]
         socks[1].send(frame)
-        assert receive(socks[port], lambda d: ports_of(d) == ports_of(frame)) is not None
+        assert receive(socks[port], lambda d, f=frame: ports_of(d) == ports_of(f)) is not None
         assert kernel_rx(dp) - before == in_kernel, f"port {port}"
 
 
@@ -358,7 +359,7 @@ BAD_LINE = "return buf[skb->len] + p4_port;"
 
 
 @pytest.fixture
-def refused_object(tmp_path) -> Path:
+def refused_object(tmp_path: Path) -> Path:
     """An object file the verifier refuses, built as set-up builds forward.bpf.c (clang -g)."""
     source = tmp_path / "bad.bpf.c"
     source.write_text(BAD_PROGRAM)
@@ -368,7 +369,7 @@ def refused_object(tmp_path) -> Path:
     return obj
 
 
-def test_verifier_refusal_names_the_source_line(refused_object) -> None:
+def test_verifier_refusal_names_the_source_line(refused_object: Path) -> None:
     """A program the verifier refuses fails with libbpf's log, whose BTF line info (the
     object is built with -g) quotes the offending line."""
     with pytest.raises(OSError) as info:
@@ -377,7 +378,8 @@ def test_verifier_refusal_names_the_source_line(refused_object) -> None:
     assert "verifier" in message and BAD_LINE in message, message
 
 
-def test_verifier_refusal_reaches_the_user(topo, refused_object, monkeypatch) -> None:
+def test_verifier_refusal_reaches_the_user(topo: StarTopology, refused_object: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """What the switch's log, `--datapath ebpf`'s error and `p4cf doctor` show when the
     verifier refuses the fast path: the refusal with the offending source line and its file
     and line number, and no hint about something else (nothing is left attached)."""
@@ -427,7 +429,8 @@ def test_fuzz_kernel_and_user_paths_agree(topo, switch, socks) -> None:
             for _ in range(rng.randrange(1, 4)):
                 data[rng.randrange(38, 54)] = rng.randrange(256)
         elif kind == 3:  # cut or padded
-            data = data[:rng.randrange(54, len(data))] if rng.randrange(2) else data + rng.randbytes(rng.randrange(1, 40))
+            data = (data[:rng.randrange(54, len(data))] if rng.randrange(2)
+                    else data + rng.randbytes(rng.randrange(1, 40)))
         else:            # total length
             data[16:18] = rng.randrange(40, 1600).to_bytes(2, "big")
         frame = bytes(data)
@@ -442,7 +445,7 @@ def test_fuzz_kernel_and_user_paths_agree(topo, switch, socks) -> None:
         if out is None or out[0] != egress:
             continue  # dropped by the program: nothing to compare (and nothing waits)
         socks[1].send(frame)
-        got = receive(socks[egress], lambda d: ports_of(d) == ports_of(frame))
+        got = receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f))
         assert got == out[1], f"variant {frame.hex()} left differently"
         sent += 1
     taken = kernel_rx(dp) - before

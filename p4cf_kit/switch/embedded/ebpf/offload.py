@@ -60,15 +60,20 @@ def missing_build_tools() -> list[str]:
     return missing
 
 
+try:  # built at set-up from _loader.c (typed by _loader.pyi)
+    from p4cf_kit.switch.embedded.ebpf import _loader
+    LOADER_ERROR = ""
+except ImportError as exc:  # set-up had no compiler or no libbpf-dev
+    LOADER_ERROR = str(exc)
+
+
 def loader() -> ModuleType:
     """The libbpf loader extension (`_loader.c`); OffloadUnavailable naming what is missing and
     the fix when the kernel fast path was not built here."""
     missing = missing_build_tools()
     why = f" ({' and '.join(missing)} missing)" if missing else ""
-    try:
-        from p4cf_kit.switch.embedded.ebpf import _loader
-    except ImportError as exc:
-        raise OffloadUnavailable(f"its libbpf loader is not built{why or f' ({exc})'}: {BUILD_FIX}") from exc
+    if LOADER_ERROR:
+        raise OffloadUnavailable(f"its libbpf loader is not built{why or f' ({LOADER_ERROR})'}: {BUILD_FIX}")
     if not PROGRAM.is_file():
         raise OffloadUnavailable(f"its eBPF program {PROGRAM.name} is not built{why}: {BUILD_FIX}")
     return _loader
@@ -102,14 +107,13 @@ class KernelOffload:
     _pipeline_gen: int = -1      # the pipeline generation of the latest write we were told of
     _epoch: int = 0              # the value in the `gen` map
     _slot_gen: dict[int, int] = field(default_factory=dict)  # mirror of `slot_gens` (0 unless set)
-    _bpf: ModuleType = field(init=False, repr=False)  # the loader, once start() found it
     _flows: int = -1             # the maps' fds (also in _maps, by name)
     _gen: int = -1
     _counters: int = -1
     _port_stats: int = -1
     _slot_gens: int = -1
 
-    def start(self) -> "KernelOffload":
+    def start(self) -> KernelOffload:
         """Load one program per port, sharing one set of maps, and attach it; OffloadUnavailable
         (with everything undone) when the kernel, our privileges or the build do not allow it."""
         try:
@@ -127,13 +131,13 @@ class KernelOffload:
     def _start(self) -> None:
         if self.attach not in ATTACH_MODES:
             raise OffloadUnavailable(f"P4CF_OFFLOAD_ATTACH={self.attach!r}: use one of {', '.join(ATTACH_MODES)}")
-        self._bpf = loader()
+        loader()  # OffloadUnavailable when not built
         for number, ifname in self.ports.items():
             if not 0 <= number < pk.PORT_SLOTS:
                 raise OffloadUnavailable(f"port {number} is out of the fast path's range")
             self._ifindex[number] = call_in_netns(self.netns, partial(socket.if_nametoindex, ifname))
         for number, ifindex in self._ifindex.items():
-            prog_fd, maps = self._bpf.load(str(PROGRAM), {"p4_port": number}, self._maps)
+            prog_fd, maps = _loader.load(str(PROGRAM), {"p4_port": number}, self._maps)
             for fd in maps.values() if self._maps else ():
                 os.close(fd)  # the shared ones, handed back again
             self._maps = self._maps or maps
@@ -155,7 +159,7 @@ class KernelOffload:
         call_in_netns(self.netns, lambda: cls_bpf.remove_filter(ifindex))
         if self.attach != "tc":
             try:
-                link_fd = call_in_netns(self.netns, lambda: self._bpf.tcx_attach(prog_fd, ifindex))
+                link_fd = call_in_netns(self.netns, lambda: _loader.tcx_attach(prog_fd, ifindex))
                 self.attach_kind = "tcx"
                 return _Attached(number, ifindex, prog_fd, link_fd)
             except OSError as exc:
@@ -217,7 +221,7 @@ class KernelOffload:
                 return False  # decided before a write the kernel has already been told of
             if select != pk.NO_SELECT:
                 self._slots.add(select)
-            self._bpf.learn(self._flows, frame, self._epoch, ifindex, lookup,
+            _loader.learn(self._flows, frame, self._epoch, ifindex, lookup,
                             self._slot_gen.get(lookup, 0), decision.mac12, decision.addrs,
                             egress, select, flags)
         return True
@@ -227,7 +231,7 @@ class KernelOffload:
         """Make every entry learnt before now stale, then hand over the counts so far."""
         with self._lock:
             self._epoch += 1
-            self._bpf.set_u64(self._gen, 0, self._epoch)
+            _loader.set_u64(self._gen, 0, self._epoch)
             self._pipeline_gen = generation
         return self.take_counts()
 
@@ -235,7 +239,7 @@ class KernelOffload:
         """Make stale only the entries whose decision looked up ecmp_nhop[`select`]."""
         with self._lock:
             bumped = (self._slot_gen.get(select, 0) + 1) & 0xFFFFFFFF
-            self._bpf.set_u32(self._slot_gens, select, bumped)
+            _loader.set_u32(self._slot_gens, select, bumped)
             self._slot_gen[select] = bumped
             self._pipeline_gen = generation
         return self.take_counts()
@@ -244,7 +248,7 @@ class KernelOffload:
         """(select, packets, bytes) gained by each counter slot since the last call."""
         out: list[tuple[int, int, int]] = []
         for slot in self._slots:
-            sums = self._bpf.counter(self._counters, slot)
+            sums = _loader.counter(self._counters, slot)
             if sums is None:
                 continue
             packets, nbytes = sums
@@ -259,7 +263,7 @@ class KernelOffload:
         out: dict[int, tuple[int, int, int]] = {}
         for number in self._ifindex:
             with self._stats_lock:
-                sums = self._bpf.port_counts(self._port_stats, number)
+                sums = _loader.port_counts(self._port_stats, number)
             if sums is not None:
                 rx, tx, dropped = sums
                 out[number] = (rx, tx, dropped)
