@@ -25,6 +25,9 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     server = "localhost/p4cf-tcp-server:latest"
     client = "localhost/p4cf-tcp-client:latest"
 
+    [workload]                # what the backends run: echo | redis | http | custom (apps/settings.py)
+    kind = "echo"
+
     [machines.b]              # a second machine (hosts default to "local", this one)
     podman = "ssh://root@192.0.2.2:22/run/podman/podman.sock"   # Podman's remote URL
     identity = "/root/.ssh/id_ed25519"   # SSH key (keys only; no passwords in configs)
@@ -66,10 +69,12 @@ import hashlib
 import ipaddress
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from p4cf_kit.apps.settings import WorkloadConfig, parse_workload, workload_to_dict
 from p4cf_kit.errors import ConfigError
 from p4cf_kit.labels import NAME_PREFIX
 
@@ -133,7 +138,7 @@ class SwitchConfig:
     # TLS files, and the port map's values as "MACHINE:NIC".
     p4info: str = ""
     device_config: str = ""
-    tls: "TlsConfig | None" = None
+    tls: TlsConfig | None = None
     insecure: bool = False
 
     @property
@@ -173,6 +178,7 @@ class LabConfig:
     switch: SwitchConfig = field(default_factory=SwitchConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     machines: dict[str, MachineConfig] = field(default_factory=dict)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -283,7 +289,7 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
     grpc_addr = raw.get("grpc_addr", "")
     if not isinstance(grpc_addr, str):
-        raise ConfigError(f"switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
+        raise ConfigError("switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
     if target == "remote":
         return _remote_switch(raw, grpc_addr)
     for key in ("p4info", "device_config", "tls", "insecure"):
@@ -414,7 +420,7 @@ def _cable_hosts(hosts: tuple[HostConfig, ...], switch: SwitchConfig,
                               f"this lab; add [machines.{machine}] or write \"local:NIC\" for this machine")
     local = sorted((p, w.partition(":")[2]) for p, w in switch.ports.items() if w.startswith(LOCAL_MACHINE + ":"))
     by_cable = {w: p for p, w in switch.ports.items()}
-    out = []
+    out: list[HostConfig] = []
     for h in hosts:
         if h.machine == LOCAL_MACHINE:
             i = sum(1 for o in out if o.machine == LOCAL_MACHINE)
@@ -527,7 +533,7 @@ def _images(raw: dict[str, Any]) -> ImagesConfig:
 def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     """Validate a parsed config document (dict) and return the typed LabConfig."""
     raw = _files_from(dict(raw or {}), Path.cwd())
-    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts"})
+    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts", "workload"})
     lab = _section(raw, "lab")
     _check_keys("lab", lab, {"name", "vip", "port", "hosts", "client", "backends", "subnet_pattern"})
     name = lab.get("name", DEFAULT_LAB)
@@ -544,6 +550,9 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
             raise ConfigError(f"lab.vip = {vip} lies inside {h.name}'s subnet {h.subnet}; choose a VIP outside "
                               "every host subnet (e.g. 10.0.0.100)")
     port = _int("lab", "port", lab.get("port", 8000), 1, 65535)
+    workload = parse_workload(_section(raw, "workload"))
+    if workload.port is not None:  # the application's port is the VIP's (it overrides lab.port)
+        port = workload.port
     machines = _machines(_section(raw, "machines"))
     hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
     switch = _switch(_section(raw, "switch"))
@@ -563,7 +572,8 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
         raise ConfigError("hosts on other machines need switch.netns = true (their cables become the "
                           "switch's ports inside its namespace)")
     return LabConfig(name=name, vip=vip, port=port, hosts=hosts, switch=switch,
-                     images=_images(_section(raw, "images")), machines=machines, source=raw)
+                     images=_images(_section(raw, "images")), machines=machines, workload=workload,
+                     source=raw)
 
 
 def load_config(path: str | Path | None = None) -> LabConfig:
@@ -604,9 +614,11 @@ def _files_from(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return {**raw, "switch": switch}
 
 
-def default_config(hosts: int = 4, **lab: Any) -> LabConfig:
-    """The classic lab with `hosts` hosts (h1 client, h2 h3 backends, the rest idle); keyword overrides go to [lab]."""
-    return parse_config({"lab": {"hosts": hosts, **lab}})
+def default_config(hosts: int = 4, workload: str | Mapping[str, Any] | None = None, **lab: Any) -> LabConfig:
+    """The classic lab with `hosts` hosts (h1 client, h2 h3 backends, the rest idle); keyword overrides go to
+    [lab]; `workload` is a kind ("redis") or a whole [workload] table."""
+    table = {} if workload is None else {"kind": workload} if isinstance(workload, str) else dict(workload)
+    return parse_config({"lab": {"hosts": hosts, **lab}, "workload": table})
 
 
 def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
@@ -627,4 +639,20 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
         "machines": {m.name: {"podman": m.podman, "identity": m.identity, "known_hosts": m.known_hosts,
                               "uplinks": list(m.uplinks), "emulated": m.emulated, "transfer": m.transfer}
                      for m in cfg.machines.values()},
+        "workload": workload_to_dict(cfg.workload),
     }
+
+
+def with_workload(cfg: LabConfig, workload: str | Mapping[str, Any] | None) -> LabConfig:
+    """`cfg` running another workload: a kind ("redis") or a whole `[workload]` table; None keeps it.
+
+    A kind other than the config's own replaces its `[workload]` table (its custom fields would
+    not apply); asking for "custom" needs the table itself."""
+    if workload is None or workload == cfg.workload.kind:
+        return cfg
+    table = {"kind": workload} if isinstance(workload, str) else dict(workload)
+    raw = dict(cfg.source) if cfg.source else {}
+    if not raw:
+        from p4cf_kit.lab import config_to_dict_source  # late: lab imports this module
+        raw = config_to_dict_source(cfg)
+    return parse_config({**raw, "workload": table})

@@ -25,10 +25,11 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import StarTopology, call_in_netns, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane
 from p4cf_kit.switch.embedded.ebpf import offload
-from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable, loader
+from p4cf_kit.switch.embedded.ebpf.offload import loader
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 from packet_io import packet_socket, receive_matching
 
@@ -229,7 +230,7 @@ def test_write_takes_effect_on_the_next_kernel_frame(topo, switch, socks) -> Non
     egress, _ = p.process(frame, 1)
     for _ in range(2):
         socks[1].send(frame)
-        assert receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f)) is not None
+        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(frame)) is not None
     other = 5 - egress
     p.set_ecmp_nhop(egress - 1, "set_nhop", {"nhop_dmac": macn(topo.host_mac(other)),
                                              "nhop_ipv4": ipn(topo.host_ip(other)), "port": other})

@@ -34,23 +34,19 @@ so rollback is exercised from the real state after each phase.
 from __future__ import annotations
 
 import os
-import time
-from typing import Callable
+from collections.abc import Callable
 
-from p4cf_kit.errors import ConfigError, KitError, MigrationError
+from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError, RollbackError
 from p4cf_kit.lablock import lab_lock, note
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
+from p4cf_kit.migration.clock import FAIL_AT_ENV, PhaseClock
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
-from p4cf_kit.migration.rollback import MigrationRun, RollbackError, return_to_source
+from p4cf_kit.migration.rollback import MigrationRun, return_to_source
 
-FAIL_AT_ENV = "P4CF_MIGRATION_FAIL_AT"
-
-
-class InjectedFailure(KitError):
-    """Raised on purpose after a phase did its work (fail_at / P4CF_MIGRATION_FAIL_AT)."""
+__all__ = ["FAIL_AT_ENV", "InjectedFailure", "migrate"]
 
 
 def _fail_at(fail_at: str | None) -> str | None:
@@ -94,81 +90,46 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     if inject == "transfer" and not plan.across_machines:
         raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
                           "no transfer phase; inject another phase or migrate across machines")
-    if plan.across_machines:
-        from p4cf_kit.migration.across import migrate_across
-        return migrate_across(
-            lab, plan, MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
-                                       container=plan.src_container),
-            nudge=nudge, started=on_phase or (lambda _phase: None), timeout=timeout,
-            end=lambda record, phase, t0: _end(record, phase, t0, inject))
-    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
-    clients: list[nudging.ClientSeq] = []
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
                              container=plan.src_container)
-    started = on_phase or (lambda _phase: None)
+    clock = PhaseClock(record, on_phase, inject)
+    if plan.across_machines:
+        from p4cf_kit.migration.across import migrate_across
+        return migrate_across(lab, plan, record, nudge=nudge, started=on_phase or (lambda _phase: None),
+                              timeout=timeout, end=lambda _record, phase, t0: clock.ended(phase, t0))
+    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
+    clients: list[nudging.ClientSeq] = []
     run = MigrationRun()
-    phase = "prepare"
     try:
-        started(phase)
-        t0 = time.monotonic()
-        run.staged = phases.prepare(lab, plan)
-        _end(record, phase, t0, inject)
-
-        phase = "checkpoint"
-        started(phase)
-        t_start = t0 = time.monotonic()
-        record.t_start_ns = time.time_ns()
-        run.dump = phases.start_checkpoint(plan.src_container)
-        phases.wait_dumped(run.dump, plan.src_pid, timeout)
-        _end(record, phase, t0, inject)
-
-        phase = "rewrite"
-        started(phase)
-        t0 = time.monotonic()
-        record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
-        report = phases.rewrite(run.staged.images, str(plan.src.ip), str(plan.dst.ip))
-        record.sockets_rewritten = report.sockets
-        _end(record, phase, t0, inject)
-
-        phase = "restore"
-        started(phase)
-        t0 = time.monotonic()
-        phases.open_gate(run.staged, timeout)
-        if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
-            clients = nudging.client_connections(run.staged.images)
-        phases.wait_resumed(run.staged, timeout)
-        _end(record, phase, t0, inject)
-
-        phase = "switch"
-        started(phase)
-        t0 = time.monotonic()
-        record.nudged = phases.switch_over(lab, plan, raw, clients)
-        _end(record, phase, t0, inject)
-        record.t_end_ns = time.time_ns()
-        record.total_s = time.monotonic() - t_start
-
-        phase = "cleanup"
-        started(phase)
-        t0 = time.monotonic()
-        record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
-        record.criu_dump_s = phases.finish_checkpoint(run.dump, timeout).criu_s
-        run.dump = None
-        phases.cleanup(plan.src_container, plan.src_pod.netns_path)
-        _end(record, phase, t0, inject)
+        with clock.phase("prepare"):
+            run.staged = phases.prepare(lab, plan)
+        with clock.phase("checkpoint"):
+            run.dump = phases.start_checkpoint(plan.src_container)
+            phases.wait_dumped(run.dump, plan.src_pid, timeout)
+        with clock.phase("rewrite"):
+            record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
+            report = phases.rewrite(run.staged.images, str(plan.src.ip), str(plan.dst.ip))
+            record.sockets_rewritten = report.sockets
+        with clock.phase("restore"):
+            phases.open_gate(run.staged, timeout)
+            if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
+                clients = nudging.client_connections(run.staged.images)
+            phases.wait_resumed(run.staged, timeout)
+        with clock.phase("switch"):
+            record.nudged = phases.switch_over(lab, plan, raw, clients)
+        with clock.phase("cleanup"):
+            record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
+            record.criu_dump_s = phases.finish_checkpoint(run.dump, timeout).criu_s
+            run.dump = None
+            phases.cleanup(plan.src_container, plan.src_pod.netns_path)
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
-        _roll_back(lab, plan, run, record, phase, exc, timeout)
+        _roll_back(lab, plan, run, record, clock.current, exc, timeout)
     finally:
         if raw is not None:
             raw.close()
     record.ok = True
     record.container = plan.dst_container
     return record
-
-
-def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> None:
-    record.timings.set(phase, time.monotonic() - t0)
-    if inject == phase:
-        raise InjectedFailure(f"failure injected after the {phase} phase ({FAIL_AT_ENV}/fail_at)")
 
 
 def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,
@@ -181,6 +142,4 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: Mig
         outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there"
     except RollbackError as rb:
         outcome = f"ROLLBACK FAILED: {rb}"
-    error = MigrationError(phase, f"{exc}; {outcome}")
-    error.record = record  # type: ignore[attr-defined]
-    raise error from exc
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc

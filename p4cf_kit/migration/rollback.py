@@ -24,14 +24,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from p4cf_kit.errors import KitError
+from p4cf_kit.errors import KitError, RollbackError
 from p4cf_kit.migration import nudge, phases
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state, images_of
-
-
-class RollbackError(KitError):
-    """Rollback itself failed; the message says where the backend is left."""
 
 
 @dataclass

@@ -27,9 +27,13 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import protocol  # noqa: E402  (sibling module, imported by path on purpose)
+if TYPE_CHECKING:  # the checker reads it as the package module it also is
+    from p4cf_kit.workload import protocol
+else:  # in a container the scripts run alone: the sibling module, imported by path on purpose
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import protocol
 
 DEFAULT_PORT = 8000
 POLL_S = 0.2  # how late a stop request may be noticed

@@ -18,5 +18,5 @@ from the first part to the second, which keeps the two fast paths in step):
   without tcx), `offload` (teaching it the pipeline's decisions, keeping it in step).
 
 The process that puts them together, with its CLI: `target` (and `cpu_affinity`, which CPU the
-control plane runs on).
+control plane runs on); `process` starts it as a subprocess that writes its state file.
 """

@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 from types import ModuleType
 
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.ebpf import cls_bpf
@@ -46,10 +47,6 @@ BUILD_FIX = ("install clang and libbpf-dev (apt-get install clang libbpf-dev, wh
 # The action flags of layout.h (P4CF_F_*): what a flow entry rewrites.
 F_TTL_DEC, F_SRC, F_DST, F_TCP = 1, 2, 4, 8
 KERNEL_FLOWS = 1 << 16  # P4CF_KERNEL_FLOWS: the LRU flow map's size
-
-
-class OffloadUnavailable(RuntimeError):
-    """The kernel fast path cannot run here; the message says why (the user path still works)."""
 
 
 def missing_build_tools() -> list[str]:
