@@ -29,15 +29,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from p4cf_kit.apps.datacheck import DataLossError
-from p4cf_kit.config import parse_config
-from p4cf_kit.lab import Lab
-from p4cf_kit.migration.experiment import (
+from p4cf_kit.apps.datacheck import DataLossError  # noqa: E402
+from p4cf_kit.config import parse_config  # noqa: E402
+from p4cf_kit.lab import Lab  # noqa: E402
+from p4cf_kit.migration.experiment import (  # noqa: E402
     ExperimentOptions,
     ExperimentResult,
     run_experiment,
 )
-from p4cf_kit.podman.images import build_all
+from p4cf_kit.podman.images import build_all  # noqa: E402
 
 OCTET = 217
 

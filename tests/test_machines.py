@@ -162,6 +162,7 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         assert out.ok and out.machines == f"local->{MACHINE}" and out.transfer_via == transfer, out
         assert out.timings.transfer and out.transfer_bytes > 1_000_000 and out.transfer_mb_s
         assert out.sockets_rewritten >= 1                  # the connections hashed to h2
+        assert out.nudged >= 1                             # from the sender in h4's pod there
         assert machine.podman("container", "inspect", "--format", "{{.State.Status}}",
                               "p4cf-tg-h4-srv").stdout.strip() == "running"
         assert podman("container", "exists", "p4cf-tg-h2-srv", check=False).returncode != 0

@@ -3,7 +3,8 @@
 The log is written by `workload/tcp_client.py` (which cannot import the kit, and
 this room may not import `workload`), so its columns are spelled out here too; a
 test keeps the two equal. Every workload's client writes this log (`workload/rr_client.py`
-too; a custom client's CSV is turned into it by `custom_log`), so one analysis serves all. Times are CLOCK_REALTIME nanoseconds.
+too; a custom client's CSV is turned into it by `custom_log`), so one analysis serves all.
+Times are CLOCK_REALTIME nanoseconds.
 """
 
 from __future__ import annotations

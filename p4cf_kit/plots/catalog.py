@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from p4cf_kit.plots import (distribution, downtime, latency, phases, summary, survival, throughput, timeline,
-                            topology)
+from p4cf_kit.plots import distribution, downtime, latency, phases, summary, survival, throughput, timeline, topology
 from p4cf_kit.plots.export import MAIN_PART, FigureFiles, read_parts
 
 Redraw = Callable[[dict[str, pd.DataFrame], Path, str], FigureFiles]

@@ -56,7 +56,8 @@ def build_redis(base: str = images.BASE_REF, force: bool = False, ref: str = RED
     work = images._work_dir("redis-")
     try:
         env = dict(os.environ, P4CF_REDIS_SERVER=binary)
-        proc = subprocess.run(["bash", str(BUILD_SCRIPT), str(work)], env=env, capture_output=True, text=True, check=False,
+        proc = subprocess.run(["bash", str(BUILD_SCRIPT), str(work)], env=env, capture_output=True, text=True,
+                              check=False,
                               timeout=images.BUILD_TIMEOUT_S)
         if proc.returncode != 0:
             raise PrerequisiteError(f"{BUILD_SCRIPT.name} failed: {proc.stderr.strip() or proc.stdout.strip()}")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import resp
+if TYPE_CHECKING:  # the checker reads it as the package module it also is
+    from p4cf_kit.workload import resp
+else:  # in a container: the sibling module (rr_client.py put its folder on the path)
+    import resp
 
 MGET_CHUNK = 500
 

@@ -29,13 +29,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from frame_session import FrameSession
-from http_session import HttpSession
-from redis_session import RedisSession
-from tcp_client import COLUMNS, CsvLog, error_kind
+if TYPE_CHECKING:  # the checker reads them as the package modules they also are
+    from p4cf_kit.workload.frame_session import FrameSession
+    from p4cf_kit.workload.http_session import HttpSession
+    from p4cf_kit.workload.redis_session import RedisSession
+    from p4cf_kit.workload.tcp_client import COLUMNS, CsvLog, error_kind
+else:  # in a container the scripts run alone: sibling modules, imported by path on purpose
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from frame_session import FrameSession
+    from http_session import HttpSession
+    from redis_session import RedisSession
+    from tcp_client import COLUMNS, CsvLog, error_kind
 
 MODES = ("redis", "http", "lines", "length")
 VERIFY_POLL_S = 0.05
