@@ -49,14 +49,14 @@ setup(
         Extension(
             "p4cf_kit.switch.embedded._fastpath",
             sources=[f"{EMBEDDED}/_fastpath.c"],
-            depends=[f"{EMBEDDED}/layout.h"],
+            depends=[f"{EMBEDDED}/layout.h", f"{EMBEDDED}/pybuffer.h"],
             extra_compile_args=C_FLAGS,
             optional=True,
         ),
         Extension(
             "p4cf_kit.switch.embedded.ebpf._loader",
             sources=[f"{EMBEDDED}/ebpf/_loader.c"],
-            depends=[f"{EMBEDDED}/layout.h"],
+            depends=[f"{EMBEDDED}/layout.h", f"{EMBEDDED}/pybuffer.h"],
             libraries=["bpf"],
             extra_compile_args=C_FLAGS,
             optional=True,

@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include "layout.h"
+#include "pybuffer.h"
 
 #define KEY_LEN 20                /* see make_key */
 #define VNET_LEN 10
@@ -345,18 +346,6 @@ static PyObject *FlowTable_invalidate(FlowTable *self, PyObject *arg)
 static PyObject *FlowTable_generation(FlowTable *self, PyObject *unused)
 {
     return PyLong_FromUnsignedLongLong(self->gen);
-}
-
-static int get_exact(PyObject *obj, Py_buffer *view, Py_ssize_t want, const char *what)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
-        return -1;
-    if (view->len != want) {
-        PyErr_Format(PyExc_ValueError, "%s must be %zd bytes, not %zd", what, want, view->len);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
 }
 
 /* insert(key, generation, egress, select, mac12, addrs, ttl_dec, tcp) -> learnt? */

@@ -25,6 +25,7 @@
 #include <bpf/libbpf.h>
 
 #include "../layout.h"
+#include "../pybuffer.h"
 
 #define ATTACH_TCX_INGRESS 46   /* enum bpf_attach_type's BPF_TCX_INGRESS (Linux 6.6) */
 #define LOG_MAX (1 << 20)
@@ -234,18 +235,6 @@ static PyObject *loader_tcx_count(PyObject *mod, PyObject *arg)
 }
 
 /* ---- the program's maps ------------------------------------------------------------ */
-
-static int get_exact(PyObject *obj, Py_buffer *view, Py_ssize_t want, const char *what)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
-        return -1;
-    if (view->len != want) {
-        PyErr_Format(PyExc_ValueError, "%s must be %zd bytes, not %zd", what, want, view->len);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
 
 /* learn(flows_fd, frame, epoch, ifindex, lookup, lookup_gen, macs, addrs, egress, select,
  *       flags) -> None: the flow of `frame` (its 5-tuple) gets this entry. */
