@@ -18,9 +18,11 @@ make_venv() {
 
 install_requirements() {
     local want
-    # setup.py and the C fast path too: an edit to either rebuilds the extension.
+    # setup.py and the C sources too (the C fast path, the eBPF program and its loader, their
+    # shared header): an edit to any rebuilds them. So do newly installed clang or libbpf-dev.
     want=$({ cat "$root/requirements.txt" "$root/pyproject.toml" "$root/setup.py" \
-                 "$root/p4cf_kit/switch/embedded/_fastpath.c" 2>/dev/null || true; } \
+                 "$root"/p4cf_kit/switch/embedded/*.[ch] "$root"/p4cf_kit/switch/embedded/ebpf/*.c \
+                 2>/dev/null || true; command -v clang; ls /usr/include/bpf/libbpf.h 2>/dev/null; } \
            | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # System packages the kit needs (Debian 12/13, Ubuntu 22.04+); `--test` adds the test suite's.
+# clang and libbpf-dev build the embedded switch's eBPF fast path (scripts/setup-python.sh).
 # Idempotent: installs only what is missing and prints nothing when all is there.
 # Never edits system config.
 set -euo pipefail
@@ -15,6 +16,7 @@ RUNTIME_PACKAGES=(
     iproute2 iptables nftables ethtool busybox-static
     python3 python3-venv python3-dev
     tcpdump ca-certificates python3-protobuf
+    clang libbpf-dev
     redis-tools
 )
 # Only the test suite needs these: Debian's Chromium drives the real-browser test (Playwright

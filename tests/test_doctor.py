@@ -104,6 +104,18 @@ def test_ebpf_fastpath_check_loads_and_leaves_nothing() -> None:
     assert not [n for n in os.listdir("/run/netns") if n.startswith("p4cf-doctor-bpf-")]
 
 
+def test_ebpf_fastpath_check_names_what_the_build_lacks(monkeypatch, tmp_path) -> None:
+    """Without its built program (set-up had no clang) the check says what is missing and how
+    to build it."""
+    from p4cf_kit.switch.embedded.ebpf import offload
+    monkeypatch.setattr(offload, "PROGRAM", tmp_path / "forward.bpf.o")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no clang on it
+    result = checks.check_ebpf_fastpath()
+    assert not result.ok and not result.required
+    assert "forward.bpf.o is not built (clang missing)" in result.detail, result.detail
+    assert "apt-get install clang libbpf-dev" in result.fix and "setup-python.sh" in result.fix
+
+
 @pytest.mark.podman
 def test_podman_is_recent_and_uses_runc_with_the_kit_conf() -> None:
     version = checks.check_podman_version()

@@ -18,6 +18,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from frame_mutation import mutate
 from p4cf_kit.switch.embedded import dataplane as dpm
+from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 
 needs_fastpath = pytest.mark.skipif(not dpm.fastpath_available(),
@@ -136,7 +137,7 @@ def check(table, p, ref, v: bytes, frame: bytes) -> bool:
     if res is None:
         # Only frames without a key, or whose checksum completion touches key bytes, stay in
         # Python; give them to Python so the counters stay comparable.
-        short = len(frame) < dpm.MIN_KEY_FRAME
+        short = len(frame) < pk.MIN_KEY_FRAME
         completes_key = v[0] & 1 and struct.unpack("<H", v[6:8])[0] + struct.unpack("<H", v[8:10])[0] < 38
         assert short or completes_key, (v.hex(), frame.hex())
         buf = bytearray(frame)

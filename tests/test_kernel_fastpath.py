@@ -1,10 +1,12 @@
 """The eBPF kernel fast path: same bytes and counters as the program run in user space.
 
-Real veths in kit-owned namespaces (p4cf-k-<tag>-*), real programs loaded through bpf(2) and
-attached with tcx. Each frame is sent twice: the first goes through user space (which teaches
-the kernel its flow), the second through the kernel where the program takes it; both must
-leave as `LoadBalancerPipeline.process` says, byte for byte. Frames the kernel must not take
-(a corrupt checksum, which the program recomputes) are checked to come back to user space.
+Real veths in kit-owned namespaces (p4cf-k-<tag>-*), the real program (forward.bpf.c, built by
+clang at set-up) loaded through libbpf and attached with tcx, and as a cls_bpf filter. Each
+frame is sent twice: the first goes through user space (which teaches the kernel its flow), the
+second through the kernel where the program takes it; both must leave as
+`LoadBalancerPipeline.process` says, byte for byte. Frames the kernel must not take (a corrupt
+checksum, which the program recomputes) are checked to come back to user space. A program the
+verifier refuses reaches the user with its source lines.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -25,8 +28,8 @@ from scapy.layers.l2 import ARP, Ether
 from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import StarTopology, call_in_netns, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane
-from p4cf_kit.switch.embedded.ebpf import asm
-from p4cf_kit.switch.embedded.ebpf import syscall as bpf
+from p4cf_kit.switch.embedded.ebpf import offload
+from p4cf_kit.switch.embedded.ebpf.offload import loader
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 from packet_io import packet_socket, receive_matching
 
@@ -178,6 +181,26 @@ def test_corrupt_header_checksum_goes_to_user_space(topo, switch, socks) -> None
     assert kernel_rx(dp) == before
 
 
+def test_the_protocol_is_part_of_a_kernel_flow(topo, switch, socks) -> None:
+    """A UDP datagram with a learnt TCP flow's addresses and ports is another flow (the hash
+    covers the protocol, and the TCP checksum update must not touch UDP payload): it leaves as
+    the program emits it, through user space first."""
+    p, dp = switch
+    tcp = flow(topo, "small", 47150)
+    egress, expected = p.process(tcp, 1)
+    for _ in range(2):  # learnt, then through the kernel
+        socks[1].send(tcp)
+        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(tcp)) == expected
+    udp = bytes(Ether(src=topo.host_mac(1), dst=topo.SWITCH_MAC) / IP(src=topo.host_ip(1), dst=VIP)
+                / UDP(sport=47150, dport=5001) / (b"u" * 40))
+    assert udp[26:38] == tcp[26:38] and udp[23] != tcp[23]
+    u_egress, u_expected = p.process(udp, 1)
+    before = kernel_rx(dp)
+    socks[1].send(udp)
+    assert receive(socks[u_egress], lambda d: ports_of(d) == ports_of(udp) and d[23] == 17) == u_expected
+    assert kernel_rx(dp) == before, "the UDP datagram was taken as the TCP flow"
+
+
 def test_counters_see_kernel_frames(topo, switch, socks) -> None:
     p, dp = switch
     frame = flow(topo, "full size", 47200)
@@ -273,7 +296,7 @@ def _tc_filters(topo: StarTopology, port: int) -> str:
 
 def _programs_on(topo: StarTopology, port: int) -> int:
     ifindex = call_in_netns(topo.switch_ns, lambda: socket.if_nametoindex(topo.switch_if(port)))
-    return call_in_netns(topo.switch_ns, lambda: bpf.tcx_ingress_count(ifindex))
+    return call_in_netns(topo.switch_ns, lambda: loader().tcx_count(ifindex))
 
 
 def test_programs_detach_when_the_switch_dies(topo) -> None:
@@ -321,29 +344,57 @@ def test_a_killed_cls_bpf_switch_is_cleaned_up_by_the_next(topo) -> None:
     assert "clsact" in qdiscs  # the killed switch created it; the second one found it there
 
 
-def test_assembler_resolves_labels_and_rejects_bad_ones() -> None:
-    p = asm.Program()
-    p.jump_if(asm.R1, "==", 0, "end")
-    p.mov(asm.R0, 1)
-    p.label("end")
-    p.exit()
-    code = p.link()
-    assert len(code) == 3 * 8
-    assert code[2:4] == (1).to_bytes(2, "little")  # skips one instruction
-    bad = asm.Program()
-    bad.goto("nowhere")
-    with pytest.raises(ValueError, match="nowhere"):
-        bad.link()
-    with pytest.raises(ValueError, match="twice"):
-        p.label("end")
+BAD_PROGRAM = """
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+const volatile __u32 p4_port = 0;  /* set at load, as forward.bpf.c's is */
+SEC("tc")
+int p4cf_bad(struct __sk_buff *skb)
+{
+    __u8 buf[16] = {};
+    return buf[skb->len] + p4_port;   /* unbounded stack read: the verifier refuses it */
+}
+"""
+BAD_LINE = "return buf[skb->len] + p4_port;"
 
 
-def test_verifier_refusal_carries_its_log() -> None:
-    p = asm.Program()
-    p.exit()  # r0 never set: the verifier refuses
-    with pytest.raises(bpf.BpfError) as info:
-        bpf.prog_load(bpf.PROG_SCHED_CLS, p.link(), "p4cf_test_bad")
-    assert "R0" in info.value.log
+@pytest.fixture
+def refused_object(tmp_path: Path) -> Path:
+    """An object file the verifier refuses, built as set-up builds forward.bpf.c (clang -g)."""
+    source = tmp_path / "bad.bpf.c"
+    source.write_text(BAD_PROGRAM)
+    obj = tmp_path / "bad.bpf.o"
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{os.uname().machine}-linux-gnu",
+                    "-c", str(source), "-o", str(obj)], check=True)
+    return obj
+
+
+def test_verifier_refusal_names_the_source_line(refused_object: Path) -> None:
+    """A program the verifier refuses fails with libbpf's log, whose BTF line info (the
+    object is built with -g) quotes the offending line."""
+    with pytest.raises(OSError) as info:
+        loader().load(str(refused_object), {"p4_port": 1}, {})
+    message = str(info.value)
+    assert "verifier" in message and BAD_LINE in message, message
+
+
+def test_verifier_refusal_reaches_the_user(topo: StarTopology, refused_object: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the switch's log, `--datapath ebpf`'s error and `p4cf doctor` show when the
+    verifier refuses the fast path: the refusal with the offending source line and its file
+    and line number, and no hint about something else (nothing is left attached)."""
+    monkeypatch.setattr(offload, "PROGRAM", refused_object)
+    monkeypatch.setenv("P4CF_OFFLOAD_ATTACH", "tcx")
+    with pytest.raises(OffloadUnavailable) as info:
+        offload.KernelOffload({4: topo.switch_if(4)}, topo.switch_ns).start()
+    message = str(info.value)
+    assert message.startswith(f"{refused_object}: loading the program (the verifier's reasons follow)"), message
+    assert BAD_LINE in message and "bad.bpf.c:10" in message, message
+    assert "Linux >= 6.6" not in message and "needs root" not in message, message
+    with Dataplane(LoadBalancerPipeline(), {4: topo.switch_if(4)}, netns=topo.switch_ns) as dp:
+        assert dp.kernel is None and BAD_LINE in dp.offload_error  # the default falls back, saying why
+    assert _programs_on(topo, 4) == 0
 
 
 def _with_checksums(frame: bytes) -> bytes:

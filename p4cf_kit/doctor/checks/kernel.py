@@ -107,9 +107,14 @@ def check_ebpf_fastpath() -> CheckResult:
     yes to its program, a tcx link on an interface). Without it the switch forwards every
     frame in user space: correct, but TCP runs at about half of kernel routing."""
     from p4cf_kit.errors import OffloadUnavailable
-    from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload
+    from p4cf_kit.switch.embedded.ebpf.offload import BUILD_FIX, KernelOffload, loader
     ns = f"{NAME_PREFIX}doctor-bpf-{os.getpid()}"
     fix = "run as root on a kernel with CONFIG_BPF_SYSCALL and CONFIG_NET_CLS_BPF (or tcx, Linux >= 6.6)"
+    try:
+        loader()  # built at set-up: clang compiles the program, libbpf-dev the loader
+    except OffloadUnavailable as exc:
+        return CheckResult("ebpf-fastpath", False, False, f"kernel fast path unavailable: {exc}",
+                           BUILD_FIX)
 
     def use() -> CheckResult:
         offload = KernelOffload({1: "lo"}, ns).start()

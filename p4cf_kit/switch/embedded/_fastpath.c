@@ -40,12 +40,14 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define KEY_LEN 20
+#include "layout.h"
+#include "pybuffer.h"
+
+#define KEY_LEN 20                /* see make_key */
 #define VNET_LEN 10
-#define MIN_KEY_FRAME 38          /* frame[26:38] must be whole for a fixed-size key */
-#define MIN_TCP_FRAME 54
-#define NSELECT (1 << 14)
-#define NPORTNUM 512
+#define MIN_KEY_FRAME P4CF_MIN_KEY_FRAME
+#define NSELECT P4CF_SELECT_SLOTS
+#define NPORTNUM P4CF_PORT_SLOTS
 #define BATCH 64
 #define ROUNDS_PER_PORT 4         /* up to 256 frames from one port before the others */
 #define MAX_FRAME (256 * 1024)
@@ -120,14 +122,10 @@ static void gso_segments(const uint8_t *f, size_t len, unsigned gso_type, unsign
 /* ---- flow table ---------------------------------------------------------------------- */
 
 typedef struct {
-    uint64_t gen;          /* 0: never used */
+    uint64_t gen;            /* 0: never used */
     uint8_t key[KEY_LEN];
-    int16_t egress;        /* -1: drop */
-    int16_t select;        /* -1: no counter */
-    uint8_t ttl_dec, tcp;
-    uint8_t mac12[12];
-    uint8_t addrs[8];
-    uint32_t addr_sum;     /* word_sum(addrs) + PROTO_TCP, for the pseudo-header */
+    struct p4cf_action act;  /* the decision, as the kernel path's flow map holds it too */
+    uint32_t addr_sum;       /* word_sum(act.addrs) + PROTO_TCP, for the pseudo-header */
 } Flow;
 
 typedef struct {
@@ -150,12 +148,14 @@ static uint64_t key_hash(const uint8_t *k)
     return h ^ (h >> 29);
 }
 
+/* pipeline._flow_key: etherType and version/ihl, flags/fragment offset to protocol, the
+ * addresses and ports, and whether the frame holds a whole TCP header. */
 static void make_key(const uint8_t *f, size_t len, uint8_t *k)
 {
-    memcpy(k, f + 12, 3);
-    memcpy(k + 3, f + 20, 4);
-    memcpy(k + 7, f + 26, 12);
-    k[19] = len >= MIN_TCP_FRAME;
+    memcpy(k, f + P4CF_OFF_ETHERTYPE, 3);
+    memcpy(k + 3, f + P4CF_OFF_IP_FRAG, 4);
+    memcpy(k + 7, f + P4CF_OFF_IP_SRC, 12);
+    k[19] = len >= P4CF_MIN_TCP_FRAME;
 }
 
 static Flow *flow_find(FlowTable *t, const uint8_t *k)
@@ -182,22 +182,24 @@ static void count(FlowTable *t, int select, uint64_t packets, uint64_t nbytes)
 /* pipeline._rewrite for a forwarded frame (len >= MIN_KEY_FRAME). */
 static void rewrite(const Flow *fl, uint8_t *f, size_t len, int partial)
 {
-    memcpy(f, fl->mac12, 12);
-    if (fl->ttl_dec)
-        f[22] -= 1;
-    f[24] = f[25] = 0;
-    memcpy(f + 26, fl->addrs, 8);
-    unsigned v = (unsigned)(word_sum(f + 14, 20) % 0xFFFF);
-    put16(f + 24, v ? 0xFFFF - v : 0);
-    if (fl->tcp) {
-        unsigned tcp_len = (get16(f + 16) - 20) & 0xFFFF;
+    const struct p4cf_action *a = &fl->act;
+    memcpy(f, a->macs, sizeof(a->macs));
+    if (a->flags & P4CF_F_TTL_DEC)
+        f[P4CF_OFF_IP_TTL] -= 1;
+    f[P4CF_OFF_IP_CSUM] = f[P4CF_OFF_IP_CSUM + 1] = 0;
+    memcpy(f + P4CF_OFF_IP_SRC, a->addrs, sizeof(a->addrs));
+    unsigned v = (unsigned)(word_sum(f + P4CF_ETH_LEN, P4CF_IPV4_LEN) % 0xFFFF);
+    put16(f + P4CF_OFF_IP_CSUM, v ? 0xFFFF - v : 0);
+    if (a->flags & P4CF_F_TCP) {
+        unsigned tcp_len = (get16(f + P4CF_OFF_IP_TOTLEN) - P4CF_IPV4_LEN) & 0xFFFF;
         if (partial) {
             v = (unsigned)(((uint64_t)fl->addr_sum + tcp_len) % 0xFFFF);
-            put16(f + 50, v ? v : 0xFFFF);
+            put16(f + P4CF_OFF_TCP_CSUM, v ? v : 0xFFFF);
         } else {
-            f[50] = f[51] = 0;
-            v = (unsigned)((word_sum(f + 34, len - 34) + fl->addr_sum + tcp_len) % 0xFFFF);
-            put16(f + 50, v ? 0xFFFF - v : 0);
+            f[P4CF_OFF_TCP_CSUM] = f[P4CF_OFF_TCP_CSUM + 1] = 0;
+            v = (unsigned)((word_sum(f + P4CF_OFF_L4, len - P4CF_OFF_L4) + fl->addr_sum + tcp_len)
+                           % 0xFFFF);
+            put16(f + P4CF_OFF_TCP_CSUM, v ? 0xFFFF - v : 0);
         }
     }
 }
@@ -221,7 +223,7 @@ static int handle_frame(FlowTable *t, uint8_t *vnet, uint8_t *f, size_t len, int
     static const uint8_t zero[VNET_LEN];
     if (memcmp(vnet, zero, VNET_LEN) != 0) {
         if (flags & F_NEEDS_CSUM) {
-            if (start == 34 && offset == 16) {
+            if (start == P4CF_OFF_L4 && start + offset == P4CF_OFF_TCP_CSUM) {
                 partial = 1;
             } else if (gso_type == 0) {
                 size_t where = (size_t)start + offset;
@@ -240,12 +242,12 @@ static int handle_frame(FlowTable *t, uint8_t *vnet, uint8_t *f, size_t len, int
         complete_checksum(f, len, start, offset);
     if (clear_vnet)
         memset(vnet, 0, VNET_LEN);
-    if (fl->select >= 0)
-        count(t, fl->select, segs, nbytes);
-    if (fl->egress < 0)
+    if (fl->act.select != P4CF_NO_SELECT)
+        count(t, fl->act.select, segs, nbytes);
+    if (fl->act.egress == P4CF_DROP_PORT)
         return R_DROP;
     rewrite(fl, f, len, partial);
-    *egress = fl->egress;
+    *egress = fl->act.egress;
     return R_FORWARD;
 }
 
@@ -346,18 +348,6 @@ static PyObject *FlowTable_generation(FlowTable *self, PyObject *unused)
     return PyLong_FromUnsignedLongLong(self->gen);
 }
 
-static int get_exact(PyObject *obj, Py_buffer *view, Py_ssize_t want, const char *what)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
-        return -1;
-    if (view->len != want) {
-        PyErr_Format(PyExc_ValueError, "%s must be %zd bytes, not %zd", what, want, view->len);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 /* insert(key, generation, egress, select, mac12, addrs, ttl_dec, tcp) -> learnt? */
 static PyObject *FlowTable_insert(FlowTable *self, PyObject *args)
 {
@@ -368,7 +358,7 @@ static PyObject *FlowTable_insert(FlowTable *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OKiiOOpp", &key_o, &gen, &egress, &select, &mac_o, &addrs_o,
                           &ttl_dec, &tcp))
         return NULL;
-    if (egress < -1 || egress >= NPORTNUM || select < -1 || select >= NSELECT) {
+    if (egress < -1 || egress >= P4CF_DROP_PORT || select < -1 || select >= NSELECT) {
         PyErr_SetString(PyExc_ValueError, "egress or select out of range");
         return NULL;
     }
@@ -396,13 +386,12 @@ static PyObject *FlowTable_insert(FlowTable *self, PyObject *args)
         }   /* all probes live with other keys: the first one is evicted */
         Flow *fl = &self->flows[slot];
         memcpy(fl->key, key.buf, KEY_LEN);
-        fl->egress = (int16_t)egress;
-        fl->select = (int16_t)select;
-        fl->ttl_dec = (uint8_t)ttl_dec;
-        fl->tcp = (uint8_t)tcp;
-        memcpy(fl->mac12, mac.buf, 12);
-        memcpy(fl->addrs, addrs.buf, 8);
-        fl->addr_sum = (uint32_t)(word_sum(fl->addrs, 8) + 6);
+        fl->act.egress = (uint16_t)(egress < 0 ? P4CF_DROP_PORT : egress);
+        fl->act.select = (uint16_t)(select < 0 ? P4CF_NO_SELECT : select);
+        fl->act.flags = (uint8_t)((ttl_dec ? P4CF_F_TTL_DEC : 0) | (tcp ? P4CF_F_TCP : 0));
+        memcpy(fl->act.macs, mac.buf, sizeof(fl->act.macs));
+        memcpy(fl->act.addrs, addrs.buf, sizeof(fl->act.addrs));
+        fl->addr_sum = (uint32_t)(word_sum(fl->act.addrs, 8) + P4CF_PROTO_TCP);
         fl->gen = self->gen;
         learnt = 1;
     }

@@ -91,7 +91,6 @@ RING_FRAME_SIZE = 1 << 11
 RING_RETIRE_TOV_MS = 1
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
-MIN_KEY_FRAME = 38  # the fast path keys flows on frame[12:38]; shorter frames stay in Python
 _ZERO12 = bytes(12)
 _ZERO8 = bytes(8)
 
@@ -112,7 +111,7 @@ def learn(table: _fastpath.FlowTable | None, offload: KernelOffload | None,
     rewritten). Both refuse it if a table write happened meanwhile, and the kernel also when
     its program would not take such frames. Whether the C table (without one: the kernel)
     took it."""
-    if len(frame) < MIN_KEY_FRAME:
+    if len(frame) < pk.MIN_KEY_FRAME:  # no flow key: such frames stay in Python
         return False
     key, d, generation = pipeline.decision_for(frame)
     taken = offload.learn(frame, d, generation) if offload is not None else False
@@ -183,7 +182,7 @@ def prepare_offloads(vnet: bytes, frame: bytearray | memoryview) -> tuple[bytes,
     if vnet != NO_VNET:  # an offload to take care of
         flags, gso_type, _, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
         if flags & F_NEEDS_CSUM:
-            if csum_start == pk.OFF_TCP and csum_offset == 16:
+            if csum_start == pk.OFF_TCP and csum_start + csum_offset == pk.OFF_TCP_CSUM:
                 partial = True
             elif gso_type == GSO_NONE:
                 complete_checksum(frame, csum_start, csum_offset)

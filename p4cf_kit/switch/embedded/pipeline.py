@@ -43,8 +43,8 @@ from typing import Protocol, runtime_checkable
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.crc16 import crc16
 
-DROP_PORT = 511
-ECMP_SELECT_MASK = (1 << 14) - 1
+DROP_PORT = pk.DROP_PORT
+ECMP_SELECT_MASK = pk.SELECT_SLOTS - 1
 FLOW_CACHE_MAX = 1 << 16
 
 # Per table: action name -> {param name: bit width}.
@@ -143,8 +143,10 @@ _DROP_ALL = Decision()
 
 def _flow_key(frame: bytes | bytearray | memoryview) -> bytes:
     """Every byte the program's decisions read (etherType, version/ihl, flags/fragOffset, ttl,
-    protocol, addresses, ports) plus whether the frame is long enough to hold TCP."""
-    return (bytes(frame[12:15]) + frame[20:24] + frame[26:38]
+    protocol, addresses, ports) plus whether the frame is long enough to hold TCP. The C fast
+    path's table keys flows on the same bytes (`make_key` in _fastpath.c)."""
+    return (bytes(frame[pk.OFF_ETHERTYPE:pk.OFF_IP_VIHL + 1])
+            + frame[pk.OFF_IP_FRAG:pk.OFF_IP_PROTO + 1] + frame[pk.OFF_IP_SRC:pk.MIN_KEY_FRAME]
             + (b"\x01" if len(frame) >= pk.MIN_TCP_FRAME else b"\x00"))
 
 
@@ -350,7 +352,7 @@ class LoadBalancerPipeline:
             self._cache[key] = decision
         return decision
 
-    def _decide(self, frame: bytes | bytearray | memoryview) -> Decision:
+    def _decide(self, frame: pk.Frame) -> Decision:
         """Parser, ingress and egress control of the program for one flow (lock held)."""
         hdr = pk.parse(frame)
         d = Decision()
@@ -403,6 +405,10 @@ class LoadBalancerPipeline:
         return self._group_default
 
 
+_TTL, _CSUM, _IP, _L4, _TOTLEN = pk.OFF_IP_TTL, pk.OFF_IP_CSUM, pk.OFF_IP, pk.OFF_L4, pk.OFF_IP_TOTLEN
+_TCP_CSUM, _MACS = pk.OFF_TCP_CSUM, pk.OFF_ETHERTYPE  # the MACs end where etherType starts
+
+
 def _rewrite(out: bytearray | memoryview, d: Decision, csum_partial: bool) -> None:
     """Deparse in place with the decision's header values and the program's checksum updates.
 
@@ -410,28 +416,28 @@ def _rewrite(out: bytearray | memoryview, d: Decision, csum_partial: bool) -> No
     pseudo-header is never all zeros, so a zero remainder always means a folded sum of 0xFFFF,
     whose checksum is 0 (as BMv2's csum16 gives)."""
     if d.mac12 is not None:
-        out[0:12] = d.mac12
+        out[0:_MACS] = d.mac12
     elif d.dmac is not None:
-        out[0:6] = d.dmac
+        out[0:_MACS // 2] = d.dmac
     elif d.smac is not None:
-        out[6:12] = d.smac
+        out[_MACS // 2:_MACS] = d.smac
     if d.ttl_dec:
-        out[22] -= 1
-    out[24:34] = b"\x00\x00" + d.addrs
-    v = int.from_bytes(out[14:34], "big") % 0xFFFF
-    out[24:26] = (0xFFFF - v if v else 0).to_bytes(2, "big")
+        out[_TTL] -= 1
+    out[_CSUM:_L4] = b"\x00\x00" + d.addrs
+    v = int.from_bytes(out[_IP:_L4], "big") % 0xFFFF
+    out[_CSUM:_CSUM + 2] = (0xFFFF - v if v else 0).to_bytes(2, "big")
     if d.tcp:
-        tcp_len = (((out[16] << 8) | out[17]) - pk.IPV4_LEN) & 0xFFFF
+        tcp_len = (((out[_TOTLEN] << 8) | out[_TOTLEN + 1]) - pk.IPV4_LEN) & 0xFFFF
         if csum_partial:
             v = (d.pseudo_base + tcp_len) % 0xFFFF
-            out[50:52] = (v or 0xFFFF).to_bytes(2, "big")
+            out[_TCP_CSUM:_TCP_CSUM + 2] = (v or 0xFFFF).to_bytes(2, "big")
         else:
-            out[50:52] = b"\x00\x00"
-            value = int.from_bytes(out[pk.OFF_TCP:], "big")
+            out[_TCP_CSUM:_TCP_CSUM + 2] = b"\x00\x00"
+            value = int.from_bytes(out[_L4:], "big")
             if len(out) & 1:
                 value <<= 8
             v = (value + d.pseudo_base + tcp_len) % 0xFFFF
-            out[50:52] = (0xFFFF - v if v else 0).to_bytes(2, "big")
+            out[_TCP_CSUM:_TCP_CSUM + 2] = (0xFFFF - v if v else 0).to_bytes(2, "big")
 
 
 def _mask(value: int, prefix_len: int) -> int:

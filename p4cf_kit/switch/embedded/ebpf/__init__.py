@@ -1,3 +1,5 @@
-"""The embedded switch's kernel fast path: an eBPF program at each port's tc ingress forwards
+"""The embedded switch's kernel data path: an eBPF program at each port's tc ingress forwards
 the flows the user-space pipeline has decided, so established TCP connections stay in the
-kernel (see program.py for what it does, offload.py for how it is kept in step)."""
+kernel. `forward.bpf.c` is the program (restricted C, built by clang at set-up), `_loader.c`
+loads it through libbpf, `cls_bpf` attaches it where the kernel has no tcx, and `offload`
+keeps it in step with the pipeline."""

@@ -23,27 +23,57 @@ write's `take_counts` and is then credited at the next read, to the entry then a
 from __future__ import annotations
 
 import errno
-import functools
 import os
+import shutil
 import socket
-import struct
 import threading
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import ModuleType
 
 from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
-from p4cf_kit.switch.embedded.ebpf import program as prog
-from p4cf_kit.switch.embedded.ebpf import syscall as bpf
-from p4cf_kit.switch.embedded.ebpf import tc_attach as tc
+from p4cf_kit.switch.embedded.ebpf import cls_bpf
 from p4cf_kit.switch.embedded.pipeline import Decision
 
-FLOW_ENTRIES = 1 << 16   # LRU: the least recently used flows make room (they come back via user space)
-COUNTER_SLOTS = 1 << 14  # ecmp_select is 14 bits
-_U32 = struct.Struct("<I")
-_GEN = struct.Struct("<Q")
+PROGRAM = Path(__file__).with_name("forward.bpf.o")  # built from forward.bpf.c at set-up
 ATTACH_MODES = ("auto", "tcx", "tc")  # auto: tcx where the kernel has it (>= 6.6), else tc
 NO_TCX = (errno.EINVAL, errno.EOPNOTSUPP, 524)  # 524: ENOTSUPP, an unknown attach type
+BUILD_FIX = ("install clang and libbpf-dev (apt-get install clang libbpf-dev, which "
+             "scripts/setup-system.sh does) and run bash scripts/setup-python.sh again")
+
+# The action flags of layout.h (P4CF_F_*): what a flow entry rewrites.
+F_TTL_DEC, F_SRC, F_DST, F_TCP = 1, 2, 4, 8
+KERNEL_FLOWS = 1 << 16  # P4CF_KERNEL_FLOWS: the LRU flow map's size
+
+
+def missing_build_tools() -> list[str]:
+    """The Debian packages set-up needs to build the kernel fast path that are not here."""
+    missing = [] if shutil.which("clang") else ["clang"]
+    if not Path("/usr/include/bpf/libbpf.h").is_file():
+        missing.append("libbpf-dev")
+    return missing
+
+
+try:  # built at set-up from _loader.c (typed by _loader.pyi)
+    from p4cf_kit.switch.embedded.ebpf import _loader
+    LOADER_ERROR = ""
+except ImportError as exc:  # set-up had no compiler or no libbpf-dev
+    LOADER_ERROR = str(exc)
+
+
+def loader() -> ModuleType:
+    """The libbpf loader extension (`_loader.c`); OffloadUnavailable naming what is missing and
+    the fix when the kernel fast path was not built here."""
+    missing = missing_build_tools()
+    why = f" ({' and '.join(missing)} missing)" if missing else ""
+    if LOADER_ERROR:
+        raise OffloadUnavailable(f"its libbpf loader is not built{why or f' ({LOADER_ERROR})'}: {BUILD_FIX}")
+    if not PROGRAM.is_file():
+        raise OffloadUnavailable(f"its eBPF program {PROGRAM.name} is not built{why}: {BUILD_FIX}")
+    return _loader
 
 
 @dataclass
@@ -64,7 +94,6 @@ class KernelOffload:
     netns: str | None = None
     attach: str = field(default_factory=lambda: os.environ.get("P4CF_OFFLOAD_ATTACH", "auto"))
     attach_kind: str = ""  # what was used: "tcx" or "tc" (cls_bpf)
-    _netlink: tc.Rtnetlink | None = None
     _maps: dict[str, int] = field(default_factory=dict)
     _attached: list[_Attached] = field(default_factory=list)
     _ifindex: dict[int, int] = field(default_factory=dict)
@@ -75,21 +104,22 @@ class KernelOffload:
     _pipeline_gen: int = -1      # the pipeline generation of the latest write we were told of
     _epoch: int = 0              # the value in the `gen` map
     _slot_gen: dict[int, int] = field(default_factory=dict)  # mirror of `slot_gens` (0 unless set)
+    _flows: int = -1             # the maps' fds (also in _maps, by name)
+    _gen: int = -1
+    _counters: int = -1
+    _port_stats: int = -1
+    _slot_gens: int = -1
 
     def start(self) -> KernelOffload:
-        """Create the maps, load one program per port and attach it; OffloadUnavailable (with
-        everything undone) when the kernel or our privileges do not allow it."""
+        """Load one program per port, sharing one set of maps, and attach it; OffloadUnavailable
+        (with everything undone) when the kernel, our privileges or the build do not allow it."""
         try:
             self._start()
-        except bpf.BpfError as exc:
+        except OSError as exc:
             self.close()
             hint = {errno.EPERM: "needs root (CAP_BPF and CAP_NET_ADMIN)",
-                    errno.EINVAL: "P4CF_OFFLOAD_ATTACH=tcx needs Linux >= 6.6",
                     errno.ENOSYS: "the kernel has no bpf(2)"}.get(exc.errno or 0, "")
             raise OffloadUnavailable(f"{exc.strerror or exc}{': ' + hint if hint else ''}") from exc
-        except OSError as exc:  # rtnetlink refused the cls_bpf filter
-            self.close()
-            raise OffloadUnavailable(str(exc)) from exc
         except BaseException:
             self.close()
             raise
@@ -98,62 +128,57 @@ class KernelOffload:
     def _start(self) -> None:
         if self.attach not in ATTACH_MODES:
             raise OffloadUnavailable(f"P4CF_OFFLOAD_ATTACH={self.attach!r}: use one of {', '.join(ATTACH_MODES)}")
-        ncpu = bpf.possible_cpus()
-        self._maps = {}
-        for name, kind, key, value, entries in (
-                ("flows", bpf.MAP_LRU_HASH, prog.FLOW_KEY_LEN, prog.FLOW_VALUE.size, FLOW_ENTRIES),
-                ("gen", bpf.MAP_ARRAY, 4, 8, 1),
-                ("counters", bpf.MAP_PERCPU_ARRAY, 4, prog.COUNTER_VALUE.size, COUNTER_SLOTS),
-                ("ports", bpf.MAP_PERCPU_ARRAY, 4, prog.PORT_VALUE.size, prog.MAX_PORTS),
-                ("slot_gens", bpf.MAP_ARRAY, 4, 4, COUNTER_SLOTS)):
-            self._maps[name] = bpf.map_create(kind, key, value, entries, f"p4cf_{name}")
-        self._flows = bpf.MapOps(self._maps["flows"], prog.FLOW_KEY_LEN, prog.FLOW_VALUE.size)
-        self._gen = bpf.MapOps(self._maps["gen"], 4, 8)
-        self._counters = bpf.MapOps(self._maps["counters"], 4, prog.COUNTER_VALUE.size * ncpu)
-        self._port_stats = bpf.MapOps(self._maps["ports"], 4, prog.PORT_VALUE.size * ncpu)
-        self._slot_gens = bpf.MapOps(self._maps["slot_gens"], 4, 4)
-        self._ncpu = ncpu
+        loader()  # OffloadUnavailable when not built
         for number, ifname in self.ports.items():
-            if not 0 <= number < prog.MAX_PORTS:
+            if not 0 <= number < pk.PORT_SLOTS:
                 raise OffloadUnavailable(f"port {number} is out of the fast path's range")
-            self._ifindex[number] = call_in_netns(self.netns, functools.partial(socket.if_nametoindex, ifname))
+            self._ifindex[number] = call_in_netns(self.netns, partial(socket.if_nametoindex, ifname))
         for number, ifindex in self._ifindex.items():
-            code = prog.build(number, self._maps["flows"], self._maps["gen"],
-                              self._maps["counters"], self._maps["ports"], self._maps["slot_gens"])
-            name = f"p4cf_lb_p{number}"
-            prog_fd = bpf.prog_load(bpf.PROG_SCHED_CLS, code, name)
+            prog_fd, maps = _loader.load(str(PROGRAM), {"p4_port": number}, self._maps)
+            for fd in maps.values() if self._maps else ():
+                os.close(fd)  # the shared ones, handed back again
+            self._maps = self._maps or maps
             try:
-                self._attached.append(self._attach(number, ifindex, prog_fd, name))
+                self._attached.append(self._attach(number, ifindex, prog_fd, f"p4cf_lb_p{number}"))
             except BaseException:
                 os.close(prog_fd)
                 raise
+        self._flows = self._maps["p4cf_flows"]
+        self._gen = self._maps["p4cf_gen"]
+        self._counters = self._maps["p4cf_counters"]
+        self._port_stats = self._maps["p4cf_ports"]
+        self._slot_gens = self._maps["p4cf_slot_gens"]
 
     def _attach(self, number: int, ifindex: int, prog_fd: int, name: str) -> _Attached:
         """Attach one port's program: a tcx link, else (older kernels) the kit's cls_bpf filter.
         A kit filter a killed switch left on the port goes first either way: it would forward
         with its own stale maps."""
-        if self._netlink is None:
-            self._netlink = call_in_netns(self.netns, tc.Rtnetlink)
-        tc.detach_filter(self._netlink, ifindex)
+        call_in_netns(self.netns, lambda: cls_bpf.remove_filter(ifindex))
         if self.attach != "tc":
             try:
-                link_fd = call_in_netns(self.netns, lambda: bpf.link_tcx_ingress(prog_fd, ifindex))
+                link_fd = call_in_netns(self.netns, lambda: _loader.tcx_attach(prog_fd, ifindex))
                 self.attach_kind = "tcx"
                 return _Attached(number, ifindex, prog_fd, link_fd)
-            except bpf.BpfError as exc:
-                if self.attach == "tcx" or exc.errno not in NO_TCX:
+            except OSError as exc:
+                if exc.errno not in NO_TCX:
                     raise
-        created = tc.attach_filter(self._netlink, ifindex, prog_fd, name)
+                if self.attach == "tcx":  # EINVAL here is the attach type, not the verifier
+                    raise OffloadUnavailable(f"P4CF_OFFLOAD_ATTACH=tcx needs Linux >= 6.6 "
+                                             f"({exc.strerror})") from exc
+        created = call_in_netns(self.netns, lambda: cls_bpf.add_filter(ifindex, prog_fd, name))
         self.attach_kind = "tc"
         return _Attached(number, ifindex, prog_fd, None, created)
 
     def close(self) -> None:
         """Detach the programs (closing their links) and free the maps; safe to call twice."""
         for a in self._attached:
-            if a.link_fd is None and self._netlink is not None:
-                tc.detach_filter(self._netlink, a.ifindex)
-                if a.created_clsact:
-                    tc.remove_clsact(self._netlink, a.ifindex)
+            if a.link_fd is None:
+                try:
+                    call_in_netns(self.netns, partial(cls_bpf.remove_filter, a.ifindex))
+                    if a.created_clsact:
+                        call_in_netns(self.netns, partial(cls_bpf.remove_clsact, a.ifindex))
+                except OSError:
+                    pass  # the port is gone, and its filter with it
             for fd in (a.link_fd, a.prog_fd):
                 if fd is None:
                     continue
@@ -162,9 +187,6 @@ class KernelOffload:
                 except OSError:
                     pass
         self._attached = []
-        if self._netlink is not None:
-            self._netlink.close()
-            self._netlink = None
         for fd in self._maps.values():
             try:
                 os.close(fd)
@@ -177,32 +199,28 @@ class KernelOffload:
         """Teach the kernel `decision` for `frame`'s flow (before the frame is rewritten); False
         when the program would not take such frames (they keep going through user space)."""
         egress = decision.egress
-        if (egress is None or decision.mac12 is None or len(frame) < prog.HDR
-                or frame[12] != 0x08 or frame[13] != 0x00 or frame[14] != 0x45
-                or frame[20] & 0x3F or frame[21] or frame[22] < 2
-                or ((frame[16] << 8) | frame[17]) + pk.ETH_LEN != len(frame)):
+        if egress is None or decision.mac12 is None or not pk.kernel_can_take(frame):
             return False
         ifindex = self._ifindex.get(egress)
         if ifindex is None:
             return False
-        src, dst = bytes(frame[26:30]), bytes(frame[30:34])
-        flags = ((prog.F_TTL_DEC if decision.ttl_dec else 0)
-                 | (prog.F_SRC if decision.addrs[:4] != src else 0)
-                 | (prog.F_DST if decision.addrs[4:] != dst else 0)
-                 | (prog.F_TCP if decision.tcp else 0))
-        slot = decision.select if decision.select >= 0 else prog.NO_SLOT  # set with its counter
-        dep = decision.lookup
-        if not 0 <= dep < COUNTER_SLOTS:
+        src, dst = bytes(frame[pk.OFF_IP_SRC:pk.OFF_IP_DST]), bytes(frame[pk.OFF_IP_DST:pk.OFF_L4])
+        flags = ((F_TTL_DEC if decision.ttl_dec else 0)
+                 | (F_SRC if decision.addrs[:4] != src else 0)
+                 | (F_DST if decision.addrs[4:] != dst else 0)
+                 | (F_TCP if decision.tcp else 0))
+        select = decision.select if decision.select >= 0 else pk.NO_SELECT  # set with its counter
+        lookup = decision.lookup
+        if not 0 <= lookup < pk.SELECT_SLOTS:
             return False
-        key = bytes(frame[26:38])
         with self._lock:
             if generation != self._pipeline_gen:
                 return False  # decided before a write the kernel has already been told of
-            if slot != prog.NO_SLOT:
-                self._slots.add(slot)
-            value = prog.flow_value(self._epoch, ifindex, slot, egress, flags, decision.mac12,
-                                    decision.addrs[:4], decision.addrs[4:], dep, self._slot_gen.get(dep, 0))
-            self._flows.update(key, value)
+            if select != pk.NO_SELECT:
+                self._slots.add(select)
+            _loader.learn(self._flows, frame, self._epoch, ifindex, lookup,
+                            self._slot_gen.get(lookup, 0), decision.mac12, decision.addrs,
+                            egress, select, flags)
         return True
 
     # ---- the pipeline's fast-table interface --------------------------------------------
@@ -210,7 +228,7 @@ class KernelOffload:
         """Make every entry learnt before now stale, then hand over the counts so far."""
         with self._lock:
             self._epoch += 1
-            self._gen.update(_U32.pack(0), _GEN.pack(self._epoch))
+            _loader.set_u64(self._gen, 0, self._epoch)
             self._pipeline_gen = generation
         return self.take_counts()
 
@@ -218,19 +236,19 @@ class KernelOffload:
         """Make stale only the entries whose decision looked up ecmp_nhop[`select`]."""
         with self._lock:
             bumped = (self._slot_gen.get(select, 0) + 1) & 0xFFFFFFFF
-            self._slot_gens.update(_U32.pack(select), _U32.pack(bumped))
+            _loader.set_u32(self._slot_gens, select, bumped)
             self._slot_gen[select] = bumped
             self._pipeline_gen = generation
         return self.take_counts()
 
     def take_counts(self) -> list[tuple[int, int, int]]:
         """(select, packets, bytes) gained by each counter slot since the last call."""
-        out = []
+        out: list[tuple[int, int, int]] = []
         for slot in self._slots:
-            raw = self._counters.lookup(_U32.pack(slot))
-            if raw is None:
+            sums = _loader.counter(self._counters, slot)
+            if sums is None:
                 continue
-            packets, nbytes = self._per_cpu_sum(raw, prog.COUNTER_VALUE)
+            packets, nbytes = sums
             seen = self._seen.get(slot, (0, 0))
             if (packets, nbytes) != seen:
                 out.append((slot, packets - seen[0], nbytes - seen[1]))
@@ -239,16 +257,11 @@ class KernelOffload:
 
     def port_stats(self) -> dict[int, tuple[int, int, int]]:
         """Frames the kernel path handled per port: (received, sent, dropped)."""
-        out = {}
+        out: dict[int, tuple[int, int, int]] = {}
         for number in self._ifindex:
             with self._stats_lock:
-                raw = self._port_stats.lookup(_U32.pack(number))
-            if raw is not None:
-                rx, tx, dropped = self._per_cpu_sum(raw, prog.PORT_VALUE)
+                sums = _loader.port_counts(self._port_stats, number)
+            if sums is not None:
+                rx, tx, dropped = sums
                 out[number] = (rx, tx, dropped)
         return out
-
-    def _per_cpu_sum(self, raw: bytes, layout: struct.Struct) -> tuple[int, ...]:
-        """A per-CPU map value (one `layout` per possible CPU) summed field by field."""
-        per_cpu = [layout.unpack_from(raw, i * layout.size) for i in range(self._ncpu)]
-        return tuple(sum(fields) for fields in zip(*per_cpu))
