@@ -173,9 +173,17 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
                         "migration there removes it")                                          # first
         if dumped or container_state(plan.src_container, src_m) != "running":
             step = "restore at source"
+            clients: list[nudging.ClientSeq] = []
             if container_state(plan.src_container, src_m) != "running":
+                # the clients' sequence numbers, for the nudge that ends their backoff (a long
+                # cut, a dead link noticed only by SSH's keep-alive, leaves them at RTOs of seconds)
+                if src_m.is_local:
+                    clients = nudging.client_connections(plan.src_images)
                 src_m.podman("container", "restore", "--tcp-established", plan.src_container, timeout=timeout)
             release_lock(plan.src_pod.netns_path, src_m)
+            if clients:                    # after the lock: it would drop them
+                with nudging.raw_socket_in(plan.src_pod.netns_path) as raw:
+                    nudging.nudge(raw, clients, str(lab.config.vip))
         record.rollback_s = time.monotonic() - t0
         record.rolled_back = True
         outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there{left}"
