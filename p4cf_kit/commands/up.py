@@ -11,7 +11,7 @@ from p4cf_kit.config import TARGETS, load_config, parse_config
 def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.lab import Lab
     cfg = load_config(args.config)
-    if args.lab or args.hosts or args.target:
+    if args.lab or args.hosts or args.target or args.ballast_mib is not None:
         raw = dict(cfg.source)
         lab = dict(raw.get("lab", {}))
         if args.lab:
@@ -21,6 +21,8 @@ def _run(args: argparse.Namespace) -> int:
         raw["lab"] = lab
         if args.target:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
+        if args.ballast_mib is not None:
+            raw["backend"] = {**raw.get("backend", {}), "ballast_mib": args.ballast_mib}
         cfg = parse_config(raw)
     lab = Lab(cfg)
     if not args.rebuild and _switch_only_down(lab):
@@ -61,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
     p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
+    p.add_argument("--ballast-mib", type=int, metavar="MIB",
+                   help="memory each backend server holds and keeps dirty, overriding backend.ballast_mib")
     p.add_argument("--rebuild", action="store_true",
                    help="when the lab's switch died but its containers run, rebuild the whole lab "
                         "instead of restarting only the switch")

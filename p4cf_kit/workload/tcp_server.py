@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import protocol  # noqa: E402  (sibling module, imported by path on purpose)
+from ballast import TOUCH_EVERY_S, Ballast  # noqa: E402  (sibling module, as protocol)
 
 DEFAULT_PORT = 8000
 POLL_S = 0.2  # how late a stop request may be noticed
@@ -56,8 +57,9 @@ def log(event: str, **fields: object) -> None:
 class Server:
     """The accept/read/reply loop; `stop()` may be called from a signal handler."""
 
-    def __init__(self, bind: str, port: int, host_id: str) -> None:
+    def __init__(self, bind: str, port: int, host_id: str, ballast_mib: int = 0) -> None:
         self.host_id = host_id
+        self.ballast = Ballast(ballast_mib)   # before listening: "listening" means resident
         self.selector = selectors.PollSelector()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -79,9 +81,12 @@ class Server:
 
     def serve(self) -> None:
         host, port = self.address
-        log("listening", host=self.host_id, addr=f"{host}:{port}", pid=os.getpid())
+        log("listening", host=self.host_id, addr=f"{host}:{port}", pid=os.getpid(),
+            ballast_mib=self.ballast.mib)
+        timeout = TOUCH_EVERY_S if self.ballast.mib else POLL_S
         while not self.stopping:
-            for key, mask in self.selector.select(POLL_S):
+            self.ballast.touch()
+            for key, mask in self.selector.select(timeout):
                 if key.data is None:
                     self._accept()
                 else:
@@ -152,7 +157,8 @@ class Server:
         self.selector.unregister(self.listener)
         self.listener.close()
         self.selector.close()
-        log("stopped", host=self.host_id, messages=self.total_messages)
+        log("stopped", host=self.host_id, messages=self.total_messages,
+            ballast_ok=self.ballast.check() if self.ballast.mib else "none")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -162,12 +168,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bind", default=os.environ.get("P4CF_BIND", "0.0.0.0"), help="address to listen on")
     parser.add_argument("--host-id", default=os.environ.get("P4CF_HOST_ID") or socket.gethostname(),
                         help="identity put in every reply (env P4CF_HOST_ID, e.g. h2)")
+    parser.add_argument("--ballast-mib", type=int, default=int(os.environ.get("P4CF_BALLAST_MIB") or 0),
+                        help="MiB of memory to hold, written and kept dirty (env P4CF_BALLAST_MIB; see ballast.py)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    server = Server(args.bind, args.port, args.host_id)
+    server = Server(args.bind, args.port, args.host_id, args.ballast_mib)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     server.serve()
