@@ -38,6 +38,7 @@ from p4cf_kit.machines.registry import cable_end, machines_of
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
 from p4cf_kit.topology.commands import netns_path
+from p4cf_kit.topology.memory import check_ballast_fits
 from p4cf_kit.labels import LABEL
 from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
@@ -113,6 +114,7 @@ class Lab:
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
         self._require_images([self.config.images.server] if self.config.backends else [])
         check_machines(self.config, self.machines)  # refused before anything is made
+        check_ballast_fits(self.config.backend.ballast_mib, len(self.config.backends))
         cleanup.down(self.config.name, self.machines)  # leftovers of a crashed run, if any
         report = UpReport()
         t0 = time.monotonic()
@@ -341,11 +343,13 @@ class Lab:
         return self._connect().move_slot(index, mac, ip, port)
 
     def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
-                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> "MigrationRecord":
-        """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`)."""
+                nudge: bool = True, on_phase: Callable[[str], None] | None = None,
+                mode: str | None = None) -> "MigrationRecord":
+        """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`);
+        `mode` ("stop-and-copy", "lazy", "pre-copy") defaults to the config's migration.mode."""
         from p4cf_kit.migration import migrate
         return migrate(self, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
-                       on_phase=on_phase)
+                       on_phase=on_phase, mode=mode)
 
     def _ensure_servers(self, targets: Sequence[HostConfig]) -> None:
         for h in targets:

@@ -39,8 +39,10 @@ from typing import Callable
 
 from p4cf_kit.errors import ConfigError, KitError, MigrationError
 from p4cf_kit.lablock import lab_lock, note
+from p4cf_kit.migration import modes
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
+from p4cf_kit.migration.lazy import PagesLost
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
@@ -67,14 +69,15 @@ def _warm_up() -> None:
 
 def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
             nudge: bool = True, on_phase: Callable[[str], None] | None = None,
-            timeout: float = phases.DEFAULT_TIMEOUT_S) -> MigrationRecord:
+            timeout: float = phases.DEFAULT_TIMEOUT_S, mode: str | None = None) -> MigrationRecord:
     """Move the backend running on host `src` to host `dst` while its TCP connections stay open.
 
     `nudge=False` leaves the clients to their own retransmission timers; `on_phase(name)`
     is called as each phase starts (progress displays; it must be quick). Returns the
     timed MigrationRecord; raises ConfigError for a refused request and
     MigrationError(phase=...) after rolling back a failed one. Runs holding the lab's lock
-    (p4cf_kit.lablock), so a second migration waits rather than collide in Podman.
+    (p4cf_kit.lablock), so a second migration waits rather than collide in Podman. `mode`
+    (migration/modes.py) defaults to the lab config's migration.mode.
     """
     state = lab.names.state
     with lab_lock(state, lab.config.name, f"migrating {src}'s backend to {dst}"):
@@ -83,13 +86,14 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
             if on_phase is not None:
                 on_phase(phase)
         return _migrate(lab, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
-                        on_phase=phase_started, timeout=timeout)
+                        on_phase=phase_started, timeout=timeout, mode=mode or lab.config.migration.mode)
 
 
 def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration: int,
-             nudge: bool, on_phase: Callable[[str], None] | None, timeout: float) -> MigrationRecord:
+             nudge: bool, on_phase: Callable[[str], None] | None, timeout: float, mode: str) -> MigrationRecord:
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
+    memory = modes.transfer_for(mode, plan)
     _warm_up()
     if inject == "transfer" and not plan.across_machines:
         raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
@@ -104,14 +108,16 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
     clients: list[nudging.ClientSeq] = []
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
-                             container=plan.src_container)
+                             container=plan.src_container, mode=mode)
     started = on_phase or (lambda _phase: None)
     run = MigrationRun()
     phase = "prepare"
     try:
         started(phase)
         t0 = time.monotonic()
+        memory.arm()
         run.staged = phases.prepare(lab, plan)
+        memory.staged(run.staged)
         _end(record, phase, t0, inject)
 
         phase = "checkpoint"
@@ -119,7 +125,7 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         t_start = t0 = time.monotonic()
         record.t_start_ns = time.time_ns()
         run.dump = phases.start_checkpoint(plan.src_container)
-        phases.wait_dumped(run.dump, plan.src_pid, timeout)
+        memory.wait_dumped(run.dump, timeout)
         _end(record, phase, t0, inject)
 
         phase = "rewrite"
@@ -133,6 +139,7 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         phase = "restore"
         started(phase)
         t0 = time.monotonic()
+        memory.serve(run.staged, timeout)
         phases.open_gate(run.staged, timeout)
         if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
             clients = nudging.client_connections(run.staged.images)
@@ -151,13 +158,21 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         started(phase)
         t0 = time.monotonic()
         record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
+        memory.complete(run.staged, timeout)
+        if mode != "stop-and-copy":
+            record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
         record.criu_dump_s = phases.finish_checkpoint(run.dump, timeout).criu_s
         run.dump = None
         phases.cleanup(plan.src_container, plan.src_pod.netns_path)
         _end(record, phase, t0, inject)
+    except PagesLost as exc:   # the source is gone: nothing to roll back to, the backend was stopped
+        record.fail(phase, exc)
+        exc.record = record  # type: ignore[attr-defined]
+        raise
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
         _roll_back(lab, plan, run, record, phase, exc, timeout)
     finally:
+        memory.close()
         if raw is not None:
             raw.close()
     record.ok = True

@@ -65,6 +65,8 @@ class MigrationRecord:
     nudged: int = 0                # ICMP nudges sent to clients after the switch update
     criu_dump_s: float | None = None     # CRIU's own share (Podman --print-stats): tasks frozen
     criu_restore_s: float | None = None  # ... and CRIU's restore; their sum is the floor
+    mode: str = "stop-and-copy"          # how memory moved (migration/modes.py)
+    pages_done_s: float | None = None    # lazy: switch update end -> last page at the destination
     failed_phase: str | None = None
     error: str = ""
     rolled_back: bool = False
@@ -92,4 +94,5 @@ class MigrationRecord:
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
             "rollback_s": self.rollback_s, "transfer_s": t.transfer, "transfer_bytes": self.transfer_bytes,
             "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
+            "mode": self.mode, "pages_done_s": self.pages_done_s,
         }

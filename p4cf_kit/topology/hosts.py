@@ -40,13 +40,17 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
     return ["--pod", names.pod(host.name), "--name", names.server(host.name), *names.labels("backend"),
             *extra, *(annotation_args() if criu_options else []), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
+            "-e", f"P4CF_BALLAST_MIB={cfg.backend.ballast_mib}",
             cfg.images.server]
 
 
 def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL) -> str:
     """Run the TCP server in `host`'s pod (on `machine`); returns the container name. It carries
-    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
-    machine.podman("run", "-d", *_server_args(cfg, names, host, host.name, criu_options=machine.is_local))
+    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep, and on this
+    machine the kit's gated runtime (runc unless a migration asks for more: a lazy migration
+    hands runc its page-server options through it, podman/restore_gate.py)."""
+    runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
+    machine.podman("run", "-d", *runtime, *_server_args(cfg, names, host, host.name, criu_options=machine.is_local))
     return names.server(host.name)
 
 
