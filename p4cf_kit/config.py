@@ -44,6 +44,22 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     [switch.ports]            # the switch side of each remote host's cable (switch machine's NIC)
     4 = "enp3s0f1"            # (not needed for an emulated machine: the kit made the cable)
 
+A switch the kit does not run (a hardware switch's P4Runtime agent, someone's BMv2):
+
+    [switch]
+    target = "remote"
+    grpc_addr = "192.0.2.10:9559"
+    p4info = "lb.p4info.txtpb"          # the load balancer compiled for that switch
+    device_config = "lb.bin"            # its device config (empty if omitted)
+    # insecure = true                   # plain text off loopback: only on a closed testbed
+    [switch.tls]                        # else required off loopback
+    ca = "ca.pem"                       # signed the switch's certificate
+    cert = "p4cf.pem"                   # with key: the kit's client certificate (mutual TLS)
+    key = "p4cf.key"
+    [switch.ports]                      # port map: switch port = "MACHINE:NIC" cabled to it
+    1 = "local:enp1s0"                  # this machine's hosts take the local: NICs in port order
+    3 = "b:enp1s0"                      # a host on machine b, whose uplink is enp1s0
+
 Addresses per host hN (n = N): subnet from `subnet_pattern`, host .10, the switch
 gateway .254 (an address nobody owns: hosts reach it through a static neighbour
 entry whose MAC is switch port N's), MACs 02:cf:00:<lab byte>:01:<n> for hosts and
@@ -64,7 +80,7 @@ from p4cf_kit.errors import ConfigError
 from p4cf_kit.labels import NAME_PREFIX
 
 DEFAULT_LAB = "default"
-TARGETS = ("embedded", "bmv2")
+TARGETS = ("embedded", "bmv2", "remote")
 ROLES = ("client", "backend", "idle")
 MIN_HOSTS, MAX_HOSTS = 2, 8
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
@@ -100,12 +116,13 @@ class HostConfig:
     gateway: ipaddress.IPv4Address
     switch_mac: str
     machine: str = LOCAL_MACHINE
-    uplink: str = ""              # on a remote machine: its NIC toward the switch
+    uplink: str = ""              # its NIC toward the switch (remote machine, or a remote switch)
+    switch_port: int = 0          # a remote switch's port cabled to it (0: the kit's port = index)
 
     @property
     def port(self) -> int:
-        """Switch port number of this host (= its index)."""
-        return self.index
+        """Switch port number of this host: its index on the kit's switch, the port map's on a remote one."""
+        return self.switch_port or self.index
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,26 @@ class SwitchConfig:
     netns: bool = True
     datapath: str = "auto"  # the embedded switch's --datapath
     ports: dict[int, str] = field(default_factory=dict)  # port -> NIC cabled to a remote machine
+    # target = "remote" (a P4Runtime server the kit does not run): the user's pipeline files,
+    # TLS files, and the port map's values as "MACHINE:NIC".
+    p4info: str = ""
+    device_config: str = ""
+    tls: "TlsConfig | None" = None
+    insecure: bool = False
+
+    @property
+    def remote(self) -> bool:
+        return self.target == "remote"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """P4Runtime over TLS: the CA that signed the switch's certificate, and the kit's own
+    certificate and key when the switch asks for a client certificate (mutual TLS)."""
+
+    ca: str
+    cert: str = ""
+    key: str = ""
 
 
 SWITCH_DATAPATHS = ("auto", "ebpf", "user")  # p4cf_kit.switch.embedded.target.DATAPATHS
@@ -265,13 +302,20 @@ def _hosts(lab: dict[str, Any], name: str) -> tuple[HostConfig, ...]:
 
 
 def _switch(raw: dict[str, Any]) -> SwitchConfig:
-    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns", "datapath", "ports"})
+    _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns", "datapath", "ports",
+                                "p4info", "device_config", "tls", "insecure"})
     target = raw.get("target", "embedded")
     if target not in TARGETS:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
     grpc_addr = raw.get("grpc_addr", "")
     if not isinstance(grpc_addr, str):
         raise ConfigError(f"switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
+    if target == "remote":
+        return _remote_switch(raw, grpc_addr)
+    for key in ("p4info", "device_config", "tls", "insecure"):
+        if key in raw:
+            raise ConfigError(f"switch.{key} applies to switch.target = \"remote\" only (the kit brings "
+                              f"its own pipeline and talks to its own switch locally); remove it")
     netns = raw.get("netns", True)
     if not isinstance(netns, bool):
         raise ConfigError(f"switch.netns must be true or false, got {netns!r}")
@@ -306,6 +350,112 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
         ports[int(key)] = iface
     return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns,
                         datapath=datapath, ports=ports)
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _path_key(section: str, raw: Mapping[str, Any], key: str, required: bool = False) -> str:
+    """A file named by the config: absolute (relative ones are taken from the working directory
+    here; `load_config` has already made them relative to the config file), and existing."""
+    value = raw.get(key, "")
+    if value == "" and not required:
+        return ""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{section}.{key} must name a file, e.g. {key} = \"/etc/p4cf/{key}.pem\"")
+    path = Path(value).expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(f"{section}.{key} = {value!r}: no such file ({path}); fix the path")
+    return str(path)
+
+
+def _remote_switch(raw: dict[str, Any], grpc_addr: str) -> SwitchConfig:
+    """target = "remote": a P4Runtime server the kit only programs (a hardware switch's agent,
+    a BMv2 someone else runs). Plain text is accepted only where nobody else can listen in."""
+    if not grpc_addr:
+        raise ConfigError("switch.target = \"remote\" needs switch.grpc_addr, the switch's P4Runtime "
+                          "address, e.g. grpc_addr = \"192.0.2.10:9559\"")
+    host = ""
+    if not grpc_addr.startswith("unix:"):
+        host, sep, port = grpc_addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"switch.grpc_addr = {grpc_addr!r} needs HOST:PORT (e.g. 192.0.2.10:9559) or unix:/path")
+    # netns has no meaning here and a config grown from the default one carries it: accept any
+    # true/false. A data path choice, though, would be a wish nobody can grant: refuse it.
+    if not isinstance(raw.get("netns", False), bool):
+        raise ConfigError(f"switch.netns must be true or false, got {raw['netns']!r}")
+    if raw.get("datapath", "auto") != "auto":
+        raise ConfigError("switch.datapath applies to the kit's own switches, not to target = \"remote\"; remove it")
+    insecure = raw.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"switch.insecure must be true or false, got {insecure!r}")
+    tls_raw = raw.get("tls")
+    tls = None
+    if tls_raw is not None:
+        if not isinstance(tls_raw, Mapping):
+            raise ConfigError("[switch.tls] must be a table: ca = \"ca.pem\", and cert/key for mutual TLS")
+        _check_keys("switch.tls", tls_raw, {"ca", "cert", "key"})
+        tls = TlsConfig(ca=_path_key("switch.tls", tls_raw, "ca", required=True),
+                        cert=_path_key("switch.tls", tls_raw, "cert"), key=_path_key("switch.tls", tls_raw, "key"))
+        if bool(tls.cert) != bool(tls.key):
+            raise ConfigError("switch.tls: give cert and key together (the kit's client certificate and its "
+                              "private key), or neither")
+        if insecure:
+            raise ConfigError("switch.insecure = true and [switch.tls] contradict each other; keep one")
+        if grpc_addr.startswith("unix:"):
+            raise ConfigError("switch.tls with a unix socket: TLS is for network addresses; remove [switch.tls]")
+    elif not insecure and not grpc_addr.startswith("unix:") and host.strip("[]") not in _LOOPBACK:
+        raise ConfigError(f"switch.grpc_addr = {grpc_addr!r} is a network address and no [switch.tls] is given: "
+                          "anyone on that network could read or reprogram the switch. Give the switch's CA "
+                          "(and the kit's cert/key for mutual TLS) in [switch.tls], or, on a closed testbed "
+                          "network, say so with insecure = true")
+    ports_raw = raw.get("ports", {})
+    if not isinstance(ports_raw, Mapping) or not ports_raw:
+        raise ConfigError("switch.target = \"remote\" needs a port map: [switch.ports] with switch port number = "
+                          "\"MACHINE:NIC\" for each cable, e.g. 1 = \"local:enp1s0\", 2 = \"b:enp1s0\"")
+    ports: dict[int, str] = {}
+    for key, where in ports_raw.items():
+        machine, sep, nic = str(where).partition(":") if isinstance(where, str) else ("", "", "")
+        if not str(key).isdigit() or not sep or not machine or not nic:
+            raise ConfigError(f"switch.ports: {key!r} = {where!r}; on a remote switch write port number = "
+                              "\"MACHINE:NIC\" (the NIC on that machine cabled to the port), e.g. 1 = \"local:enp1s0\"")
+        if where in ports.values():
+            raise ConfigError(f"switch.ports: {where!r} is cabled to two ports; each NIC reaches one port")
+        ports[int(key)] = where
+    device_id = _int("switch", "device_id", raw.get("device_id", 1), 0, 2**32 - 1)
+    return SwitchConfig(target="remote", grpc_addr=grpc_addr, device_id=device_id, netns=False, ports=ports,
+                        p4info=_path_key("switch", raw, "p4info", required=True),
+                        device_config=_path_key("switch", raw, "device_config"), tls=tls, insecure=insecure)
+
+
+def _cable_hosts(hosts: tuple[HostConfig, ...], switch: SwitchConfig,
+                 machines: dict[str, MachineConfig]) -> tuple[HostConfig, ...]:
+    """On a remote switch every host reaches it through a NIC: this machine's hosts take the
+    `local:` entries of the port map in port order; other machines' hosts the entry that names
+    their uplink. Each host's switch port is the port map's."""
+    for port, where in switch.ports.items():
+        machine = where.partition(":")[0]
+        if machine != LOCAL_MACHINE and machine not in machines:
+            raise ConfigError(f"switch.ports: {port} = {where!r} names machine {machine!r}, which is not in "
+                              f"this lab; add [machines.{machine}] or write \"local:NIC\" for this machine")
+    local = sorted((p, w.partition(":")[2]) for p, w in switch.ports.items() if w.startswith(LOCAL_MACHINE + ":"))
+    by_cable = {w: p for p, w in switch.ports.items()}
+    out = []
+    for h in hosts:
+        if h.machine == LOCAL_MACHINE:
+            i = sum(1 for o in out if o.machine == LOCAL_MACHINE)
+            if i >= len(local):
+                raise ConfigError(f"{h.name} runs on this machine, but the port map cables only {len(local)} "
+                                  "of this machine's NICs to the switch; add [switch.ports] N = \"local:NIC\"")
+            port, nic = local[i]
+        else:
+            port = by_cable.get(f"{h.machine}:{h.uplink}", 0)
+            nic = h.uplink
+            if not port:
+                raise ConfigError(f"{h.name} is on machine {h.machine!r} with uplink {h.uplink!r}: say which switch "
+                                  f"port it is cabled to, e.g. [switch.ports] 3 = \"{h.machine}:{h.uplink}\"")
+        out.append(replace(h, uplink=nic, switch_port=port))
+    return tuple(out)
 
 
 def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
@@ -415,7 +565,7 @@ def _migration(raw: dict[str, Any]) -> MigrationConfig:
 
 def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     """Validate a parsed config document (dict) and return the typed LabConfig."""
-    raw = dict(raw or {})
+    raw = _files_from(dict(raw or {}), Path.cwd())
     _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts", "backend", "migration"})
     lab = _section(raw, "lab")
     _check_keys("lab", lab, {"name", "vip", "port", "hosts", "client", "backends", "subnet_pattern"})
@@ -436,7 +586,11 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     machines = _machines(_section(raw, "machines"))
     hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
     switch = _switch(_section(raw, "switch"))
+    if switch.remote:
+        hosts = _cable_hosts(hosts, switch, machines)
     for h in hosts:
+        if switch.remote:
+            continue
         if h.machine != LOCAL_MACHINE and not machines[h.machine].emulated and h.port not in switch.ports:
             raise ConfigError(f"{h.name} is on machine {h.machine!r}: name the switch's NIC cabled to its "
                               f"uplink {h.uplink}, e.g. [switch.ports] {h.port} = \"enp3s0f1\"")
@@ -444,7 +598,7 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     if client.machine != LOCAL_MACHINE:
         raise ConfigError(f"the client {client.name} must run on this machine (its log is read here); "
                           f"remove [hosts.{client.name}] machine or pick another client")
-    if any(h.machine != LOCAL_MACHINE for h in hosts) and not switch.netns:
+    if any(h.machine != LOCAL_MACHINE for h in hosts) and not switch.netns and not switch.remote:
         raise ConfigError("hosts on other machines need switch.netns = true (their cables become the "
                           "switch's ports inside its namespace)")
     return LabConfig(name=name, vip=vip, port=port, hosts=hosts, switch=switch,
@@ -471,7 +625,24 @@ def load_config(path: str | Path | None = None) -> LabConfig:
         raise ConfigError(f"{path}: cannot parse: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a table/mapping")
-    return parse_config(raw)
+    return parse_config(_files_from(raw, path.resolve().parent))
+
+
+def _files_from(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The switch's files (pipeline, TLS) named relative to the config file, made absolute, so
+    the lab's saved config means the same from any working directory."""
+    switch = raw.get("switch")
+    if not isinstance(switch, dict):
+        return raw
+
+    def fix(table: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        return {k: str(base / v) if k in keys and isinstance(v, str) and v and not Path(v).expanduser().is_absolute()
+                else v for k, v in table.items()}
+
+    switch = fix(switch, ("p4info", "device_config"))
+    if isinstance(switch.get("tls"), dict):
+        switch["tls"] = fix(switch["tls"], ("ca", "cert", "key"))
+    return {**raw, "switch": switch}
 
 
 def default_config(hosts: int = 4, **lab: Any) -> LabConfig:
@@ -486,7 +657,10 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
                 "client": cfg.client.name, "backends": [b.name for b in cfg.backends]},
         "switch": {"target": cfg.switch.target, "grpc_addr": cfg.switch.grpc_addr,
                    "device_id": cfg.switch.device_id, "netns": cfg.switch.netns,
-                   "datapath": cfg.switch.datapath, "ports": {str(k): v for k, v in cfg.switch.ports.items()}},
+                   "datapath": cfg.switch.datapath, "ports": {str(k): v for k, v in cfg.switch.ports.items()},
+                   **({"p4info": cfg.switch.p4info, "device_config": cfg.switch.device_config,
+                       "tls": cfg.switch.tls.__dict__ if cfg.switch.tls else None,
+                       "insecure": cfg.switch.insecure} if cfg.switch.remote else {})},
         "images": {"server": cfg.images.server, "client": cfg.images.client},
         "backend": {"ballast_mib": cfg.backend.ballast_mib},
         "migration": {"mode": cfg.migration.mode},

@@ -107,10 +107,10 @@ class Lab:
     @holds_lab_lock("bringing the lab up")
     def up(self, timeout: float = 30.0) -> UpReport:
         """Create networks, pods, servers, switch and entries; roll back on any failure."""
-        why_not = switch_targets.get_target(self.config.switch.target).unavailable()
+        why_not = switch_targets.target_of(self.config.switch).unavailable()
         if why_not:
             raise PrerequisiteError(f"switch.target = {self.config.switch.target!r}: {why_not}")
-        if switch_targets.running_pid(self.names.state) is not None:
+        if switch_targets.switch_up(self.names.state):
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
         self._require_images([self.config.images.server] if self.config.backends else [])
         check_machines(self.config, self.machines)  # refused before anything is made
@@ -134,7 +134,8 @@ class Lab:
                 hosts = [h for h in self.config.hosts if h.machine == name]
                 if hosts or machine.is_local:
                     isolation.install(self.names, sorted(self.bridges[h.name] for h in hosts),
-                                      [] if self.config.switch.netns or not machine.is_local else
+                                      [] if self.config.switch.netns or self.config.switch.remote
+                                      or not machine.is_local else
                                       [self.names.switch_port(h.port) for h in self.config.hosts],
                                       machine=machine)
             report.phases["isolated"] = time.monotonic() - t0
@@ -165,13 +166,19 @@ class Lab:
         self.pod_nets[host.name] = net
         wiring.configure_host(self.config, host, net.netns_path, machine)
         wiring.quiet_bridge_members(bridge, machine)
-        if not machine.is_local:
+        if host.uplink:  # another machine's host, or any host of a remote switch
             wiring.attach_uplink(host, bridge, machine)  # its cable is the switch port
             return
         self._ports_ready.result()
         wiring.attach_port(self.names, host, bridge)
 
     def _switch_chain(self, timeout: float) -> None:
+        if self.config.switch.remote:  # not ours to wire or start: check it, then program it
+            self._ports_ready.set_result(None)
+            switch_targets.target_of(self.config.switch).start(self.names.state, {}, self.grpc_addr,
+                                                               self.config.switch.device_id, timeout=timeout)
+            self._install()
+            return
         try:
             in_ns = self.config.switch.netns
             if in_ns:
@@ -189,7 +196,11 @@ class Lab:
             container_name=f"{self.names.prefix}s1",
             labels=(LABEL, self.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
             datapath=self.config.switch.datapath)
-        # The entries depend on the config only, so the switch is programmed while pods start.
+        self._install()
+
+    def _install(self) -> None:
+        """Push the pipeline and write every entry. They depend on the config only, so the
+        switch is programmed while pods start."""
         lb = self._connect(push_pipeline=True)
         cfg = self.config
         lb.install(str(cfg.vip), str(cfg.client.subnet), self.next_hop(cfg.client),
@@ -200,11 +211,12 @@ class Lab:
         if restarted:
             self.close()  # the switch restarted or went away: open a fresh session, state is read back
         if self.conn is None or not self.conn.connected:
-            files = switch_targets.get_target(self.config.switch.target).pipeline() if push_pipeline \
+            files = switch_targets.target_of(self.config.switch).pipeline() if push_pipeline \
                 else switch_targets.PipelineFiles(P4INFO_TXT)
             self.conn = SwitchConnection(self.grpc_addr, self.config.switch.device_id,
                                          election_id=(0, time.time_ns() // 1_000_000),
-                                         p4info=files.p4info, device_config=files.device_config)
+                                         p4info=files.p4info, device_config=files.device_config,
+                                         tls=self.config.switch.tls)
             self.conn.connect(push_pipeline=push_pipeline)
             if push_pipeline:  # recorded for a switch restart (control/intent.py)
                 IntentFile(self.names.state).pipeline_set(self.config.switch.target, str(files.p4info),
@@ -248,9 +260,8 @@ class Lab:
         pid = switch_targets.running_pid(self.names.state)
         out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
                                                                     "target": self.config.switch.target,
-                                                                    "running": pid is not None,
-                                                                    "data_plane": switch_targets.data_path(self.names.state)
-                                                                    if pid is not None else None},
+                                                                    "running": switch_targets.switch_up(self.names.state),
+                                                                    "data_plane": switch_targets.data_path(self.names.state)},
                                "hosts": {}, "pool": None}
         containers: list[dict[str, Any]] = []
         for machine in {self.machine_of(h).name: self.machine_of(h) for h in self.config.hosts}.values():

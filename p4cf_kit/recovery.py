@@ -57,6 +57,8 @@ def _lab_pods(lab: "Lab") -> list[str]:
 def switch_only_down(lab: "Lab") -> bool:
     """True when the lab was up, its switch is gone, and its pods and record are still there."""
     state = lab.names.state
+    if lab.config.switch.remote:  # not ours to start; `p4cf switch restart` reprograms it
+        return False
     if switch_targets.get_target(lab.config.switch.target).running_pid(state) is not None:
         return False
     if not IntentFile(state).exists() or not (state / "lab.json").exists():
@@ -86,8 +88,8 @@ def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int | None:
     """Start the lab's switch process on its existing ports and address, as bring-up does (no
     entries). Returns its pid. KitError when the ports are gone."""
     cfg = lab.config
-    target = switch_targets.get_target(cfg.switch.target)
-    ports = _ports(lab)
+    target = switch_targets.target_of(cfg.switch)
+    ports = {} if cfg.switch.remote else _ports(lab)  # a remote switch: only checked, not started
     proc = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,
                         netns_path(lab.names.switch_netns) if cfg.switch.netns else None, timeout=timeout,
                         container_name=f"{lab.names.prefix}s1",
@@ -145,7 +147,7 @@ def restart_switch(lab: "Lab", timeout: float = 30.0) -> RestartReport:
         state = lab.names.state
         intent = _recorded(lab)
         cfg = lab.config
-        target = switch_targets.get_target(cfg.switch.target)
+        target = switch_targets.target_of(cfg.switch)
         recorded = intent.pipeline.get("target")
         if recorded and recorded != cfg.switch.target:
             raise KitError(f"lab {cfg.name!r} was programmed on target {recorded!r}, its config says "

@@ -102,3 +102,66 @@ def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
 def test_unknown_host_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="h1, h2, h3, h4"):
         default_config().host("h7")
+
+
+def _remote(tmp_path: Path, **switch: object) -> dict[str, object]:
+    from p4cf_kit.paths import P4INFO_TXT
+    (tmp_path / "ca.pem").write_text("x")
+    return {"lab": {"hosts": 3},
+            "switch": {"target": "remote", "grpc_addr": "192.0.2.10:9559", "p4info": str(P4INFO_TXT),
+                       "tls": {"ca": str(tmp_path / "ca.pem")},
+                       "ports": {"5": "local:eno1", "6": "local:eno2", "9": "local:eno3"}, **switch}}
+
+
+def test_remote_switch_maps_hosts_to_its_ports(tmp_path: Path) -> None:
+    cfg = parse_config(_remote(tmp_path))
+    assert [(h.name, h.port, h.uplink) for h in cfg.hosts] == [("h1", 5, "eno1"), ("h2", 6, "eno2"),
+                                                                ("h3", 9, "eno3")]
+    assert cfg.switch.remote and cfg.switch.tls is not None and not cfg.switch.netns
+    again = parse_config(config_to_dict_source(cfg))
+    assert again.switch == cfg.switch and again.hosts == cfg.hosts
+
+
+def test_remote_switch_files_are_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "lb.txt").write_text("")
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "lab.toml").write_text(
+        '[lab]\nhosts = 2\n[switch]\ntarget = "remote"\ngrpc_addr = "192.0.2.10:9559"\np4info = "lb.txt"\n'
+        '[switch.tls]\nca = "ca.pem"\n[switch.ports]\n1 = "local:a"\n2 = "local:b"\n')
+    cfg = load_config(tmp_path / "lab.toml")
+    assert cfg.switch.p4info == str(tmp_path / "lb.txt") and cfg.switch.tls is not None
+    assert cfg.switch.tls.ca == str(tmp_path / "ca.pem")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"tls": None}, "insecure = true"),                                   # plain text off loopback
+    ({"tls": None, "grpc_addr": "127.0.0.1:9559"}, ""),                   # loopback: fine
+    ({"tls": None, "insecure": True}, ""),                                # said so: fine
+    ({"ports": {"5": "local:eno1"}}, "local:NIC"),                        # h2 has no cable
+    ({"ports": {"5": "eno1"}}, "MACHINE:NIC"),
+    ({"ports": {"5": "local:eno1", "6": "b:eno2", "7": "local:eno3"}}, "machine 'b'"),
+    ({"p4info": "/nonexistent/lb.txt"}, "no such file"),
+    ({"grpc_addr": ""}, "needs switch.grpc_addr"),
+    ({"datapath": "ebpf"}, "kit's own switches"),
+    ({"tls": {"ca": "/nonexistent/ca.pem"}}, "switch.tls.ca"),
+])
+def test_remote_switch_bad_input(tmp_path: Path, change: dict[str, object], words: str) -> None:
+    doc = _remote(tmp_path)
+    sw = {**doc["switch"], **change}  # type: ignore[dict-item]
+    doc["switch"] = {k: v for k, v in sw.items() if v is not None}
+    if not words:
+        parse_config(doc)
+        return
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("*", r"\*")):
+        parse_config(doc)
+
+
+def test_remote_pipeline_must_describe_the_load_balancer(tmp_path: Path) -> None:
+    from p4cf_kit.paths import P4INFO_TXT
+    from p4cf_kit.switch.remote import RemoteTarget
+    text = P4INFO_TXT.read_text().replace('name: "MyEgress.send_frame"', 'name: "MyEgress.other"')
+    (tmp_path / "lb.txt").write_text(text)
+    cfg = parse_config(_remote(tmp_path, p4info=str(tmp_path / "lb.txt")))
+    with pytest.raises(ConfigError, match="table MyEgress.send_frame is missing"):
+        RemoteTarget(cfg.switch).check_pipeline()
+    RemoteTarget(parse_config(_remote(tmp_path)).switch).check_pipeline()  # the shipped one passes

@@ -231,6 +231,71 @@ def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMac
         "uplinks": ["up0", "up1"]}}), "host key")
 
 
+def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachine, tmp_path: Path) -> None:
+    """A switch the kit does not run (BMv2 started by the user in a box of its own, P4Runtime
+    over mutual TLS on a management address): the kit pushes the user's pipeline files, maps
+    hosts to the box's port numbers (h3 on the other machine sits on port 7), migrates across
+    machines through it, and on `down` removes its entries but leaves the switch running."""
+    from hw_switch import GRPC_ADDR, hardware_switch, make_pki
+
+    from p4cf_kit.control.connection import SwitchConnection
+    from p4cf_kit.control.loadbalancer import LoadBalancer
+    from p4cf_kit.errors import SwitchError
+    from p4cf_kit.switch.targets import Bmv2Target
+
+    pki = make_pki(tmp_path / "pki")
+    files = Bmv2Target().pipeline()  # the load balancer compiled for this switch (BMv2 JSON)
+    rec = emulated.load(MACHINE)
+    assert rec is not None
+    doc: dict[str, object] = {
+        "lab": {"name": "tw", "hosts": 3, "backends": ["h2"], "vip": "10.209.0.100",
+                "subnet_pattern": "10.209.{n}.0/24"},
+        "machines": {MACHINE: {"emulated": True}}, "hosts": {"h3": {"machine": MACHINE}},
+        "switch": {"target": "remote", "grpc_addr": GRPC_ADDR, "p4info": str(files.p4info),
+                   "device_config": str(files.device_config),
+                   "tls": {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)},
+                   "ports": {"1": "local:p4cf-t-nic1", "2": "local:p4cf-t-nic2", "7": f"{MACHINE}:up0"}}}
+    cfg = parse_config(doc)
+    assert [(h.name, h.port) for h in cfg.hosts] == [("h1", 1), ("h2", 2), ("h3", 7)]
+    cleanup.down("tw")
+    front = {1: "p4cf-t-nic1", 2: "p4cf-t-nic2"}
+    with hardware_switch(pki, front, {7: rec.uplinks["up0"]}, tmp_path / "bmv2.log") as pid:
+        # a CA that did not sign the switch's certificate: refused, nothing made
+        wrong = {**doc, "switch": {**doc["switch"], "tls": {"ca": str(pki.other_ca),  # type: ignore[dict-item]
+                                                            "cert": str(pki.client_cert),
+                                                            "key": str(pki.client_key)}}}
+        with pytest.raises(SwitchError, match="TLS"):
+            Lab(parse_config(wrong)).up(timeout=5)
+        assert podman("pod", "ps", "--filter", "label=p4cf.lab=tw", "--format", "{{.Name}}").stdout.split() == []
+        lab = Lab(cfg)
+        lab.up()
+        try:
+            st = lab.status()
+            assert st["switch"]["target"] == "remote" and st["switch"]["running"], st["switch"]
+            run = lab.traffic(connections=8, rate=40, duration=8)
+            time.sleep(1.5)
+            out = lab.migrate("h2", "h3")   # this machine -> the other, through the user's switch
+            assert out.ok and out.machines == f"local->{MACHINE}", out
+            assert run.wait(timeout=60) == 0
+            totals = run.summary()["totals"]
+            assert totals["broken"] == 0 and totals["received"] == totals["sent"], totals
+            assert lab.pool() == ["h3"]
+            counters = lab.counters().set_index("host")
+            assert counters.loc["h3", "packets"] > 0   # BMv2's direct counters, read over TLS
+            from p4cf_kit.recovery import restart_switch
+            again = restart_switch(lab)   # after a reboot: pipeline and entries pushed again
+            assert again.pid is None and again.pool == ["h3"] and lab.pool() == ["h3"], again
+            assert probe(lab, "h1", str(cfg.vip)) == "connected"
+        finally:
+            removed = lab.down()
+        assert any("entries removed" in s for s in removed["switch"]), removed
+        assert Path(f"/proc/{pid}").exists()          # the user's switch still runs, emptied
+        with SwitchConnection(GRPC_ADDR, tls=cfg.switch.tls) as conn:
+            assert LoadBalancer(conn).state().vip is None
+    assert not any(remote_leftovers(machine, "tw").values())
+    assert Path(f"/sys/class/net/{rec.uplinks['up0']}").exists()   # the cable is back
+
+
 def test_cli_up_down_removes_the_emulated_machine(machine: RemoteMachine, tmp_path: Path) -> None:
     """Last: `p4cf down` removes the lab on both machines and the emulated machine itself."""
     conf = tmp_path / "two.toml"

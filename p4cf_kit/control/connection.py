@@ -17,13 +17,18 @@ import io
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from p4cf_kit.control.shell_client import client_of_failed_setup, end_stream, start_in_daemon_thread
 from p4cf_kit.errors import SwitchError
 from p4cf_kit.grpc_ready import wait_until_serving
+from p4cf_kit.grpc_transport import channel as open_channel, ssl_options
 from p4cf_kit.paths import P4INFO_TXT, state_dir
+
+if TYPE_CHECKING:
+    from p4cf_kit.config import TlsConfig
 
 _LOCK = threading.RLock()
 _OPEN: "SwitchConnection | None" = None
@@ -56,8 +61,10 @@ class SwitchConnection:
     """A primary P4Runtime session. Use as a context manager or call connect()/close()."""
 
     def __init__(self, grpc_addr: str, device_id: int = 1, election_id: tuple[int, int] | None = None,
-                 p4info: Path = P4INFO_TXT, device_config: Path | None = None) -> None:
+                 p4info: Path = P4INFO_TXT, device_config: Path | None = None,
+                 tls: "TlsConfig | None" = None) -> None:
         self.grpc_addr = grpc_addr
+        self.tls = tls  # None: plain text (the kit's own switch, or a remote one where config allows it)
         self.device_id = device_id
         # Default: milliseconds since the epoch, so the newest session always becomes primary
         # (servers remember the highest election id they saw; a fixed id can lose to an old one).
@@ -94,7 +101,8 @@ class SwitchConnection:
                     with contextlib.redirect_stdout(said):  # it prints "not the primary"
                         start_in_daemon_thread(lambda: sh.setup(
                             device_id=self.device_id, grpc_addr=self.grpc_addr,
-                            election_id=self.election_id, config=config, verbose=False))
+                            election_id=self.election_id, config=config, verbose=False,
+                            ssl_options=ssl_options(self.tls)))
                     self.primary = "not the primary" not in said.getvalue()
                     if require_primary and not self.primary:
                         self._drop_client()
@@ -124,7 +132,7 @@ class SwitchConnection:
         return self
 
     def _wait_channel(self, timeout: float) -> None:
-        channel = grpc.insecure_channel(self.grpc_addr)
+        channel = open_channel(self.grpc_addr, self.tls)
         try:
             if not wait_until_serving(channel, timeout):
                 raise ConnectionError(f"{self.grpc_addr} not reachable")

@@ -104,3 +104,15 @@ def delete_key(table: str, match: dict[str, str]) -> None:
     for k, v in match.items():
         te.match[k] = v
     write(te, "delete")
+
+
+def clear_table(table: str) -> int:
+    """DELETE every entry of `table` (wildcard read, then one delete each); returns how many."""
+    sh = _sh()
+    try:
+        found = list(sh.TableEntry(table).read())
+    except Exception as exc:
+        raise SwitchError(f"reading {table} failed: {str(exc).strip()}") from None
+    for te in found:
+        write(te, "delete")
+    return len(found)

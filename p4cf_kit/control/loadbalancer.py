@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.intent import IntentFile
-from p4cf_kit.control.entries import as_int, delete_key, ip_str, mac_str, make_entry, read_table, upsert, write
+from p4cf_kit.control.entries import as_int, clear_table, delete_key, ip_str, mac_str, make_entry, read_table, upsert, write
 from p4cf_kit.errors import ConfigError, SwitchError
 
 ECMP_GROUP = "MyIngress.ecmp_group"
@@ -106,6 +106,12 @@ class LoadBalancer:
             hop = self.intent.hop
             self.intent.installed(vip, client_subnet, hop(client.mac, client.ip, client.port),
                                   [hop(b.mac, b.ip, b.port) for b in backends], port_macs, BACKEND_BASE)
+
+    def clear(self) -> int:
+        """Delete every entry the load balancer writes (a switch the kit does not own is left as
+        it was found, but for the pipeline); the VIP goes first so no flow meets a missing slot."""
+        self.conn.require()
+        return sum(clear_table(t) for t in (ECMP_GROUP, ECMP_NHOP, SEND_FRAME))
 
     # --- reading back -----------------------------------------------------------------------
 

@@ -176,7 +176,16 @@ def _sshd_config(name: str, addr: str, port: int) -> str:
         "ClientAliveInterval 5\n"     # a session whose client vanished ends within 15 s
         "ClientAliveCountMax 3\n"
         "MaxStartups 64:30:128\n"
+        # A login's own `podman` sees the machine's storage and settings, as on a real server
+        # whose CLI and socket service share the system's (topology/hosts.create_landing).
+        f"SetEnv CONTAINERS_CONF={d / 'containers.conf'} CONTAINERS_STORAGE_CONF={d / 'storage.conf'}\n"
     )
+
+
+def _storage_conf(name: str) -> str:
+    """The machine's own storage.conf: its image and container store apart from this machine's."""
+    return ("# Written by P4ContainerFlow Kit for emulated machine " + name + "\n[storage]\n"
+            f'graphroot = "{machine_dir(name) / "storage"}"\nrunroot = "{run_dir(name) / "runroot"}"\n')
 
 
 def _containers_conf(name: str) -> str:
@@ -194,8 +203,10 @@ def _start_podman(rec: EmulatedMachine) -> int:
     remounts /sys and makes runc miss the cgroup mounts)."""
     d, r = machine_dir(rec.name), run_dir(rec.name)
     conf = write_if_changed(d / "containers.conf", _containers_conf(rec.name))
+    storage = write_if_changed(d / "storage.conf", _storage_conf(rec.name))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERS_")}
     env["CONTAINERS_CONF"] = str(conf)
+    env["CONTAINERS_STORAGE_CONF"] = str(storage)
     log = open(d / "podman-service.log", "ab")
     proc = subprocess.Popen(
         ["nsenter", f"--net=/run/netns/{rec.netns}", shutil.which("podman") or "podman",

@@ -63,12 +63,23 @@ def check_cables(cfg: LabConfig) -> None:
                                     f"{iface!r} does not exist here; fix [switch.ports] {h.port}")
 
 
+def check_local_uplinks(cfg: LabConfig) -> None:
+    """On a remote switch this machine's hosts reach it through NICs of their own: they exist."""
+    for h in cfg.hosts:
+        if h.machine == "local" and h.uplink and not Path(f"/sys/class/net/{h.uplink}").exists():
+            raise PrerequisiteError(f"this machine has no interface {h.uplink!r} (cabled to switch port {h.port} "
+                                    f"for {h.name}); fix [switch.ports] {h.port} (see `ip link`)")
+
+
 def check_machines(cfg: LabConfig, machines: dict[str, Machine]) -> None:
     """Check every remote machine of the lab, in parallel; the first failure is raised."""
+    if cfg.switch.remote:
+        check_local_uplinks(cfg)
     remote = [m for m in machines.values() if not m.is_local]
     if not remote:
         return
-    check_cables(cfg)
+    if not cfg.switch.remote:  # a remote switch's side of the cables is its owner's
+        check_cables(cfg)
     with ThreadPoolExecutor(max_workers=len(remote)) as pool:
         futures = [pool.submit(check_machine, cfg, m) for m in remote]
         errors = []

@@ -74,6 +74,12 @@ class RemoteMachine(Machine):
         return subprocess.Popen(cmd, env=podman_env(), stdin=stdin, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
+    def podman_start(self, *args: str) -> subprocess.Popen[str]:
+        """Start a remote podman command without waiting, text pipes (e.g. a staged restore)."""
+        cmd = [podman_binary(), "--url", f"unix://{self._podman_socket()}", *args]
+        return subprocess.Popen(cmd, env=podman_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
     def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
               ) -> subprocess.Popen[bytes]:
         """Start a host command on the machine without waiting (a stream over SSH)."""
@@ -90,8 +96,10 @@ class RemoteMachine(Machine):
         return proc
 
     def close(self) -> None:
+        from p4cf_kit.machines.runtime_files import forget
         self.ssh.close()
         self._socket = None
+        forget(self)
 
 
 def _accepts(path: Path) -> bool:

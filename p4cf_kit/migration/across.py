@@ -1,17 +1,17 @@
 """A migration whose source and destination hosts are on different machines.
 
 Order, and what differs from a migration within one machine (migrate.py):
-  0. prepare     the landing container is created in the destination pod, on its machine.
-                 On this machine its restore is staged behind the gate as usual; on another
-                 machine it is plain runc (the kit puts no files there), so Podman's
-                 preparation of the restore falls inside the restore phase.
+  0. prepare     the landing container is created in the destination pod, on its machine,
+                 and its restore staged behind the gate as within one machine (on another
+                 machine with the kit's runtime files there: machines/runtime_files.py, and
+                 the gate driven over SSH: podman/remote_gate.py).
   1. checkpoint  CRIU dump in place on the source machine (its Podman, over SSH when remote).
   2. rewrite + transfer
                  one tar stream carries the images from the source's checkpoint folder to the
                  landing container's, with files.img rewritten on the way (transfer.py). The
                  rewrite's own time is `rewrite`; the rest is `transfer`, with bytes and MB/s.
                  The source's images are left untouched: a rollback restores from them.
-  3. restore     on the destination machine (the gate opens here; a plain restore there).
+  3. restore     on the destination machine: the gate opens; the phase ends when CRIU resumed.
   4. switch      one MODIFY; client connections are nudged when the destination is this
                  machine (the nudge needs a raw socket in the pod's netns).
   5. cleanup     the source's record (and with it its images) goes only now, then CRIU's lock
@@ -32,53 +32,40 @@ from p4cf_kit.machines.machine import Machine
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state, images_of
+from p4cf_kit.machines.remote import RemoteMachine
+from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.transfer import ImageStream, remove_images
-from p4cf_kit.topology.hosts import create_landing
 
 End = Callable[[MigrationRecord, str, float], None]
 
 
 class _Landing:
-    """The destination container: staged behind the gate here, or plain on another machine."""
+    """The destination container, its restore staged behind the gate on whichever machine."""
 
     def __init__(self, lab: LabLike, plan: MigrationPlan) -> None:
         self.machine: Machine = plan.dst_machine
-        self.staged: phases.StagedRestore | None = None
-        if self.machine.is_local:
-            self.staged = phases.prepare(lab, plan)
-            self.container = self.staged.container_id
-            self.images = self.staged.images
+        if isinstance(self.machine, RemoteMachine):
+            self.staged = phases.prepare_remote(lab, plan, self.machine)
         else:
-            self.container = create_landing(lab.config, lab.names, plan.dst, plan.backend,
-                                            {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend},
-                                            machine=self.machine)
-            self.images = images_of(self.container, self.machine)
-        self.restore_stats: phases.CriuStats | None = None
+            self.staged = phases.prepare(lab, plan)
+        self.container = self.staged.container_id
+        self.images = self.staged.images
         self.stream: ImageStream | None = None
 
     def restore(self, timeout: float) -> None:
-        """Restore the backend from the images now in the landing container's folder."""
-        if self.staged is not None:
-            phases.open_gate(self.staged, timeout)
-            phases.wait_resumed(self.staged, timeout)
-        else:
-            proc = self.machine.podman("container", "restore", "--tcp-established", "--print-stats",
-                                       self.container, timeout=timeout)
-            self.restore_stats = phases.parse_stats(proc.stdout, "restore")
+        """Let the staged restore take the images now in the landing container's folder."""
+        phases.open_gate(self.staged, timeout)
+        phases.wait_resumed(self.staged, timeout)
 
     def finish(self, timeout: float) -> phases.CriuStats:
-        if self.staged is not None:
-            return phases.finish_restore(self.staged, timeout)
-        return self.restore_stats or phases.CriuStats()
+        return phases.finish_restore(self.staged, timeout)
 
     def remove(self) -> None:
         """Call off and remove the landing container and whatever images reached it."""
         if self.stream is not None:
             self.stream.abort()
-        if self.staged is not None:
-            phases.abort(self.staged)
+        phases.abort(self.staged)
         self.machine.podman("rm", "-f", "-t", "0", self.container, check=False)
         remove_images(self.machine, self.images)
 

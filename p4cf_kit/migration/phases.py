@@ -29,9 +29,11 @@ from p4cf_kit.config import HostConfig
 from p4cf_kit.control.loadbalancer import NextHop
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.migration import nudge as nudging
+from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
 from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir
+from p4cf_kit.podman.remote_gate import RemoteGate
 from p4cf_kit.podman.restore_gate import ABORT, GO, RestoreGate
 from p4cf_kit.podman.runner import finish, podman, podman_popen
 from p4cf_kit.topology.hosts import create_landing
@@ -72,7 +74,7 @@ class StagedRestore:
 
     container_id: str
     images: Path                          # its checkpoint folder: the source's images go here
-    gate: RestoreGate
+    gate: RestoreGate | RemoteGate        # here, or on another machine
     process: subprocess.Popen[str]        # `podman container restore`, waiting at the gate
     result: subprocess.CompletedProcess[str] | None = None
 
@@ -105,6 +107,22 @@ def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
     (images / INVENTORY).write_bytes(b"")
     gate = RestoreGate(cid, owner=lab.config.name)
     process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid)
+    return StagedRestore(container_id=cid, images=images, gate=gate, process=process)
+
+
+def prepare_remote(lab: LabLike, plan: MigrationPlan, machine: RemoteMachine) -> StagedRestore:
+    """`prepare` on another machine: the same landing container and gated restore, driven over
+    its connection (Podman's API, and SSH for the gate and the placeholder)."""
+    cid = create_landing(lab.config, lab.names, plan.dst, plan.backend,
+                         {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend}, machine=machine)
+    try:
+        images = images_of(cid, machine)
+        machine.run(["sh", "-c", f"mkdir -p {images} && : > {images / INVENTORY}"])
+        gate = RemoteGate(machine, cid, owner=lab.config.name)
+        process = machine.podman_start("container", "restore", "--tcp-established", "--print-stats", cid)
+    except BaseException:
+        machine.podman("rm", "-f", "-t", "0", cid, check=False)
+        raise
     return StagedRestore(container_id=cid, images=images, gate=gate, process=process)
 
 

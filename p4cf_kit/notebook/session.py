@@ -38,9 +38,9 @@ def notebook_config() -> LabConfig:
 
 def lab_is_up(config: LabConfig) -> bool:
     """True when the switch of lab `config.name` runs (someone brought it up), whichever target."""
-    from p4cf_kit.switch.targets import running_pid
+    from p4cf_kit.switch.targets import switch_up
     from p4cf_kit.topology.names import LabNames
-    return running_pid(LabNames(config.name).state) is not None
+    return switch_up(LabNames(config.name).state)
 
 
 def _teardown(lab: Any) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.paths import P4INFO_TXT
+
+if TYPE_CHECKING:
+    from p4cf_kit.config import SwitchConfig
 
 DEFAULT_TARGET = "embedded"
 
@@ -34,7 +37,7 @@ class PipelineFiles:
 class RunningProcess(Protocol):
     """What `start` returns (p4cf_kit.switch.process.SwitchProcess or bmv2.process.Bmv2Process)."""
 
-    pid: int
+    pid: int | None  # None: a remote switch, not a process of ours
     grpc_addr: str
     log_path: Path
 
@@ -168,6 +171,25 @@ def get_target(name: str) -> SwitchTarget:
         raise ConfigError(f"switch target {name!r} is unknown; use one of {', '.join(TARGETS)}") from None
 
 
+def target_of(switch: "SwitchConfig") -> SwitchTarget:
+    """The target a lab's [switch] section names, configured by it where it needs to be (remote)."""
+    if switch.remote:
+        from p4cf_kit.switch.remote import RemoteTarget
+        return RemoteTarget(switch)
+    return get_target(switch.target)
+
+
+def switch_up(state: Path) -> bool:
+    """True while the lab has a switch: a process of ours running, or a remote one it programs."""
+    return running_pid(state) is not None or remote_in_use(state)
+
+
+def remote_in_use(state: Path) -> bool:
+    """True while a lab programs a remote switch (it has no pid of ours to look for)."""
+    from p4cf_kit.switch.remote import RemoteTarget
+    return RemoteTarget().in_use(state)
+
+
 BMV2_DATA_PATH = "BMv2 simple_switch_grpc (user space, its own packet loop over the switch veths)"
 
 
@@ -175,6 +197,9 @@ def data_path(state: Path) -> str | None:
     """What forwards frames in the lab's switch, whichever target runs (None before it starts)."""
     from p4cf_kit.switch import process
     from p4cf_kit.switch.bmv2.process import running_pid as bmv2_pid
+    if remote_in_use(state):
+        from p4cf_kit.switch.remote import DATA_PATH
+        return DATA_PATH
     if bmv2_pid(state) is not None:
         return BMV2_DATA_PATH
     if process.running_pid(state) is None:
@@ -198,4 +223,6 @@ def stop_switch(names: object) -> int | None:
     for target in TARGETS.values():
         pid = target.stop(state)
         stopped = stopped or pid
+    from p4cf_kit.switch.remote import RemoteTarget
+    RemoteTarget().stop(state)  # only the note that a lab programs it: the switch is its owner's
     return stopped

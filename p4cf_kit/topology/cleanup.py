@@ -11,6 +11,8 @@ against its command line first; a BMv2 run as a container is found by its labels
 
 from __future__ import annotations
 
+import sys
+
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -129,6 +131,11 @@ def _down_machine(names: LabNames, machine: Machine, removed: dict[str, list[str
                   uplinks: Sequence[str] = ()) -> None:
     """Remove the lab's containers, pods, networks, bridges and isolation table on `machine`."""
     where = "" if machine.is_local else f"{machine.name}:"
+    if not machine.is_local:  # first: a restore waiting at its gate holds its container's lock
+        from p4cf_kit.podman.remote_gate import abort_remote_gates
+        gates = abort_remote_gates(machine, names.lab)
+        if gates:
+            removed.setdefault("gates", []).extend(where + g for g in gates)
     containers = _podman_objects(["ps", "-a"], names, machine)
     pods = _podman_objects(["pod", "ps"], names, machine)
     if containers:
@@ -156,6 +163,26 @@ def _down_machine(names: LabNames, machine: Machine, removed: dict[str, list[str
         removed["nft"].append(where + names.nft_table)
 
 
+def _clear_remote_switch(lab: str, names: LabNames) -> str:
+    """A remote switch the lab programmed loses the lab's entries (it is someone else's box);
+    unreachable, it keeps them and `down` says so. Returns what was done, or ""."""
+    from p4cf_kit.switch.targets import remote_in_use
+    cfg = saved_config(lab)
+    if cfg is None or not cfg.switch.remote or not remote_in_use(names.state):
+        return ""
+    from p4cf_kit.control.connection import SwitchConnection
+    from p4cf_kit.control.loadbalancer import LoadBalancer
+    addr = cfg.switch.grpc_addr
+    try:
+        with SwitchConnection(addr, cfg.switch.device_id, tls=cfg.switch.tls) as conn:
+            n = LoadBalancer(conn).clear()
+    except KitError as exc:
+        print(f"p4cf: lab {lab!r}: the lab's entries stay on the remote switch at {addr}: {exc}",
+              file=sys.stderr, flush=True)
+        return f"remote switch {addr}: entries NOT removed (unreachable)"
+    return f"remote switch {addr}: {n} entries removed"
+
+
 def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list[str]]:
     """Remove lab `lab` completely, on every machine it spans; returns what was removed, per kind.
 
@@ -165,6 +192,9 @@ def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list
     names = LabNames(lab)
     removed: dict[str, list[str]] = {"switch": [], "containers": [], "pods": [], "networks": [],
                                      "interfaces": [], "netns": [], "nft": []}
+    cleared = _clear_remote_switch(lab, names)
+    if cleared:
+        removed["switch"].append(cleared)
     pid = stop_switch(names)
     if pid:
         removed["switch"].append(str(pid))

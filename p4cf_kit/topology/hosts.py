@@ -30,15 +30,22 @@ CLIENT_LOG_DIR = "/data"
 UNMASKED_FOR_MIGRATION = ("/proc/acpi", "/proc/scsi", "/sys/firmware", "/sys/dev/block", "/sys/fs/selinux")
 
 
-def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
-                 labels: dict[str, str] | None = None, criu_options: bool = True) -> list[str]:
-    """The container arguments of backend `backend`'s server placed in `host`'s pod.
+def _criu_options(machine: Machine) -> list[str]:
+    """The annotation that points CRIU at the kit's options file on `machine`
+    (checkpoint/runc_conf.py here, machines/runtime_files.py elsewhere)."""
+    if machine.is_local:
+        return annotation_args()
+    from p4cf_kit.machines.runtime_files import ensure_runtime_files
+    return ensure_runtime_files(machine).annotation_args()
 
-    `criu_options`: point CRIU at the kit's options file (checkpoint/runc_conf.py). Only on this
-    machine: the file lives here, and the kit puts no files of its own on other machines."""
+
+def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
+                 labels: dict[str, str] | None = None, machine: Machine = LOCAL) -> list[str]:
+    """The container arguments of backend `backend`'s server placed in `host`'s pod, with the
+    kit's CRIU options on its machine."""
     extra = [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
     return ["--pod", names.pod(host.name), "--name", names.server(host.name), *names.labels("backend"),
-            *extra, *(annotation_args() if criu_options else []), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
+            *extra, *_criu_options(machine), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
             "-e", f"P4CF_BALLAST_MIB={cfg.backend.ballast_mib}",
             cfg.images.server]
@@ -50,21 +57,27 @@ def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Mac
     machine the kit's gated runtime (runc unless a migration asks for more: a lazy migration
     hands runc its page-server options through it, podman/restore_gate.py)."""
     runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
-    machine.podman("run", "-d", *runtime, *_server_args(cfg, names, host, host.name, criu_options=machine.is_local))
+    machine.podman("run", "-d", *runtime, *_server_args(cfg, names, host, host.name, machine=machine))
     return names.server(host.name)
 
 
 def create_landing(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str,
                    labels: dict[str, str], machine: Machine = LOCAL) -> str:
     """Create (never start) the container a migration restores backend `backend` into, in
-    `host`'s pod, with the kit's gated runtime (podman/restore_gate.py) on this machine and
-    plain runc on another (the kit installs nothing there); returns its ID.
+    `host`'s pod, with the kit's gated runtime (podman/restore_gate.py; on another machine its
+    copy there, machines/runtime_files.py); returns its ID.
 
     `podman container init` + `cleanup` give it the OCI spec a restore starts from, without
     running the server: its process comes from the checkpoint."""
-    runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
-    cid = machine.podman("create", *runtime, *_server_args(cfg, names, host, backend, labels,
-                                                           criu_options=machine.is_local)).stdout.strip()
+    args = _server_args(cfg, names, host, backend, labels, machine=machine)
+    if machine.is_local:
+        cid = machine.podman("create", "--runtime", str(gated_runtime_path()), *args).stdout.strip()
+    else:
+        # Podman's REST API drops a container's runtime (fixed upstream only in 2026, podman
+        # issue 28429): the machine's own podman, over SSH, creates it; the API does the rest.
+        from p4cf_kit.machines.runtime_files import ensure_runtime_files
+        runtime = ensure_runtime_files(machine).runtime
+        cid = machine.run(["podman", "create", "--runtime", runtime, *args], timeout=120).stdout.strip()
     try:
         machine.podman("container", "init", cid)
         # `cleanup` is not offered by the remote client; `stop` of an initialized container
