@@ -39,9 +39,8 @@ from typing import Callable
 
 from p4cf_kit.errors import ConfigError, KitError, MigrationError
 from p4cf_kit.lablock import lab_lock, note
-from p4cf_kit.migration import modes
+from p4cf_kit.migration import modes, phases
 from p4cf_kit.migration import nudge as nudging
-from p4cf_kit.migration import phases
 from p4cf_kit.migration.lazy import PagesLost
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord

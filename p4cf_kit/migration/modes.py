@@ -43,7 +43,7 @@ class ModeSupport:
     reason: str
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def support(mode: str) -> ModeSupport:
     """Ask CRIU (once per process) whether this kernel carries what `mode` needs."""
     kernel = f"Linux {platform.release()}"
