@@ -82,6 +82,24 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+def socket_owners(port: int, table: Path = Path("/proc/net/tcp")) -> list[int]:
+    """Pids holding a TCP socket whose local port is `port` in this network namespace (CRIU's
+    page server: listening, or serving its one client)."""
+    suffix = f":{port:04X}"
+    inodes = {f"socket:[{fields[9]}]" for fields in (line.split() for line in table.read_text().splitlines()[1:])
+              if len(fields) > 9 and fields[1].endswith(suffix)}
+    pids: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 @dataclass
 class LazyTransfer:
     """One lazy migration's memory path: source page server, destination daemon, their ends."""
@@ -91,7 +109,8 @@ class LazyTransfer:
     daemon: subprocess.Popen[bytes] | None = None
     daemon_log: Path | None = None
     files: list[Path] = field(default_factory=list)
-    pages_done: bool = False
+    serving: bool = False         # the source's CRIU holds its memory and serves it on `port`
+    pages_done: bool = False      # ... and every page has reached the destination
 
     @property
     def source_id(self) -> str:
@@ -126,6 +145,13 @@ class LazyTransfer:
                 raise PodmanError(f"the lazy checkpoint did not open its page server on {ADDRESS}:{self.port} "
                                   f"within {timeout:.0f} s")
             time.sleep(0.0005)
+        self.serving = True
+
+    def source_held(self) -> bool:
+        """True while the backend's memory exists only behind the source's page server: a failed
+        migration can then not put the old backend back (Podman holds the source container
+        until its checkpoint ends) and restarts it fresh (migration/rollback.py)."""
+        return self.serving and not self.pages_done
 
     def serve(self, staged: phases.StagedRestore, timeout: float) -> None:
         """Once the images are in the landing folder: start the lazy-pages daemon there (in the
@@ -153,25 +179,49 @@ class LazyTransfer:
             raise PodmanError(f"the lazy-pages daemon did not get ready within {timeout:.0f} s; "
                               f"its log ({self.daemon_log}) ends with:\n{log_tail(self.daemon_log)}")
 
-    def complete(self, staged: phases.StagedRestore, timeout: float) -> None:
+    def complete(self, staged: phases.StagedRestore, dump: subprocess.Popen[str] | None,
+                 timeout: float) -> None:
         """Wait until every page has reached the restored backend (the daemon exits 0). When the
-        page source died first, stop the restored backend (its memory has holes) and raise."""
+        page source dies first (its checkpoint command fails, or the daemon does), stop the
+        restored backend (its memory has holes) and raise PagesLost."""
         assert self.daemon is not None, "serve() starts the daemon before the restore"
-        try:
-            code = self.daemon.wait(timeout)
-        except subprocess.TimeoutExpired:
-            code = None
+        deadline = time.monotonic() + timeout
+        code: int | None = None
+        why = ""
+        while True:
+            code = self.daemon.poll()
+            if code is not None:
+                why = f"the lazy-pages daemon exited with status {code}"
+                break
+            if dump is not None and dump.poll() not in (None, 0):
+                why = f"the source's checkpoint (the page server) ended with status {dump.returncode}"
+                break
+            if time.monotonic() > deadline:
+                why = f"the lazy-pages daemon had not fetched every page after {timeout:.0f} s"
+                break
+            time.sleep(0.005)
         if code == 0:
             self.pages_done = True
             return
         self._stop_daemon()
         podman("kill", "--signal", "KILL", staged.container_id, check=False)
-        why = (f"exited with status {code}" if code is not None
-               else f"had not fetched every page after {timeout:.0f} s")
         raise PagesLost("cleanup", f"lazy migration: the page transfer from {self.plan.src.name} failed "
-                             f"(the lazy-pages daemon {why}); the restored backend at {self.plan.dst.name} "
-                             f"was stopped because its memory is incomplete. Daemon log ({self.daemon_log}):\n"
-                             f"{log_tail(self.daemon_log) if self.daemon_log else ''}")
+                                   f"({why}); the restored backend at {self.plan.dst.name} was stopped "
+                                   f"because its memory is incomplete. Daemon log ({self.daemon_log}):\n"
+                                   f"{log_tail(self.daemon_log) if self.daemon_log else ''}")
+
+    def page_server_pids(self) -> list[int]:
+        """Pids of the source's CRIU serving pages on `port` (the socket's owners, from /proc)."""
+        return socket_owners(self.port)
+
+    def stop_source(self) -> None:
+        """Stop the source's page server (by pid), so its checkpoint command ends and the source
+        container can be removed; used when the migration cannot complete. Never raises."""
+        for pid in self.page_server_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _stop_daemon(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, NoReturn
 
 from p4cf_kit.errors import ConfigError, KitError, MigrationError
 from p4cf_kit.lablock import lab_lock, note
@@ -45,7 +45,12 @@ from p4cf_kit.migration.lazy import PagesLost
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
-from p4cf_kit.migration.rollback import MigrationRun, RollbackError, return_to_source
+from p4cf_kit.migration.rollback import (
+    MigrationRun,
+    RollbackError,
+    restart_at_source,
+    return_to_source,
+)
 
 FAIL_AT_ENV = "P4CF_MIGRATION_FAIL_AT"
 
@@ -110,6 +115,7 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
                              container=plan.src_container, mode=mode)
     started = on_phase or (lambda _phase: None)
     run = MigrationRun()
+    resumed = False            # the backend runs at the destination (lazy: its pages follow)
     phase = "prepare"
     try:
         started(phase)
@@ -143,6 +149,7 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
             clients = nudging.client_connections(run.staged.images)
         phases.wait_resumed(run.staged, timeout)
+        resumed = True
         _end(record, phase, t0, inject)
 
         phase = "switch"
@@ -157,18 +164,21 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         started(phase)
         t0 = time.monotonic()
         record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
-        memory.complete(run.staged, timeout)
+        memory.complete(run.staged, run.dump, timeout)
         if mode != "stop-and-copy":
             record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
-        record.criu_dump_s = phases.finish_checkpoint(run.dump, timeout).criu_s
+        dumped = phases.finish_checkpoint(run.dump, timeout).criu_s
+        # A lazy dump's CRIU statistics do not time the freeze (its tasks stay frozen until the
+        # last page is served): the kit's checkpoint phase (freeze -> images written) stands in.
+        record.criu_dump_s = dumped if mode == "stop-and-copy" else record.timings.checkpoint
         run.dump = None
         phases.cleanup(plan.src_container, plan.src_pod.netns_path)
         _end(record, phase, t0, inject)
-    except PagesLost as exc:   # the source is gone: nothing to roll back to, the backend was stopped
-        record.fail(phase, exc)
-        exc.record = record  # type: ignore[attr-defined]
-        raise
+    except PagesLost as exc:   # the page source died: the restored copy was stopped, none is whole
+        _restart(lab, plan, run, record, phase, exc, memory, timeout)
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
+        if memory.source_held() and not resumed:
+            _restart(lab, plan, run, record, phase, exc, memory, timeout)
         _roll_back(lab, plan, run, record, phase, exc, timeout)
     finally:
         memory.close()
@@ -183,6 +193,24 @@ def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> 
     record.timings.set(phase, time.monotonic() - t0)
     if inject == phase:
         raise InjectedFailure(f"failure injected after the {phase} phase ({FAIL_AT_ENV}/fail_at)")
+
+
+def _restart(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord, phase: str,
+             exc: BaseException, memory: modes.MemoryTransfer, timeout: float) -> NoReturn:
+    """A lazy migration failed while the backend's memory was only behind its page source:
+    restart it fresh at the source (rollback.restart_at_source) and raise MigrationError saying
+    that its memory and connections were lost."""
+    record.fail(phase, exc)
+    try:
+        record.rollback_s = restart_at_source(lab, plan, run, memory.stop_source, timeout)
+        record.rolled_back = True
+        outcome = (f"its memory was lost with the page source, so a FRESH server runs at {plan.src.name} "
+                   f"(backend {plan.backend}, its connections closed) and the switch points there")
+    except RollbackError as rb:
+        outcome = f"RESTART FAILED: {rb}"
+    error = MigrationError(phase, f"{exc}; {outcome}")
+    error.record = record  # type: ignore[attr-defined]
+    raise error from exc
 
 
 def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,

@@ -80,7 +80,10 @@ class MemoryTransfer(Protocol):
     def staged(self, staged: phases.StagedRestore) -> None: ...
     def wait_dumped(self, dump: subprocess.Popen[str], timeout: float) -> None: ...
     def serve(self, staged: phases.StagedRestore, timeout: float) -> None: ...
-    def complete(self, staged: phases.StagedRestore, timeout: float) -> None: ...
+    def complete(self, staged: phases.StagedRestore, dump: subprocess.Popen[str] | None,
+                 timeout: float) -> None: ...
+    def source_held(self) -> bool: ...
+    def stop_source(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -102,7 +105,14 @@ class StopAndCopy:
     def serve(self, staged: phases.StagedRestore, timeout: float) -> None:
         return None
 
-    def complete(self, staged: phases.StagedRestore, timeout: float) -> None:
+    def complete(self, staged: phases.StagedRestore, dump: subprocess.Popen[str] | None,
+                 timeout: float) -> None:
+        return None
+
+    def source_held(self) -> bool:
+        return False
+
+    def stop_source(self) -> None:
         return None
 
     def close(self) -> None:
@@ -115,7 +125,10 @@ def transfer_for(mode: str, plan: MigrationPlan) -> MemoryTransfer:
     require(mode)
     if mode == "stop-and-copy":
         return StopAndCopy(plan)
-    if plan.across_machines:
-        raise ConfigError(f"migration mode {mode!r} runs between hosts of one machine for now; "
-                          f"{plan.src.name} and {plan.dst.name} are on different machines: use stop-and-copy")
+    if plan.across_machines or not plan.src_machine.is_local:
+        where = ("are on different machines" if plan.across_machines
+                 else f"run on machine {plan.src_machine.name!r}")
+        raise ConfigError(f"migration mode {mode!r} runs between hosts of this machine only (its page server "
+                          f"and lazy-pages daemon are local processes); {plan.src.name} and {plan.dst.name} "
+                          f"{where}: use --mode stop-and-copy")
     return LazyTransfer(plan)

@@ -6,6 +6,8 @@ Every page is written once at start (so it is resident and CRIU must dump it: un
 pages would be the kernel's shared zero page), and a slice of a "hot" share keeps being
 rewritten from the server's own loop (no thread: the server stays single-threaded, see
 tcp_server.py), so the memory is dirty while it runs, as an application's working set is.
+The ballast remembers what each page must hold, so `check()` finds a page a migration lost
+(a lazy restore whose page source died would leave it zero-filled).
 
 Standard library only: it runs inside the backend image.
 """
@@ -19,6 +21,7 @@ MIB = 1 << 20
 HOT_SHARE = 0.0625        # the part of the ballast that keeps being rewritten (1/16)
 TOUCH_PAGES = 256         # pages rewritten per touch (1 MiB)
 TOUCH_EVERY_S = 0.05      # at most one touch per 50 ms: about 20 MiB/s of dirtied memory
+FILL = 0x5A               # what every page holds at start
 
 
 class Ballast:
@@ -28,9 +31,10 @@ class Ballast:
         if mib < 0:
             raise ValueError(f"ballast of {mib} MiB: use 0 or more")
         self.mib = mib
-        self.memory = bytearray(bytes([0x5A]) * MIB) * mib   # repeats by memcpy: writes every page
+        self.memory = bytearray(bytes([FILL]) * MIB) * mib   # repeats by memcpy: writes every page
         self.pages = len(self.memory) // PAGE
         self.hot_pages = max(1, int(self.pages * HOT_SHARE)) if self.pages else 0
+        self.expected = bytearray([FILL]) * self.pages   # first byte each page must hold
         self.generation = 0
         self.cursor = 0
         self.next_touch = 0.0
@@ -47,12 +51,16 @@ class Ballast:
         count = min(TOUCH_PAGES, self.hot_pages - self.cursor)
         start = self.cursor * PAGE
         self.generation = (self.generation + 1) % 251
-        self.memory[start:start + count * PAGE:PAGE] = bytes([self.generation + 1]) * count
+        mark = bytes([self.generation + 1]) * count
+        self.memory[start:start + count * PAGE:PAGE] = mark
+        self.expected[self.cursor:self.cursor + count] = mark
         self.cursor = (self.cursor + count) % self.hot_pages
         return count
 
-    def check(self) -> bool:
-        """True when every page outside the hot share still holds the start pattern (a cheap
-        look at one byte per page: a page lost in a migration reads as zero)."""
-        cold = self.memory[self.hot_pages * PAGE::PAGE]
-        return cold.count(0x5A) == len(cold)
+    def check(self) -> int:
+        """The number of pages whose first byte is not what was last written there (0: intact).
+        One byte per page is enough: memory is lost a page at a time."""
+        firsts = self.memory[::PAGE]
+        if firsts == self.expected:
+            return 0
+        return sum(1 for got, want in zip(firsts, self.expected) if got != want)

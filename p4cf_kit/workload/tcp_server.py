@@ -69,6 +69,7 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self.conns: dict[int, Connection] = {}
         self.stopping = False
+        self.check_due = False
         self.total_messages = 0
 
     @property
@@ -79,6 +80,16 @@ class Server:
     def stop(self, *_: object) -> None:
         self.stopping = True
 
+    def ask_check(self, *_: object) -> None:
+        """SIGUSR1: check the ballast at the next turn of the loop and log the result."""
+        self.check_due = True
+
+    def _check_ballast(self) -> None:
+        self.check_due = False
+        bad = self.ballast.check()
+        log("ballast", host=self.host_id, mib=self.ballast.mib, pages=self.ballast.pages, bad_pages=bad,
+            ok=bad == 0)
+
     def serve(self) -> None:
         host, port = self.address
         log("listening", host=self.host_id, addr=f"{host}:{port}", pid=os.getpid(),
@@ -86,6 +97,8 @@ class Server:
         timeout = TOUCH_EVERY_S if self.ballast.mib else POLL_S
         while not self.stopping:
             self.ballast.touch()
+            if self.check_due:
+                self._check_ballast()
             for key, mask in self.selector.select(timeout):
                 if key.data is None:
                     self._accept()
@@ -158,7 +171,7 @@ class Server:
         self.listener.close()
         self.selector.close()
         log("stopped", host=self.host_id, messages=self.total_messages,
-            ballast_ok=self.ballast.check() if self.ballast.mib else "none")
+            ballast_bad_pages=self.ballast.check())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -178,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(args.bind, args.port, args.host_id, args.ballast_mib)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
+    signal.signal(signal.SIGUSR1, server.ask_check)
     server.serve()
     return 0
 
