@@ -36,7 +36,7 @@ from p4cf_kit.topology.pods import pod_net
 from p4cf_kit.workload.ballast import PAGE, Ballast
 
 LAB = "mm"
-OCTET = 158
+OCTET = 171
 BALLAST_MIB = 32
 CONNECTIONS = 8
 

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 from p4cf_kit.errors import ConfigError, KitError, MigrationError
 from p4cf_kit.lablock import lab_lock, note
@@ -169,8 +170,8 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
             record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
         dumped = phases.finish_checkpoint(run.dump, timeout).criu_s
         # A lazy dump's CRIU statistics do not time the freeze (its tasks stay frozen until the
-        # last page is served): the kit's checkpoint phase (freeze -> images written) stands in.
-        record.criu_dump_s = dumped if mode == "stop-and-copy" else record.timings.checkpoint
+        # last page is served, and the figure Podman reports is not a duration): left unset.
+        record.criu_dump_s = dumped if mode == "stop-and-copy" else None
         run.dump = None
         phases.cleanup(plan.src_container, plan.src_pod.netns_path)
         _end(record, phase, t0, inject)
