@@ -21,6 +21,7 @@ import pytest
 from p4cf_kit.analysis import downtime_for_record, load_client_log
 from p4cf_kit.analysis.client_log import error_events
 from p4cf_kit.config import parse_config
+from p4cf_kit.doctor.checks.criu import check_migration_modes
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lab import Lab
 from p4cf_kit.migration import migrate, modes
@@ -78,6 +79,14 @@ def test_pre_copy_is_refused_with_the_kernels_reason() -> None:
     assert not found.available and found.reason
     with pytest.raises(ConfigError, match="pre-copy.*refused"):
         modes.require("pre-copy")
+
+
+def test_doctor_says_which_modes_this_kernel_allows() -> None:
+    result = check_migration_modes()
+    assert result.name == "migration-modes" and not result.required
+    assert "usable: stop-and-copy" in result.detail
+    if not modes.support("pre-copy").available:
+        assert "pre-copy refused" in result.detail and "dirty pages" in result.detail
 
 
 # ---- on a lab --------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ finds on PATH, so the doctor says so when the two differ.
 from __future__ import annotations
 
 from p4cf_kit.doctor.checks.criu import (CRIU_MIN, FIX_CRIU, check_criu_check, check_criu_deep,
-                                         check_criu_fast_migration, check_criu_version)
+                                         check_criu_fast_migration, check_criu_version,
+                                         check_migration_modes)
 from p4cf_kit.doctor.checks.kernel import (check_af_packet, check_ebpf_fastpath, check_netns,
                                            check_root, check_tcp_repair, check_veth)
 from p4cf_kit.doctor.checks.podman import (PODMAN_MIN, SYSTEM_PODMAN_SOCKET, check_containers_conf,
@@ -46,7 +47,7 @@ def all_checks(deep: bool = False) -> list[Check]:
     checks: list[Check] = [check_root, *python_package_checks(), check_pycriu,
                            check_podman_version, check_podman_api, check_oci_runtime,
                            check_containers_conf, check_criu_version, check_criu_check,
-                           check_criu_fast_migration]
+                           check_criu_fast_migration, check_migration_modes]
     if deep:
         checks.append(check_criu_deep)
     checks += [check_netns, check_veth, check_af_packet, check_ebpf_fastpath, check_tcp_repair,
