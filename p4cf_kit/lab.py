@@ -38,7 +38,7 @@ from p4cf_kit.machines.registry import cable_end, machines_of
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
 from p4cf_kit.topology.commands import netns_path
-from p4cf_kit.topology.memory import check_ballast_fits
+from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
 from p4cf_kit.labels import LABEL
 from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.paths import P4INFO_TXT
@@ -144,6 +144,9 @@ class Lab:
                 host_ctrs.wait_listening(self.pod_nets[b.name].netns_path, cfg.port,
                                          self.names.server(b.name), timeout=timeout,
                                          machine=self.machine_of(b))
+                if cfg.backend.ballast_mib:
+                    check_ballast_held(self.machine_of(b).podman("logs", self.names.server(b.name)).stdout,
+                                       cfg.backend.ballast_mib, self.names.server(b.name))
             report.phases["servers_listening"] = time.monotonic() - t0
         except BaseException:
             self.down()

@@ -32,7 +32,7 @@ from p4cf_kit.migration.plan import MigrationPlan, container_state
 from p4cf_kit.podman.images import WORKLOAD_IMAGES, build_workload
 from p4cf_kit.podman.restore_gate import GATES_DIR
 from p4cf_kit.podman.runner import podman
-from p4cf_kit.topology.memory import check_ballast_fits
+from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
 from p4cf_kit.topology.pods import pod_net
 from p4cf_kit.workload.ballast import PAGE, Ballast
 
@@ -58,6 +58,13 @@ def test_ballast_the_machine_cannot_hold_is_refused_with_the_numbers() -> None:
                                           r".*at most 372"):
         check_ballast_fits(1024, 3, available=2000)
     check_ballast_fits(256, 3, available=2000)
+
+
+def test_a_server_without_the_ballast_is_refused() -> None:
+    held = "2026-12-07T12:00:00.000Z listening host=h2 addr=0.0.0.0:8000 pid=1 ballast_mib=64"
+    check_ballast_held(held, 64, "p4cf-x-h2-srv")
+    with pytest.raises(ConfigError, match=r"p4cf-x-h2-srv does not hold the 64 MiB.*p4cf images build"):
+        check_ballast_held("2026-12-07T12:00:00.000Z listening host=h2 addr=0.0.0.0:8000 pid=1", 64, "p4cf-x-h2-srv")
 
 
 def test_mode_and_ballast_in_the_config() -> None:

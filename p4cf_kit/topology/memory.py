@@ -36,3 +36,19 @@ def check_ballast_fits(ballast_mib: int, backends: int, available: int | None = 
             f"{need} MiB ({ballast_mib} x {backends + 1} + {HEADROOM_MIB} MiB headroom), but this machine "
             f"has {free} MiB available; lower backend.ballast_mib to at most "
             f"{max(0, (free - HEADROOM_MIB) // (backends + 1))}")
+
+
+def check_ballast_held(server_log: str, ballast_mib: int, container: str) -> None:
+    """ConfigError when a backend server that should hold `ballast_mib` MiB does not say so in
+    its `listening` line (an image built before the ballast existed ignores the setting, and
+    every measurement of memory would then be silently wrong)."""
+    if ballast_mib <= 0:
+        return
+    for line in server_log.splitlines():
+        words = line.split()
+        if words[1:2] == ["listening"]:
+            if f"ballast_mib={ballast_mib}" in words:
+                return
+            break
+    raise ConfigError(f"{container} does not hold the {ballast_mib} MiB ballast backend.ballast_mib asks for "
+                      f"(its image predates it, or another checkout rebuilt it): run `p4cf images build`")
