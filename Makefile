@@ -1,7 +1,7 @@
 # P4ContainerFlow Kit: the front door. Run as root on Debian 12/13 (elsewhere: README "Other systems").
 #   make demo   set up everything, run the main experiment headless, results under results/
-#   make test   set up everything and run the whole test suite
-.PHONY: setup system test-system criu python p4lang controllers images p4 demo test doctor clean-lab bench
+#   make test   check types and lint first (make lint), set up everything, run the whole test suite
+.PHONY: setup system test-system criu python p4lang controllers images p4 demo lint test doctor clean-lab bench
 
 PY      := .venv/bin/python
 P4CF    := .venv/bin/p4cf
@@ -40,7 +40,13 @@ demo: setup images
 test-system:
 	@bash scripts/setup-system.sh --test
 
-test: setup test-system controllers images
+# ruff and mypy (strict; settings in pyproject.toml), before the long set-up: a type error or
+# lint finding fails `make test` (and so CI) within seconds.
+lint: python
+	@.venv/bin/ruff check p4cf_kit tests benchmarks
+	@.venv/bin/mypy
+
+test: lint setup test-system controllers images
 	@$(PYTEST) -ra tests
 
 bench: setup images

@@ -50,10 +50,10 @@ sys.path.insert(0, str(REPO))
 from p4cf_kit import analysis as an  # noqa: E402
 from p4cf_kit.analysis.bystanders import bystander_delays  # noqa: E402
 from p4cf_kit.config import parse_config  # noqa: E402
-from p4cf_kit.results import CLIENT_LOG  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
 from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment  # noqa: E402
 from p4cf_kit.migration.phases import checkpoint_in_place, restore_in_place  # noqa: E402
+from p4cf_kit.results import CLIENT_LOG  # noqa: E402
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 300.0, 400.0
 GOAL_BYSTANDER_P95_MS = 5.0
@@ -216,7 +216,8 @@ def run_case(args: argparse.Namespace, target: str) -> dict[str, Any]:
     extra = an.describe(others["extra_ms"])
     normal = an.describe(others["normal_rtt_ms"])
     out: dict[str, Any] = {
-        "target": lab.config.switch.target, "folder": str(result.folder), "migrations": s["migrations"], "succeeded": s["succeeded"],
+        "target": lab.config.switch.target, "folder": str(result.folder), "migrations": s["migrations"],
+        "succeeded": s["succeeded"],
         "connections_migrated": s["connections_migrated"], "connections_broken": s["connections_broken"],
         "client_errors": s["client_errors"],
         "gap_ms": {"median": gap["median"], "p95": gap["p95"], "max": gap["max"]},
@@ -257,9 +258,11 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
           f"{'met' if out['untouched_goal_met'] else 'NOT met'})")
     print("phase medians: " + ", ".join(f"{k[:-2]} {v * 1000:.0f} ms" for k, v in ph.items() if v == v)
           + f"; checkpoint {out['checkpoint_mb_median']:.1f} MB")
-    print(f"floor (bare in-place checkpoint + restore, {args.floor_repeats}x): {fl['bare_checkpoint_restore_s'] * 1000:.0f} ms "
+    print(f"floor (bare in-place checkpoint + restore, {args.floor_repeats}x): "
+          f"{fl['bare_checkpoint_restore_s'] * 1000:.0f} ms "
           f"(checkpoint {fl['bare_checkpoint_s'] * 1000:.0f}, restore {fl['bare_restore_s'] * 1000:.0f}); "
-          f"CRIU's own share: {fl['criu_in_bare_s'] * 1000:.0f} ms bare, {fl['criu_in_migrations_s'] * 1000:.0f} ms in migrations")
+          f"CRIU's own share: {fl['criu_in_bare_s'] * 1000:.0f} ms bare, "
+          f"{fl['criu_in_migrations_s'] * 1000:.0f} ms in migrations")
     r = out["ratio"]
     print(f"ratios: total/floor {r['total_over_floor']:.2f}, gap/floor {r['gap_over_floor']:.2f}, "
           f"total/CRIU {r['total_over_criu']:.2f}")
@@ -271,8 +274,10 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
               f"{gap['median']:>6.0f}ms {gap['p95']:>6.0f}ms {1:>6.2f}")
         for row in out["across_machines"]:
             rr = row["ratio"]
-            print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {row['succeeded']:>3}/{row['migrations']:<2} {row['broken']:>6} "
-                  f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms {rr['gap_over_same_machine']:>6.2f} "
+            print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {row['succeeded']:>3}/{row['migrations']:<2} "
+                  f"{row['broken']:>6} "
+                  f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms "
+                  f"{rr['gap_over_same_machine']:>6.2f} "
                   f"{row['transfer_mb']:>5.1f} MB {row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
                   f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s")
 

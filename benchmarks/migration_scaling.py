@@ -41,17 +41,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pandas as pd
+import pandas as pd  # noqa: E402
 
-from p4cf_kit import analysis as an
-from p4cf_kit.config import parse_config
-from p4cf_kit.errors import MigrationError
-from p4cf_kit.lab import Lab
-from p4cf_kit.migration import modes
-from p4cf_kit.migration.experiment import tune_routes
-from p4cf_kit.migration.record import MigrationRecord
-from p4cf_kit.podman.images import WORKLOAD_IMAGES, build_workload
-from p4cf_kit.results import ResultsFolder
+from p4cf_kit import analysis as an  # noqa: E402
+from p4cf_kit.config import parse_config  # noqa: E402
+from p4cf_kit.errors import MigrationError  # noqa: E402
+from p4cf_kit.lab import Lab  # noqa: E402
+from p4cf_kit.migration import modes  # noqa: E402
+from p4cf_kit.migration.experiment import tune_routes  # noqa: E402
+from p4cf_kit.migration.record import MigrationRecord  # noqa: E402
+from p4cf_kit.podman.images import WORKLOAD_IMAGES, build_workload  # noqa: E402
+from p4cf_kit.results import ResultsFolder  # noqa: E402
 
 OCTET = 172
 CONNECTIONS = 8
@@ -86,7 +86,9 @@ def run_size(mib: int, mode_list: list[str], migrations: int,
                     try:
                         rec = lab.migrate(src, dst, mode=mode, migration=k)
                     except MigrationError as exc:
-                        rec = exc.record  # type: ignore[attr-defined]
+                        if exc.record is None:
+                            raise
+                        rec = exc.record
                     records.append(rec)
                     print(f"  {mib} MiB {mode:>13} m{k}: ok={rec.ok} total {rec.total_s:.3f} s "
                           f"checkpoint {rec.timings.checkpoint or 0:.3f} restore {rec.criu_restore_s or 0:.3f} "

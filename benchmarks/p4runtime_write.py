@@ -76,11 +76,11 @@ def local_costs(schema: P4Schema, n: int = 3000) -> dict[str, float]:
     """Per-write costs without gRPC (us): the client's serialise, the server's decode of the
     bytes (and what protobuf's parser would take), and the rest of the server's Write."""
     from p4cf_kit.switch.embedded.arbitration import Controller
+    from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
     from p4cf_kit.switch.embedded.server import P4RuntimeService
-    from p4cf_kit.switch.embedded.target import default_pipeline
     from p4cf_kit.switch.embedded.write_wire import parse_write
 
-    service = P4RuntimeService(1, default_pipeline())
+    service = P4RuntimeService(1, LoadBalancerPipeline())
     config = p4runtime_pb2.ForwardingPipelineConfig()
     config.p4info.CopyFrom(schema.p4info)
     service.load_pipeline(config)
@@ -155,6 +155,7 @@ def main() -> int:
         addr = f"unix:/run/{topo.prefix}grpc.sock"
     if args.target == "bmv2":
         import tempfile
+
         from p4cf_kit.switch.targets import get_target
         assert topo is not None
         bmv2_state = Path(tempfile.mkdtemp(prefix="p4cf-b-bmv2-"))

@@ -238,6 +238,7 @@ def bmv2_topology(tag: str) -> StarTopology:
 def measure_bmv2(topo: StarTopology, duration: float) -> dict[str, object]:
     """One measurement through a fresh BMv2 in the topology's switch netns, LB installed over P4Runtime."""
     import tempfile
+
     from p4cf_kit.control.connection import SwitchConnection
     from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
     from p4cf_kit.switch.targets import get_target

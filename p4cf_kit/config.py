@@ -25,6 +25,9 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     server = "localhost/p4cf-tcp-server:latest"
     client = "localhost/p4cf-tcp-client:latest"
 
+    [workload]                # what the backends run: echo | redis | http | custom (apps/settings.py)
+    kind = "echo"
+
     [backend]
     ballast_mib = 0           # memory each backend server holds, written and kept dirty (MiB)
 
@@ -72,10 +75,12 @@ import hashlib
 import ipaddress
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from p4cf_kit.apps.settings import WorkloadConfig, parse_workload, workload_to_dict
 from p4cf_kit.errors import ConfigError
 from p4cf_kit.labels import NAME_PREFIX
 
@@ -139,7 +144,7 @@ class SwitchConfig:
     # TLS files, and the port map's values as "MACHINE:NIC".
     p4info: str = ""
     device_config: str = ""
-    tls: "TlsConfig | None" = None
+    tls: TlsConfig | None = None
     insecure: bool = False
 
     @property
@@ -199,6 +204,7 @@ class LabConfig:
     machines: dict[str, MachineConfig] = field(default_factory=dict)
     backend: BackendConfig = field(default_factory=BackendConfig)
     migration: MigrationConfig = field(default_factory=MigrationConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -309,7 +315,7 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
     grpc_addr = raw.get("grpc_addr", "")
     if not isinstance(grpc_addr, str):
-        raise ConfigError(f"switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
+        raise ConfigError("switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
     if target == "remote":
         return _remote_switch(raw, grpc_addr)
     for key in ("p4info", "device_config", "tls", "insecure"):
@@ -440,7 +446,7 @@ def _cable_hosts(hosts: tuple[HostConfig, ...], switch: SwitchConfig,
                               f"this lab; add [machines.{machine}] or write \"local:NIC\" for this machine")
     local = sorted((p, w.partition(":")[2]) for p, w in switch.ports.items() if w.startswith(LOCAL_MACHINE + ":"))
     by_cable = {w: p for p, w in switch.ports.items()}
-    out = []
+    out: list[HostConfig] = []
     for h in hosts:
         if h.machine == LOCAL_MACHINE:
             i = sum(1 for o in out if o.machine == LOCAL_MACHINE)
@@ -555,6 +561,13 @@ def _backend(raw: dict[str, Any]) -> BackendConfig:
     return BackendConfig(ballast_mib=_int("backend", "ballast_mib", raw.get("ballast_mib", 0), 0, MAX_BALLAST_MIB))
 
 
+def check_ballast_kind(ballast_mib: int, kind: str) -> None:
+    """The ballast is the echo server's (workload/ballast.py): refuse it for another workload."""
+    if ballast_mib and kind != "echo":
+        raise ConfigError(f"backend.ballast_mib = {ballast_mib} applies to the echo workload only (its server "
+                          f"holds the ballast); workload.kind is {kind!r}: set backend.ballast_mib = 0")
+
+
 def _migration(raw: dict[str, Any]) -> MigrationConfig:
     _check_keys("migration", raw, {"mode"})
     mode = raw.get("mode", "stop-and-copy")
@@ -566,7 +579,8 @@ def _migration(raw: dict[str, Any]) -> MigrationConfig:
 def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     """Validate a parsed config document (dict) and return the typed LabConfig."""
     raw = _files_from(dict(raw or {}), Path.cwd())
-    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts", "backend", "migration"})
+    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts", "workload", "backend",
+                                   "migration"})
     lab = _section(raw, "lab")
     _check_keys("lab", lab, {"name", "vip", "port", "hosts", "client", "backends", "subnet_pattern"})
     name = lab.get("name", DEFAULT_LAB)
@@ -583,6 +597,11 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
             raise ConfigError(f"lab.vip = {vip} lies inside {h.name}'s subnet {h.subnet}; choose a VIP outside "
                               "every host subnet (e.g. 10.0.0.100)")
     port = _int("lab", "port", lab.get("port", 8000), 1, 65535)
+    workload = parse_workload(_section(raw, "workload"))
+    if workload.port is not None:  # the application's port is the VIP's (it overrides lab.port)
+        port = workload.port
+    backend = _backend(_section(raw, "backend"))
+    check_ballast_kind(backend.ballast_mib, workload.kind)
     machines = _machines(_section(raw, "machines"))
     hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
     switch = _switch(_section(raw, "switch"))
@@ -602,8 +621,8 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
         raise ConfigError("hosts on other machines need switch.netns = true (their cables become the "
                           "switch's ports inside its namespace)")
     return LabConfig(name=name, vip=vip, port=port, hosts=hosts, switch=switch,
-                     images=_images(_section(raw, "images")), machines=machines,
-                     backend=_backend(_section(raw, "backend")), migration=_migration(_section(raw, "migration")),
+                     images=_images(_section(raw, "images")), machines=machines, workload=workload,
+                     backend=backend, migration=_migration(_section(raw, "migration")),
                      source=raw)
 
 
@@ -645,9 +664,11 @@ def _files_from(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return {**raw, "switch": switch}
 
 
-def default_config(hosts: int = 4, **lab: Any) -> LabConfig:
-    """The classic lab with `hosts` hosts (h1 client, h2 h3 backends, the rest idle); keyword overrides go to [lab]."""
-    return parse_config({"lab": {"hosts": hosts, **lab}})
+def default_config(hosts: int = 4, workload: str | Mapping[str, Any] | None = None, **lab: Any) -> LabConfig:
+    """The classic lab with `hosts` hosts (h1 client, h2 h3 backends, the rest idle); keyword overrides go to
+    [lab]; `workload` is a kind ("redis") or a whole [workload] table."""
+    table = {} if workload is None else {"kind": workload} if isinstance(workload, str) else dict(workload)
+    return parse_config({"lab": {"hosts": hosts, **lab}, "workload": table})
 
 
 def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
@@ -670,4 +691,20 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
         "machines": {m.name: {"podman": m.podman, "identity": m.identity, "known_hosts": m.known_hosts,
                               "uplinks": list(m.uplinks), "emulated": m.emulated, "transfer": m.transfer}
                      for m in cfg.machines.values()},
+        "workload": workload_to_dict(cfg.workload),
     }
+
+
+def with_workload(cfg: LabConfig, workload: str | Mapping[str, Any] | None) -> LabConfig:
+    """`cfg` running another workload: a kind ("redis") or a whole `[workload]` table; None keeps it.
+
+    A kind other than the config's own replaces its `[workload]` table (its custom fields would
+    not apply); asking for "custom" needs the table itself."""
+    if workload is None or workload == cfg.workload.kind:
+        return cfg
+    table = {"kind": workload} if isinstance(workload, str) else dict(workload)
+    raw = dict(cfg.source) if cfg.source else {}
+    if not raw:
+        from p4cf_kit.lab import config_to_dict_source  # late: lab imports this module
+        raw = config_to_dict_source(cfg)
+    return parse_config({**raw, "workload": table})

@@ -9,9 +9,12 @@ wait_for_ready does the same waiting in the caller's thread.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import grpc
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from p4cf_kit.errors import SwitchError
 
 
 def wait_until_serving(channel: grpc.Channel, timeout: float, step: float = 0.2) -> bool:
@@ -30,3 +33,21 @@ def wait_until_serving(channel: grpc.Channel, timeout: float, step: float = 0.2)
         except grpc.RpcError as exc:
             if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 return True
+
+
+def wait_grpc_ready(grpc_addr: str, timeout: float, alive: Callable[[], bool] | None = None) -> None:
+    """Poll until a P4Runtime server answers on `grpc_addr`; SwitchError after `timeout` s, or as
+    soon as `alive()` says the switch process has exited."""
+    deadline = time.monotonic() + timeout
+    channel = grpc.insecure_channel(grpc_addr)
+    try:
+        while True:
+            if alive is not None and not alive():
+                raise SwitchError("the switch process exited during start-up")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SwitchError(f"no P4Runtime server answers on {grpc_addr} after {timeout:.0f} s")
+            if wait_until_serving(channel, min(0.2, remaining)):
+                return
+    finally:
+        channel.close()

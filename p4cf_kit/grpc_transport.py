@@ -9,7 +9,7 @@ in a kit netns) and for a remote switch only where the config allows it (config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -21,7 +21,7 @@ def _read(path: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-def channel(grpc_addr: str, tls: "TlsConfig | None") -> grpc.Channel:
+def channel(grpc_addr: str, tls: TlsConfig | None) -> grpc.Channel:
     """A gRPC channel to the switch: secure with the config's TLS files, else plain."""
     if tls is None:
         return grpc.insecure_channel(grpc_addr)
@@ -29,7 +29,7 @@ def channel(grpc_addr: str, tls: "TlsConfig | None") -> grpc.Channel:
     return grpc.secure_channel(grpc_addr, creds)
 
 
-def ssl_options(tls: "TlsConfig | None") -> object | None:
+def ssl_options(tls: TlsConfig | None) -> Any:
     """p4runtime-shell's SSLOptions for the same files (None: plain text)."""
     if tls is None:
         return None

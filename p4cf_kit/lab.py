@@ -19,29 +19,40 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
+from p4cf_kit.apps import containers as app
+from p4cf_kit.config import (
+    DEFAULT_LAB,
+    HostConfig,
+    LabConfig,
+    check_ballast_kind,
+    config_to_dict,
+    default_config,
+    parse_config,
+)
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
 from p4cf_kit.control.intent import IntentFile
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop, PoolState
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
+from p4cf_kit.labels import LABEL
+from p4cf_kit.lablock import holds_lab_lock
 from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.machines.preflight import check_machines
 from p4cf_kit.machines.registry import cable_end, machines_of
-from p4cf_kit.switch import targets as switch_targets
-from p4cf_kit.topology import cleanup, hosts as host_ctrs, isolation, networks, pods, wiring
-from p4cf_kit.topology.commands import netns_path
-from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
-from p4cf_kit.labels import LABEL
-from p4cf_kit.lablock import holds_lab_lock
+from p4cf_kit.netns import netns_path
 from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.switch import targets as switch_targets
+from p4cf_kit.topology import cleanup, isolation, networks, pods, wiring
+from p4cf_kit.topology import hosts as host_ctrs
+from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
 from p4cf_kit.topology.traffic import TrafficRun
@@ -81,7 +92,7 @@ class Lab:
     # --- attach to a running lab -------------------------------------------------------------
 
     @classmethod
-    def attach(cls, name: str = DEFAULT_LAB) -> "Lab":
+    def attach(cls, name: str = DEFAULT_LAB) -> Lab:
         """A Lab for an already running lab `name` (config from its state folder)."""
         path = LabNames(name).state / STATE_FILE
         if not path.exists():
@@ -112,8 +123,9 @@ class Lab:
             raise PrerequisiteError(f"switch.target = {self.config.switch.target!r}: {why_not}")
         if switch_targets.switch_up(self.names.state):
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
-        self._require_images([self.config.images.server] if self.config.backends else [])
+        self._require_images([self.server_image] if self.config.backends else [])
         check_machines(self.config, self.machines)  # refused before anything is made
+        check_ballast_kind(self.config.backend.ballast_mib, self.config.workload.kind)   # --workload too
         check_ballast_fits(self.config.backend.ballast_mib, len(self.config.backends))
         cleanup.down(self.config.name, self.machines)  # leftovers of a crashed run, if any
         report = UpReport()
@@ -127,7 +139,7 @@ class Lab:
                 sw_future = pool.submit(self._switch_chain, timeout)
                 sw_future.result()
                 report.phases["switch_programmed"] = time.monotonic() - t0
-                for name, fut in chains.items():
+                for fut in chains.values():
                     fut.result()
                 report.phases["hosts_ready"] = time.monotonic() - t0
             for name, machine in self.machines.items():
@@ -141,9 +153,8 @@ class Lab:
             report.phases["isolated"] = time.monotonic() - t0
             cfg = self.config
             for b in cfg.backends:
-                host_ctrs.wait_listening(self.pod_nets[b.name].netns_path, cfg.port,
-                                         self.names.server(b.name), timeout=timeout,
-                                         machine=self.machine_of(b))
+                host_ctrs.wait_ready(cfg, self.names, b, self.pod_nets[b.name].netns_path, timeout=timeout,
+                                     machine=self.machine_of(b))
                 if cfg.backend.ballast_mib:
                     check_ballast_held(self.machine_of(b).podman("logs", self.names.server(b.name)).stdout,
                                        cfg.backend.ballast_mib, self.names.server(b.name))
@@ -164,8 +175,9 @@ class Lab:
             host_ctrs.start_server(self.config, self.names, host, machine)
             net = pods.pod_net(self.names, host, machine)
         else:
-            net = pods.create_pod(self.names, host, machine=machine)
-            assert net is not None
+            created = pods.create_pod(self.names, host, machine=machine)
+            assert created is not None
+            net = created
         self.pod_nets[host.name] = net
         wiring.configure_host(self.config, host, net.netns_path, machine)
         wiring.quiet_bridge_members(bridge, machine)
@@ -249,7 +261,7 @@ class Lab:
             self.conn = None
             self.lb = None
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.up()
         return self
 
@@ -260,11 +272,11 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         """What runs: switch pid and address, per-host pod/container state, the pool from the switch."""
-        pid = switch_targets.running_pid(self.names.state)
-        out: dict[str, Any] = {"lab": self.config.name, "switch": {"pid": pid, "grpc_addr": self.grpc_addr,
-                                                                    "target": self.config.switch.target,
-                                                                    "running": switch_targets.switch_up(self.names.state),
-                                                                    "data_plane": switch_targets.data_path(self.names.state)},
+        sw = switch_targets.running(self.names.state)
+        out: dict[str, Any] = {"lab": self.config.name,
+                               "switch": {"pid": sw.pid if sw else None, "grpc_addr": self.grpc_addr,
+                                          "target": sw.target if sw else self.config.switch.target,
+                                          "running": sw is not None, "data_plane": sw.data_path if sw else None},
                                "hosts": {}, "pool": None}
         containers: list[dict[str, Any]] = []
         for machine in {self.machine_of(h).name: self.machine_of(h) for h in self.config.hosts}.values():
@@ -276,7 +288,7 @@ class Lab:
                     if c.get("PodName") == self.names.pod(h.name) and not c.get("IsInfra")}
             out["hosts"][h.name] = {"role": h.role, "ip": str(h.ip), "mac": h.mac, "port": h.port,
                                     "machine": h.machine, "containers": ctrs}
-        if pid is not None:
+        if sw is not None:
             try:
                 out["pool"] = self._pool_view(self._read_state())
             except KitError as exc:
@@ -358,7 +370,7 @@ class Lab:
 
     def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
                 nudge: bool = True, on_phase: Callable[[str], None] | None = None,
-                mode: str | None = None) -> "MigrationRecord":
+                mode: str | None = None) -> MigrationRecord:
         """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`);
         `mode` ("stop-and-copy", "lazy", "pre-copy") defaults to the config's migration.mode."""
         from p4cf_kit.migration import migrate
@@ -374,8 +386,7 @@ class Lab:
                 host_ctrs.start_server(self.config, self.names, h, machine)
         for h in targets:
             net = self.pod_nets.get(h.name) or pods.pod_net(self.names, h, self.machine_of(h))
-            host_ctrs.wait_listening(net.netns_path, self.config.port, self.names.server(h.name),
-                                     machine=self.machine_of(h))
+            host_ctrs.wait_ready(self.config, self.names, h, net.netns_path, machine=self.machine_of(h))
 
     # --- traffic and counters ----------------------------------------------------------------
 
@@ -384,7 +395,7 @@ class Lab:
         """Start the client in the client host's pod; returns a handle to read its live CSV and stop it."""
         if connections < 1:
             raise ConfigError(f"connections = {connections}: use 1 or more")
-        self._require_images([self.config.images.client])
+        self._require_images([app.client_image(self.config.workload, self.config.images.client)])
         if log_dir is None:
             log_dir = self.names.state / f"traffic-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
         log_dir = Path(log_dir).resolve()
@@ -393,7 +404,13 @@ class Lab:
         LOCAL.podman("rm", "-f", "-t", "0", name, check=False)
         host_ctrs.start_client(self.config, self.names, self.config.client, log_dir, connections, rate,
                                duration, list(extra_args))
-        return TrafficRun(container=name, log_dir=log_dir, csv_path=log_dir / "client.csv")
+        custom = log_dir / app.CUSTOM_CSV if app.client_mode(self.config.workload) == "command" else None
+        return TrafficRun(container=name, log_dir=log_dir, csv_path=log_dir / "client.csv", custom_csv=custom)
+
+    @property
+    def server_image(self) -> str:
+        """The image the backends run (the workload's; see apps/containers.py)."""
+        return app.server_image(self.config.workload, self.config.images.server)
 
     def counters(self) -> pd.DataFrame:
         """Per-next-hop packets/bytes from the switch, with the host each next hop belongs to."""
@@ -407,16 +424,18 @@ class Lab:
 
     @staticmethod
     def _require_images(images: Sequence[str]) -> None:
+        from p4cf_kit.podman.redis_image import INSTALL_HINT, REDIS_REF
         for image in images:
             if LOCAL.podman("image", "exists", image, check=False).returncode != 0:
-                raise PrerequisiteError(f"image {image} is missing; build it with `p4cf images build`")
+                hint = f" ({INSTALL_HINT} first)" if image == REDIS_REF else ""
+                raise PrerequisiteError(f"image {image} is missing; build it with `p4cf images build`{hint}")
 
 
 def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
     """A parse_config-able document equivalent to `cfg` (when it was not built from one)."""
     d = config_to_dict(cfg)
     out: dict[str, Any] = {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
-                           "switch": d["switch"], "images": d["images"]}
+                           "switch": d["switch"], "images": d["images"], "workload": d["workload"]}
     if cfg.machines:
         out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False, "ssh")}
                            for name, m in d["machines"].items()}

@@ -22,22 +22,19 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar, cast
 
-from p4cf_kit.errors import KitError
+from p4cf_kit.errors import LabBusy
 
 LOCK_FILE = "lab.lock"
 RECORD_FILE = "lab.lock.json"
 POLL_S = 0.2
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class LabBusy(KitError):
-    """The lab is locked by another operation and we were told not to wait."""
 
 
 @dataclass
@@ -82,9 +79,10 @@ def pid_alive(pid: int) -> bool:
 def holder(state: Path) -> dict[str, Any] | None:
     """The holder record of the lab in `state` (None when there is none or it is unreadable)."""
     try:
-        return json.loads((state / RECORD_FILE).read_text())
+        record: dict[str, Any] = json.loads((state / RECORD_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return record
 
 
 def describe(record: dict[str, Any] | None, lab: str) -> str:
@@ -191,16 +189,16 @@ def lab_lock(state: Path, lab: str, doing: str, wait: bool | None = None,
         release(state)
 
 
-def holds_lab_lock(doing: str | Callable[..., str]) -> Callable[[F], F]:
+def holds_lab_lock(doing: str | Callable[..., str | None]) -> Callable[[F], F]:
     """Decorate a `Lab` method: it runs holding its lab's lock. `doing` may be a function of the
     call's arguments; when it returns None (a call that only reads) no lock is taken."""
     def wrap(method: F) -> F:
         @functools.wraps(method)
-        def locked(self, *args: Any, **kwargs: Any) -> Any:
+        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
             what = doing(*args, **kwargs) if callable(doing) else doing
             if what is None:
                 return method(self, *args, **kwargs)
             with lab_lock(self.names.state, self.config.name, what):
                 return method(self, *args, **kwargs)
-        return locked  # type: ignore[return-value]
+        return cast(F, locked)  # wraps keeps the signature F describes
     return wrap

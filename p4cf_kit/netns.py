@@ -1,4 +1,10 @@
-"""Kit-owned network namespaces and veth pairs: creation, commands inside, cleanup by prefix.
+"""Host commands (`ip`, `nft`, `ethtool`, ...), also inside a network namespace; kit-owned
+namespaces and veth pairs: creation, cleanup by prefix.
+
+Why one runner: wiring, isolation, the tests and the benchmarks shell out to iproute2 and
+nftables, often inside a namespace (the images have no tools, so pod namespaces are
+configured from outside with nsenter); every failure then has one shape, HostToolError
+naming the command with its stderr.
 
 Everything made here carries the kit's name prefix (`p4cf-`), so cleanup can find it by name
 and never touches anything else. Interface names are limited to 15 characters by Linux.
@@ -8,11 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
+from p4cf_kit.errors import HostToolError, PrerequisiteError
 from p4cf_kit.labels import NAME_PREFIX
 
 CLONE_NEWNET = 0x40000000
@@ -24,21 +33,51 @@ def _check_name(name: str) -> None:
         raise ValueError(f"{name!r}: kit namespaces and interfaces must start with {NAME_PREFIX!r}")
 
 
+def tool(name: str) -> str:
+    """The path of host tool `name`; PrerequisiteError with the fix when it is not installed."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if path is None:
+        raise PrerequisiteError(f"`{name}` is not installed: run `make setup` "
+                                "(apt-get install iproute2 nftables ethtool util-linux)")
+    return path
+
+
+def run(args: Sequence[str], check: bool = True, input: str | None = None, timeout: float | None = 30,
+        env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a host command; raise HostToolError naming the command when it fails and `check`."""
+    cmd = [tool(args[0]), *args[1:]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise HostToolError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): "
+                            f"{(proc.stderr or proc.stdout).strip()}", cmd, proc.stderr)
+    return proc
+
+
+def netns_path(name: str) -> str:
+    """Path of a named netns (`ip netns add` makes it under /run/netns)."""
+    return f"/run/netns/{name}"
+
+
+def _enter(netns: str, argv: Sequence[str]) -> list[str]:
+    """`argv` under nsenter into `netns`: a namespace's name, or a path (/proc/PID/ns/net, a bind mount)."""
+    path = netns if "/" in netns else netns_path(netns)
+    return [tool("nsenter"), f"--net={path}", tool(argv[0]), *argv[1:]]
+
+
+def run_in(netns: str, argv: Sequence[str], check: bool = True, input: str | None = None,
+           timeout: float | None = 30, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a host command inside the network namespace `netns` (a name or a path) and wait for it."""
+    return run(_enter(netns, argv), check=check, input=input, timeout=timeout, env=env)
+
+
+def popen_in(netns: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start a command inside the network namespace `netns` (the caller stops it by its pid)."""
+    return subprocess.Popen(_enter(netns, argv), **kwargs)
+
+
 def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `ip ARGS` (inside `netns` when given); CalledProcessError carries stderr."""
-    cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
-
-
-def run_in(netns: str, argv: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run a command inside a kit namespace and wait for it."""
-    return subprocess.run(["ip", "netns", "exec", netns, *argv], check=check,
-                          capture_output=True, text=True, **kwargs)
-
-
-def popen_in(netns: str, argv: Sequence[str], **kwargs) -> subprocess.Popen:
-    """Start a command inside a kit namespace (the caller stops it by its pid)."""
-    return subprocess.Popen(["ip", "netns", "exec", netns, *argv], **kwargs)
+    """Run `ip ARGS` (inside the named `netns` when given); HostToolError carries stderr."""
+    return run(["ip", *(["-n", netns] if netns else []), *args], check=check)
 
 
 def list_netns() -> list[str]:
@@ -184,7 +223,7 @@ class StarTopology:
     def switch_if(self, i: int) -> str:
         return f"p4cf-sw{i}"
 
-    def up(self) -> "StarTopology":
+    def up(self) -> StarTopology:
         """Create namespaces, veths, addresses, routes and neighbour entries."""
         self.down()
         try:
@@ -211,7 +250,7 @@ class StarTopology:
             delete_netns(self.host_ns(i))
         delete_netns(self.switch_ns)
 
-    def __enter__(self) -> "StarTopology":
+    def __enter__(self) -> StarTopology:
         return self.up()
 
     def __exit__(self, *exc: object) -> None:

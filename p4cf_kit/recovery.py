@@ -27,10 +27,10 @@ from p4cf_kit.errors import KitError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.lablock import lab_lock
 from p4cf_kit.machines.registry import cable_end
+from p4cf_kit.netns import netns_path, run
 from p4cf_kit.podman.runner import podman_json
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology.cleanup import netns_exists
-from p4cf_kit.topology.commands import netns_path, run
 from p4cf_kit.topology.names import ROLE_LABEL_KEY
 
 if TYPE_CHECKING:
@@ -49,24 +49,24 @@ class RestartReport:
     was_running: bool = False
 
 
-def _lab_pods(lab: "Lab") -> list[str]:
+def _lab_pods(lab: Lab) -> list[str]:
     return [p["Name"] for p in podman_json("pod", "ps", "--filter", f"label={LABEL}",
                                            "--filter", f"label={lab.names.lab_label}", "--format", "json")]
 
 
-def switch_only_down(lab: "Lab") -> bool:
+def switch_only_down(lab: Lab) -> bool:
     """True when the lab was up, its switch is gone, and its pods and record are still there."""
     state = lab.names.state
     if lab.config.switch.remote:  # not ours to start; `p4cf switch restart` reprograms it
         return False
-    if switch_targets.get_target(lab.config.switch.target).running_pid(state) is not None:
+    if switch_targets.running_pid(state) is not None:
         return False
     if not IntentFile(state).exists() or not (state / "lab.json").exists():
         return False
     return len(_lab_pods(lab)) > 0
 
 
-def _ports(lab: "Lab") -> dict[int, str]:
+def _ports(lab: Lab) -> dict[int, str]:
     """The switch ports the bring-up made (they outlive the switch process); KitError if gone."""
     names, in_ns = lab.names, lab.config.switch.netns
     if in_ns and not netns_exists(names.switch_netns):
@@ -84,21 +84,21 @@ def _ports(lab: "Lab") -> dict[int, str]:
     return ports
 
 
-def start_switch_process(lab: "Lab", timeout: float = 30.0) -> int | None:
+def start_switch_process(lab: Lab, timeout: float = 30.0) -> int | None:
     """Start the lab's switch process on its existing ports and address, as bring-up does (no
-    entries). Returns its pid. KitError when the ports are gone."""
+    entries). Returns its pid (None: a remote switch, not ours). KitError when the ports are gone."""
     cfg = lab.config
     target = switch_targets.target_of(cfg.switch)
     ports = {} if cfg.switch.remote else _ports(lab)  # a remote switch: only checked, not started
-    proc = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,
-                        netns_path(lab.names.switch_netns) if cfg.switch.netns else None, timeout=timeout,
-                        container_name=f"{lab.names.prefix}s1",
-                        labels=(LABEL, lab.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
-                        datapath=cfg.switch.datapath)
-    return getattr(proc, "pid", None) or target.running_pid(lab.names.state)
+    started = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,
+                           netns_path(lab.names.switch_netns) if cfg.switch.netns else None, timeout=timeout,
+                           container_name=f"{lab.names.prefix}s1",
+                           labels=(LABEL, lab.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
+                           datapath=cfg.switch.datapath)
+    return started.pid
 
 
-def _recorded(lab: "Lab") -> Intent:
+def _recorded(lab: Lab) -> Intent:
     intent = IntentFile(lab.names.state, lab._host_of).load()
     if intent is None or not intent.backends or intent.client is None:
         raise KitError(f"lab {lab.config.name!r} has no record of its switch entries "
@@ -119,7 +119,7 @@ def _install(lb: LoadBalancer, intent: Intent) -> int:
     return len(intent.port_macs) + 1 + len(intent.backends) + 2
 
 
-def reinstall_if_blank(lab: "Lab", lb: LoadBalancer) -> bool:
+def reinstall_if_blank(lab: Lab, lb: LoadBalancer) -> bool:
     """A switch that restarted under a running session holds no entries: put the recorded ones
     back (the stream broke, so `Lab` reconnected and calls this). True when it reinstalled."""
     intent = IntentFile(lab.names.state, lab._host_of).load()
@@ -137,7 +137,7 @@ def reinstall_if_blank(lab: "Lab", lb: LoadBalancer) -> bool:
     return True
 
 
-def restart_switch(lab: "Lab", timeout: float = 30.0) -> RestartReport:
+def restart_switch(lab: Lab, timeout: float = 30.0) -> RestartReport:
     """Start the lab's switch afresh and reinstall the pipeline and every recorded entry.
 
     A running switch is stopped first. Containers are left alone. Holds the lab's lock.
@@ -147,15 +147,12 @@ def restart_switch(lab: "Lab", timeout: float = 30.0) -> RestartReport:
         state = lab.names.state
         intent = _recorded(lab)
         cfg = lab.config
-        target = switch_targets.target_of(cfg.switch)
         recorded = intent.pipeline.get("target")
         if recorded and recorded != cfg.switch.target:
             raise KitError(f"lab {cfg.name!r} was programmed on target {recorded!r}, its config says "
                            f"{cfg.switch.target!r}; rebuild it: `p4cf down` then `p4cf up`")
         lab.close()
-        was_running = target.running_pid(state) is not None
-        if was_running:
-            target.stop(state)
+        was_running = switch_targets.stop_switch(state) is not None
         pid = start_switch_process(lab, timeout)
         entries = _install(lab._connect(push_pipeline=True), intent)
         return RestartReport(lab=cfg.name, pid=pid, restart_s=time.monotonic() - t0,

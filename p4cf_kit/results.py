@@ -34,10 +34,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from p4cf_kit import __version__
 from p4cf_kit.paths import results_dir
@@ -74,7 +75,7 @@ def _slug(text: str) -> str:
 
 
 def _utc_iso(ns: int) -> str:
-    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc).isoformat(timespec="milliseconds")
+    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _tool_version(command: tuple[str, ...]) -> str | None:
@@ -146,10 +147,10 @@ class ResultsFolder:
 
     @classmethod
     def create(cls, what: str, config: str | Mapping[str, Any] | None = None, parent: str | Path | None = None,
-               notes: str = "", versions: Mapping[str, Any] | None = None) -> "ResultsFolder":
+               notes: str = "", versions: Mapping[str, Any] | None = None) -> ResultsFolder:
         """Make `<parent>/<timestamp>-<what>/` with config.toml, versions.json and meta.json."""
         started = time.time_ns()
-        stamp = _dt.datetime.fromtimestamp(started / 1e9, tz=_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = _dt.datetime.fromtimestamp(started / 1e9, tz=_dt.UTC).strftime("%Y%m%d-%H%M%S")
         base = Path(parent) if parent is not None else results_dir()
         path = base / f"{stamp}-{_slug(what)}"
         suffix = 2
@@ -170,7 +171,7 @@ class ResultsFolder:
         return folder
 
     @classmethod
-    def open(cls, path: str | Path) -> "ResultsFolder":
+    def open(cls, path: str | Path) -> ResultsFolder:
         """An existing results folder (raises FileNotFoundError naming what is missing)."""
         folder = cls(Path(path))
         if not folder.path.is_dir():
@@ -202,7 +203,8 @@ class ResultsFolder:
         return self.raw(SERVER_LOG.format(host=host))
 
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / META_FILE).read_text())
+        meta: dict[str, Any] = json.loads((self.path / META_FILE).read_text())
+        return meta
 
     def write_migrations(self, records: Iterable[Mapping[str, Any]]) -> Path:
         """Store phase records as raw/migrations.json (a list of dicts)."""

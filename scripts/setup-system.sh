@@ -8,11 +8,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 p4cf_need_root
 command -v apt-get >/dev/null || p4cf_die "this set-up supports Debian and Ubuntu (apt). Elsewhere install by hand: podman runc netavark aardvark-dns iproute2 nftables ethtool busybox (static) and CRIU >= 4.2 with pycriu; see README 'Other systems'."
 
+# redis-tools: the redis workload's image copies its redis-server binary (README "Workloads"); it
+# installs no service (Debian's redis-server package would add one).
 RUNTIME_PACKAGES=(
     podman runc netavark aardvark-dns conmon catatonit
     iproute2 iptables nftables ethtool busybox-static
     python3 python3-venv python3-dev
     tcpdump ca-certificates python3-protobuf
+    redis-tools
 )
 # Only the test suite needs these: Debian's Chromium drives the real-browser test (Playwright
 # uses it; its own browser download cannot work offline).

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from p4cf_kit.switch.bmv2.toolchain import find_simple_switch_grpc
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from scapy.layers.l2 import Ether
 
@@ -38,7 +38,7 @@ def receive_matching(sock: socket.socket, match: Callable[[bytes], bool], timeou
     while time.monotonic() < end:
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         if match(data):
             return data
@@ -72,7 +72,7 @@ class HostPort:
         try:
             while True:
                 self.sock.recv(65536)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             pass
 
     def expect(self, match: Callable[[Ether], bool], timeout: float | None = None) -> Ether | None:
@@ -81,7 +81,7 @@ class HostPort:
         while time.monotonic() < end:
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             pkt = Ether(data)
             if match(pkt):

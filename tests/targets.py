@@ -1,14 +1,12 @@
-"""`switch_target`: a running switch of each target (embedded, bmv2) for tests written once.
+"""Running a switch of each target (embedded, bmv2) for tests written once: `RunningSwitch`,
+`running_switch`, and the helpers around them. The fixtures built on them (`switch_target`,
+`switch_ports`, `switch_netns`) are in conftest.py, so every test module has them.
 
-Import the fixtures into a test module:
-
-    from targets import RunningSwitch, switch_netns, switch_ports, switch_target  # noqa: F401
-
-and use `switch_target` (or a fixture built on it). Each test then runs once per target; the
-bmv2 run is skipped, with the reason, where simple_switch_grpc (or p4c) is not installed. A
-module gives the port map and the netns by overriding the `switch_ports` (port -> interface,
-default none) and `switch_netns` (an `ip netns` name, default none: the root netns) fixtures.
-For a switch shared by a whole module, build a fixture on `running_switch(name, ports, netns)`.
+A test that takes `switch_target` (or a fixture built on it) runs once per target; the bmv2 run
+is skipped, with the reason, where simple_switch_grpc (or p4c) is not installed. A module gives
+the port map and the netns by overriding the `switch_ports` (port -> interface, default none)
+and `switch_netns` (an `ip netns` name, default none: the root netns) fixtures. For a switch
+shared by a whole module, build a fixture on `running_switch(name, ports, netns)`.
 
 The embedded switch runs in-process on a free loopback port when there is no netns (so tests
 can also look at its pipeline: `RunningSwitch.embedded`), else as the kit runs it: a process in
@@ -23,16 +21,17 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import pytest
 
 from p4cf_kit.netns import create_netns, delete_netns
 from p4cf_kit.switch.embedded.target import EmbeddedSwitch
-from p4cf_kit.switch.targets import TARGETS, PipelineFiles, get_target
+from p4cf_kit.switch.state import LOG_FILE
+from p4cf_kit.switch.targets import TARGETS, PipelineFiles, get_target, stop_switch
 
 TARGET_NAMES = tuple(TARGETS)
 BMV2_MISSING_REASON = "simple_switch_grpc not found: install BMv2 (README 'BMv2 target')"
@@ -68,18 +67,6 @@ def skip_reason(target: str) -> str | None:
     return BMV2_MISSING_REASON if why.startswith("simple_switch_grpc not found") else why
 
 
-@pytest.fixture
-def switch_ports() -> dict[int, str]:
-    """Port map of the switch under test (override in a module); none by default."""
-    return {}
-
-
-@pytest.fixture
-def switch_netns() -> str | None:
-    """The `ip netns` the switch's ports live in (override in a module); None: the root netns."""
-    return None
-
-
 @contextmanager
 def running_switch(name: str, ports: Mapping[int, str] | None = None,
                    netns: str | None = None) -> Iterator[RunningSwitch]:
@@ -109,17 +96,10 @@ def running_switch(name: str, ports: Mapping[int, str] | None = None,
         proc = target.start(state, ports, addr, 1, f"/run/netns/{netns}" if netns else None,
                             timeout=30.0, container_name=f"p4cf-t-bmv2-{state.name[-8:]}")
         try:
-            yield RunningSwitch(name, addr, 1, target.pipeline(), pid=proc.pid, log_path=proc.log_path)
+            yield RunningSwitch(name, addr, 1, target.pipeline(), pid=proc.pid, log_path=state / LOG_FILE)
         finally:
-            target.stop(state)
+            stop_switch(state)
     finally:
         if scratch is not None:
             delete_netns(scratch)
         shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture(params=TARGET_NAMES)
-def switch_target(request, switch_ports: dict[int, str], switch_netns: str | None) -> Iterator[RunningSwitch]:
-    """A running switch of target `request.param` on `switch_ports`, stopped after the test."""
-    with running_switch(request.param, switch_ports, switch_netns) as sw:
-        yield sw

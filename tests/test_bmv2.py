@@ -16,26 +16,25 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from p4.config.v1 import p4info_pb2
 from google.protobuf import text_format
+from p4.config.v1 import p4info_pb2
 
 from p4cf_kit.config import default_config
 from p4cf_kit.errors import ConfigError, PrerequisiteError, SwitchError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.paths import P4_PROGRAM, P4INFO_TXT
-from p4cf_kit.switch import targets
+from p4cf_kit.switch import pids, targets
 from p4cf_kit.switch.bmv2 import compile as p4compile
 from p4cf_kit.switch.bmv2 import process as bmv2_process
 from p4cf_kit.switch.bmv2 import toolchain
 from p4cf_kit.switch.bmv2.command import Bmv2Options, switch_args, switch_command
 from p4cf_kit.switch.bmv2.toolchain import Tool
+from p4cf_kit.switch.state import STATE_FILE, SwitchState, write_state
 from p4cf_kit.topology.names import LabNames
-
 from packet_io import packet_socket, receive_tcp_to
-from targets import RunningSwitch, free_tcp_port, switch_netns, switch_ports, switch_target  # noqa: F401
+from targets import RunningSwitch, free_tcp_port
 
 HOST_P4C = Tool("p4c", binary="/opt/p4c/bin/p4c")
 IMAGE_P4C = Tool("p4c", image="docker.io/p4lang/p4c")
@@ -296,23 +295,23 @@ def test_embedded_target_starts_and_stops_through_the_registry(tmp_path: Path) -
     try:
         assert proc.grpc_addr == addr
         assert targets.running_pid(tmp_path) == proc.pid
-        assert targets.get_target("bmv2").running_pid(tmp_path) is None
+        assert targets.running(tmp_path) == proc and proc.target == "embedded"
     finally:
-        stopped = targets.stop_switch(SimpleNamespace(state=tmp_path))
+        stopped = targets.stop_switch(tmp_path)
     assert stopped == proc.pid
     assert targets.running_pid(tmp_path) is None
-    assert not (tmp_path / "switch.pid").exists()
+    assert not (tmp_path / STATE_FILE).exists()
 
 
 def test_bmv2_stop_never_signals_a_recycled_pid(tmp_path: Path) -> None:
-    """A pid file naming a process that is not simple_switch_grpc (its pid was reused) is only forgotten."""
+    """A state file naming a process that is not simple_switch_grpc (its pid was reused) is only forgotten."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (tmp_path / bmv2_process.PID_FILE).write_text(f"{other.pid}\n\n")
-        assert bmv2_process.running_pid(tmp_path) is None
-        assert bmv2_process.stop_bmv2(tmp_path) is None
+        write_state(tmp_path / STATE_FILE, SwitchState("bmv2", other.pid, "unix:/nowhere", bmv2_process.DATA_PATH))
+        assert targets.running_pid(tmp_path) is None
+        assert targets.stop_switch(tmp_path) is None
         assert other.poll() is None  # still running
-        assert not (tmp_path / bmv2_process.PID_FILE).exists()
+        assert not (tmp_path / STATE_FILE).exists()
     finally:
         other.kill()
         other.wait()
@@ -323,8 +322,9 @@ def test_bmv2_stop_never_signals_a_recycled_pid(tmp_path: Path) -> None:
 def test_each_target_takes_its_pipeline_and_entries_from_the_kits_controller(switch_target: RunningSwitch) -> None:
     """The kit's own P4Runtime session pushes the target's pipeline (for BMv2: p4c's P4Info and
     the JSON), then writes and reads an entry."""
-    from p4cf_kit.control.connection import SwitchConnection
     import p4runtime_sh.shell as sh
+
+    from p4cf_kit.control.connection import SwitchConnection
     sw = switch_target
     with SwitchConnection(sw.grpc_addr, sw.device_id, p4info=sw.pipeline.p4info,
                           device_config=sw.pipeline.device_config).connect(push_pipeline=True, timeout=20):
@@ -337,7 +337,7 @@ def test_each_target_takes_its_pipeline_and_entries_from_the_kits_controller(swi
         (got,) = list(sh.TableEntry("MyIngress.ecmp_nhop").read())
         assert int.from_bytes(got.action["port"].value, "big") == 2
     if sw.target == "bmv2":
-        assert sw.pid is not None and bmv2_process.is_bmv2(sw.pid)
+        assert sw.pid is not None and pids.runs(sw.pid, bmv2_process.MARKER)
 
 
 # --- `p4cf p4 compile` -----------------------------------------------------------------------------
@@ -378,6 +378,7 @@ class TestEachTargetForwardsInItsNetns:
     def test_syn_to_the_vip_is_dnated_to_the_backend(self, switch_target: RunningSwitch, topo) -> None:
         import socket
         import struct
+
         from p4cf_kit.control.connection import SwitchConnection
         from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
 

@@ -22,8 +22,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,8 @@ subnet_pattern = "10.75.{n}.0/24"
 pytestmark = [pytest.mark.podman, pytest.mark.netns, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason="chromium is missing: run `make test-system` (scripts/setup-system.sh --test installs Debian's chromium; `make test` does it first)")]
+                                 reason="chromium is missing: run `make test-system` (scripts/setup-system.sh "
+                                        "--test installs Debian's chromium; `make test` does it first)")]
 
 
 def artifacts_dir() -> Path:

@@ -13,8 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from p4cf_kit.widgets.chart import (LABEL_GID, MARKER_GID, RATE_GID, WAITING_GID, WAITING_TEXT,
-                                    live_rates_figure, live_rates_png)
+from p4cf_kit.plots.markers import LABEL_GID, MARKER_GID
+from p4cf_kit.widgets.chart import (
+    RATE_GID,
+    WAITING_GID,
+    WAITING_TEXT,
+    live_rates_figure,
+    live_rates_png,
+)
 from p4cf_kit.widgets.sampler import CounterSampler
 
 PER_S = {"h2": 400, "h3": 400, "h4": 250}  # h2 and h3 equal on purpose

@@ -1,6 +1,6 @@
 """The kit's controller against a real embedded switch process over gRPC P4Runtime.
 
-The switch runs as the kit runs it (p4cf_kit.switch.process), without ports: these
+The switch runs as the kit runs it (p4cf_kit.switch.embedded.process), without ports: these
 tests check entries, pool changes, migration moves, read-back after reconnect and
 counters, not packets (tests/test_lab.py does packets).
 """
@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -21,7 +21,9 @@ from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
 from p4cf_kit.control.loadbalancer import LoadBalancer, NextHop
 from p4cf_kit.errors import ConfigError, SwitchError
-from p4cf_kit.switch import process
+from p4cf_kit.switch import targets
+from p4cf_kit.switch.embedded import process
+from p4cf_kit.switch.state import STATE_FILE, SwitchState
 
 VIP = "10.0.0.100"
 CLIENT = NextHop("02:cf:00:00:01:01", "10.0.1.10", 1)
@@ -32,16 +34,17 @@ PORT_MACS = {p: f"02:cf:00:00:02:{p:02x}" for p in range(1, 5)}
 
 
 @pytest.fixture(scope="module")
-def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[process.SwitchProcess]:
+def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwitchState]:
     state = tmp_path_factory.mktemp("sw")
     sw = process.start_switch(state, {}, f"unix:{state / 'grpc.sock'}")
+    assert sw.target == "embedded" and targets.running(state) == sw
     yield sw
-    process.stop_pid(sw.pid, sw.pid_path)
-    assert not Path(f"/proc/{sw.pid}").exists() or process.running_pid(state) is None
+    assert targets.stop_switch(state) == sw.pid
+    assert not Path(f"/proc/{sw.pid}").exists() or targets.running_pid(state) is None
 
 
 @pytest.fixture()
-def lb(switch: process.SwitchProcess) -> Iterator[LoadBalancer]:
+def lb(switch: SwitchState) -> Iterator[LoadBalancer]:
     conn = SwitchConnection(switch.grpc_addr).connect(push_pipeline=True)
     balancer = LoadBalancer(conn, VIP)
     balancer.install(VIP, "10.0.1.0/24", CLIENT, [H2, H3], PORT_MACS)
@@ -106,7 +109,7 @@ def test_move_slot_writes_once_and_reads_nothing(lb: LoadBalancer, monkeypatch: 
         lb.move_slot(7, H4.mac, H4.ip, 4)  # MODIFY never creates an entry
 
 
-def test_reconnect_reads_the_switch_not_memory(switch: process.SwitchProcess, lb: LoadBalancer) -> None:
+def test_reconnect_reads_the_switch_not_memory(switch: SwitchState, lb: LoadBalancer) -> None:
     lb.set_pool([H3, H4])
     lb.conn.close()
     conn = SwitchConnection(switch.grpc_addr).connect(push_pipeline=False)
@@ -120,7 +123,7 @@ def test_reconnect_reads_the_switch_not_memory(switch: process.SwitchProcess, lb
         conn.close()
 
 
-def test_a_backup_session_is_refused_unless_asked_for(switch: process.SwitchProcess, lb: LoadBalancer) -> None:
+def test_a_backup_session_is_refused_unless_asked_for(switch: SwitchState, lb: LoadBalancer) -> None:
     low = SwitchConnection(switch.grpc_addr, election_id=(0, 1))
     with pytest.raises(SwitchError, match="another controller is primary"):
         low.connect(timeout=3)
@@ -160,13 +163,13 @@ def test_connect_to_nothing_fails_in_time(tmp_path: Path) -> None:
 def test_switch_start_failure_names_the_log(tmp_path: Path) -> None:
     with pytest.raises(SwitchError, match="switch log"):
         process.start_switch(tmp_path, {1: "p4cf-nosuchif"}, f"unix:{tmp_path / 'g.sock'}", timeout=10)
-    assert not (tmp_path / process.PID_FILE).exists()
+    assert not (tmp_path / STATE_FILE).exists()
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (like the kit)")
 
 
-def test_an_open_session_never_holds_the_interpreter_at_exit(switch: process.SwitchProcess) -> None:
+def test_an_open_session_never_holds_the_interpreter_at_exit(switch: SwitchState) -> None:
     """p4runtime-shell's stream thread is a daemon and ending the session is bounded: a process
     (a Jupyter kernel) with a session open exits at once, also when the switch stops answering."""
     code = textwrap.dedent(f"""

@@ -11,12 +11,11 @@ ALREADY_EXISTS / NOT_FOUND, packet replication entries, and the controller's own
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest

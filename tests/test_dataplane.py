@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from scapy.layers.inet import IP, TCP
@@ -25,7 +25,6 @@ from scapy.layers.l2 import ARP, Ether
 from p4cf_kit.netns import StarTopology, popen_in, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane, fastpath_available
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
-
 from packet_io import HostPort
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -152,7 +151,7 @@ def test_pcap_per_port(topo, switch) -> None:
 
 
 def test_gso_segment_arithmetic() -> None:
-    from p4cf_kit.switch.embedded.dataplane import GSO_TCPV4, GSO_NONE, gso_segments
+    from p4cf_kit.switch.embedded.dataplane import GSO_NONE, GSO_TCPV4, gso_segments
     frame = bytes(Ether() / IP() / TCP(options=[("NOP", None)] * 12) / (b"d" * 10000))
     hdr = 14 + 20 + 32
     assert gso_segments(frame, GSO_TCPV4, 1448, 34) == (7, 10000 + 7 * hdr)

@@ -27,14 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="p4cf doctor's checks need root (run the tests as root)")
 
 EXPECTED_CHECKS = {
-    "root", "pycriu", "podman", "podman-api", "oci-runtime", "containers-conf", "criu", "criu-check", "criu-fast-migration",
-    "migration-modes",
+    "root", "pycriu", "podman", "podman-api", "oci-runtime", "containers-conf", "criu", "criu-check",
+    "criu-fast-migration", "migration-modes",
     "netns", "veth", "af-packet", "ebpf-fastpath", "tcp-repair", "firewall", "ethtool", "busybox-static",
     "kit-images", "bmv2", "p4c",
     *(f"python:{d}" for d in ("jupyterlab", "ipywidgets", "podman", "p4runtime-shell", "p4runtime",
                               "protobuf", "grpcio", "pandas", "matplotlib", "scapy")),
 }
-OPTIONAL_CHECKS = {"podman-api", "criu-fast-migration", "migration-modes", "ebpf-fastpath", "kit-images", "bmv2", "p4c", "python:jupyterlab", "python:scapy"}
+OPTIONAL_CHECKS = {"podman-api", "criu-fast-migration", "migration-modes", "ebpf-fastpath", "kit-images", "bmv2", "p4c",
+                   "python:jupyterlab", "python:scapy"}
 
 
 def run_doctor(*args: str, env: dict[str, str] | None = None,
@@ -194,10 +195,10 @@ def test_json_parses_and_lists_every_check() -> None:
 @pytest.mark.netns
 def test_text_output_is_one_aligned_line_per_check() -> None:
     proc = run_doctor()
-    lines = [l for l in proc.stdout.splitlines() if re.match(r"^(OK|FAIL|WARN|SKIP) ", l)]
-    assert {l.split()[1] for l in lines} == EXPECTED_CHECKS
-    assert all(l[6] != " " and l[5] == " " for l in lines), "names must start in one column"
-    start = 6 + max(len(l.split()[1]) for l in lines) + 2
+    lines = [ln for ln in proc.stdout.splitlines() if re.match(r"^(OK|FAIL|WARN|SKIP) ", ln)]
+    assert {ln.split()[1] for ln in lines} == EXPECTED_CHECKS
+    assert all(ln[6] != " " and ln[5] == " " for ln in lines), "names must start in one column"
+    start = 6 + max(len(ln.split()[1]) for ln in lines) + 2
     for line in lines:
         assert line[start - 1] == " " and line[start] != " ", f"detail not aligned: {line!r}"
     assert re.search(r"^(ready|NOT ready)", proc.stdout, re.M)

@@ -16,10 +16,9 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from frame_mutation import mutate
 from p4cf_kit.switch.embedded import dataplane as dpm
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
-
-from frame_mutation import mutate
 
 needs_fastpath = pytest.mark.skipif(not dpm.fastpath_available(),
                                     reason="C fast path not built (or P4CF_FASTPATH=0)")

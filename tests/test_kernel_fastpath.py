@@ -16,18 +16,18 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import StarTopology, call_in_netns, run_in
 from p4cf_kit.switch.embedded.dataplane import Dataplane
-from p4cf_kit.switch.embedded.ebpf import asm, syscall as bpf
-from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
+from p4cf_kit.switch.embedded.ebpf import asm
+from p4cf_kit.switch.embedded.ebpf import syscall as bpf
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
-
 from packet_io import packet_socket, receive_matching
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -142,7 +142,7 @@ def test_kernel_path_emits_the_programs_bytes(topo, switch, socks) -> None:
         before = kernel_rx(dp, ingress)
         for copy in ("user space", "kernel"):
             socks[ingress].send(frame)
-            got = receive(socks[egress], lambda d: ports_of(d) == ports_of(frame))
+            got = receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f))
             assert got == expected, f"{name}: {copy} copy differs"
         assert kernel_rx(dp, ingress) - before == 1, f"{name}: the second copy did not stay in the kernel"
 
@@ -159,7 +159,7 @@ def test_corrupt_tcp_checksum_goes_to_user_space(topo, switch, socks) -> None:
     for frame in (bytes(good), bytes(good), bytes(bad)):  # learnt, kernel, then the bad one
         before = kernel_rx(dp)
         socks[1].send(frame)
-        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(frame)) == expected
+        assert receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f)) == expected
         taken.append(kernel_rx(dp) - before)
     assert taken == [0, 1, 0]  # the good copy went through the kernel, the bad one did not
 
@@ -185,7 +185,7 @@ def test_counters_see_kernel_frames(topo, switch, socks) -> None:
     before = p.nhop_counter(egress - 1)
     for _ in range(5):
         socks[1].send(frame)
-        assert receive(socks[egress], lambda d: ports_of(d) == ports_of(frame)) is not None
+        assert receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f)) is not None
     assert p.nhop_counter(egress - 1) == (before[0] + 5, before[1] + 5 * len(frame))
 
 
@@ -240,7 +240,7 @@ def test_a_backend_write_leaves_other_backends_flows_in_the_kernel(topo, switch,
         before = kernel_rx(dp)
         frame = by_port[port]
         socks[1].send(frame)
-        assert receive(socks[port], lambda d: ports_of(d) == ports_of(frame)) is not None
+        assert receive(socks[port], lambda d, f=frame: ports_of(d) == ports_of(f)) is not None
         assert kernel_rx(dp) - before == in_kernel, f"port {port}"
 
 
@@ -379,7 +379,8 @@ def test_fuzz_kernel_and_user_paths_agree(topo, switch, socks) -> None:
             for _ in range(rng.randrange(1, 4)):
                 data[rng.randrange(38, 54)] = rng.randrange(256)
         elif kind == 3:  # cut or padded
-            data = data[:rng.randrange(54, len(data))] if rng.randrange(2) else data + rng.randbytes(rng.randrange(1, 40))
+            data = (data[:rng.randrange(54, len(data))] if rng.randrange(2)
+                    else data + rng.randbytes(rng.randrange(1, 40)))
         else:            # total length
             data[16:18] = rng.randrange(40, 1600).to_bytes(2, "big")
         frame = bytes(data)
@@ -394,7 +395,7 @@ def test_fuzz_kernel_and_user_paths_agree(topo, switch, socks) -> None:
         if out is None or out[0] != egress:
             continue  # dropped by the program: nothing to compare (and nothing waits)
         socks[1].send(frame)
-        got = receive(socks[egress], lambda d: ports_of(d) == ports_of(frame))
+        got = receive(socks[egress], lambda d, f=frame: ports_of(d) == ports_of(f))
         assert got == out[1], f"variant {frame.hex()} left differently"
         sent += 1
     taken = kernel_rx(dp) - before

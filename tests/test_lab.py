@@ -14,20 +14,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from p4cf_kit.config import LabConfig, parse_config
 from p4cf_kit.lab import Lab
 from p4cf_kit.labels import LABEL
+from p4cf_kit.machines.machine import LOCAL
 from p4cf_kit.podman.runner import podman, podman_json
-from p4cf_kit.switch import process as switch_process
+from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, isolation, pods
 from p4cf_kit.topology.names import LabNames
 from probes import tcp_probe
-from p4cf_kit.machines.machine import LOCAL
 
 SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
 CLIENT_IMAGE = "localhost/p4cf-tcp-client:latest"
@@ -63,7 +63,7 @@ def leftovers(lab: str) -> dict[str, list[str]]:
         "interfaces": cleanup.lab_interfaces(names),
         "netns": [names.switch_netns] if cleanup.netns_exists(names.switch_netns) else [],
         "nft": [t for t in isolation.kit_tables() if t == names.nft_table],
-        "switch": [str(p) for p in [switch_process.running_pid(names.state)] if p],
+        "switch": [str(p) for p in [switch_targets.running_pid(names.state)] if p],
     }
 
 
@@ -143,9 +143,10 @@ def test_traffic_spreads_and_counters_match_client(lab4: Lab) -> None:
     per_host = replies_per_host(run)
     total = sum(per_host.values())
     assert set(per_host) == {"h2", "h3"}, per_host
-    assert total >= 32 * 40 * 3 * 0.8
+    totals = run.summary()["totals"]   # every request answered, once: none lost, none extra
+    assert totals["opened"] == 32 and totals["broken"] == 0 and totals["unanswered"] == 0, totals
+    assert total == totals["received"] == totals["sent"] > 0, (total, totals)
     assert min(per_host.values()) >= 0.15 * total, f"uneven spread {per_host}"
-    assert run.summary()["totals"]["broken"] == 0
     after = lab4.counters().set_index("host")
     for host, replies in per_host.items():
         packets = int(after.loc[host, "packets"] - before.loc[host, "packets"])
@@ -173,17 +174,21 @@ def test_pool_change_shows_in_traffic(lab4: Lab) -> None:
     assert lab4.pool(["h2", "h3"]) == ["h2", "h3"]
 
 
-def test_throughput_32_connections(lab4: Lab) -> None:
+def test_32_connections_at_a_high_offered_rate_lose_nothing(lab4: Lab) -> None:
+    """As many requests as the client can send on 32 connections: each one answered. The rate
+    reached is recorded (lab-timings.json), not judged: speed is the benchmarks' business."""
     run = lab4.traffic(connections=32, rate=2000, duration=4)
-    run.wait(timeout=40)
+    assert run.wait(timeout=40) == 0
     df = run.replies()
+    totals = run.summary()["totals"]
     run.stop()
-    assert len(df) > 0
+    assert totals["opened"] == 32 and totals["broken"] == 0 and totals["unanswered"] == 0, totals
+    assert len(df) == totals["received"] == totals["sent"] > 0, (len(df), totals)
+    assert df["conn_id"].nunique() == 32
     span = (df["recv_ns"].max() - df["recv_ns"].min()) / 1e9
     rate = len(df) / max(span, 1e-3)
     TIMINGS["messages_per_s_32_connections"] = round(rate)
     print(f"\nmessages/s with 32 connections: {rate:.0f}")
-    assert rate > 300
 
 
 def test_switch_is_the_only_path(lab4: Lab) -> None:
@@ -191,7 +196,7 @@ def test_switch_is_the_only_path(lab4: Lab) -> None:
     backend_ip = str(lab4.config.host("h2").ip)
     assert probe(lab4, "h1", str(lab4.config.vip)) == "connected"
     assert probe(lab4, "h1", backend_ip) == "TimeoutError"  # the switch forwards only VIP traffic
-    switch_process.stop_switch(lab4.names)
+    switch_targets.stop_switch(lab4.names.state)
     assert probe(lab4, "h1", str(lab4.config.vip)) == "TimeoutError"
     assert probe(lab4, "h1", backend_ip) == "TimeoutError"
     assert probe(lab4, "h2", str(lab4.config.host("h1").ip)) == "TimeoutError"

@@ -15,8 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -28,7 +28,8 @@ from p4cf_kit.lab import Lab
 from p4cf_kit.netns import run_in
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.switch.bmv2 import compile as p4compile
-from p4cf_kit.switch.targets import BMV2_DATA_PATH, get_target
+from p4cf_kit.switch.bmv2.process import DATA_PATH as BMV2_DATA_PATH
+from p4cf_kit.switch.targets import get_target, running_pid, stop_switch
 from p4cf_kit.topology import cleanup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +126,7 @@ def test_bmv2_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None
     tail of BMv2's log when it ran), and nothing left running."""
     from p4cf_kit.netns import create_netns, delete_netns
     from p4cf_kit.switch.bmv2.command import Bmv2Options
-    from p4cf_kit.switch.bmv2.process import running_pid, start_bmv2
+    from p4cf_kit.switch.bmv2.process import start_bmv2
     from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
 
     ns = f"p4cf-t-bad{os.getpid() % 10000}"
@@ -157,7 +158,7 @@ def test_bmv2_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None
         assert running_pid(tmp_path / "s4") is None
 
         state2 = tmp_path / "s2"
-        proc = target.start(state2, {}, f"unix:{state2}/p4rt.sock", 1, f"/run/netns/{ns}", timeout=30)
+        target.start(state2, {}, f"unix:{state2}/p4rt.sock", 1, f"/run/netns/{ns}", timeout=30)
         try:
             # A port in use (Thrift's 9090, held by the running switch in the same netns): a second
             # BMv2 there exits, and says so.
@@ -166,7 +167,7 @@ def test_bmv2_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None
                 target.start(state3, {}, f"unix:{state3}/p4rt.sock", 1, f"/run/netns/{ns}", timeout=10)
             assert "switch log" in str(err3.value)
         finally:
-            target.stop(state2)
+            stop_switch(state2)
         assert running_pid(state2) is None and running_pid(tmp_path / "s3") is None
     finally:
         delete_netns(ns)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from p4cf_kit.lablock import LabBusy, holder, lab_lock
+from p4cf_kit.errors import LabBusy
+from p4cf_kit.lablock import holder, lab_lock
 
 HOLDER = """
 import sys

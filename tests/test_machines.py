@@ -13,9 +13,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -164,6 +165,7 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         assert out.ok and out.machines == f"local->{MACHINE}" and out.transfer_via == transfer, out
         assert out.timings.transfer and out.transfer_bytes > 1_000_000 and out.transfer_mb_s
         assert out.sockets_rewritten >= 1                  # the connections hashed to h2
+        assert out.nudged >= 1                             # from the sender in h4's pod there
         assert machine.podman("container", "inspect", "--format", "{{.State.Status}}",
                               "p4cf-tg-h4-srv").stdout.strip() == "running"
         assert podman("container", "exists", "p4cf-tg-h2-srv", check=False).returncode != 0
@@ -176,8 +178,8 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         time.sleep(1.5)
         with pytest.raises(MigrationError) as failed:
             lab.migrate("h2", "h4", fail_at="transfer")
-        rec = failed.value.record  # type: ignore[attr-defined]
-        assert rec.failed_phase == "transfer" and rec.rolled_back, rec
+        rec = failed.value.record
+        assert rec is not None and rec.failed_phase == "transfer" and rec.rolled_back, rec
         assert podman("container", "inspect", "--format", "{{.State.Status}}",
                       "p4cf-tg-h2-srv").stdout.strip() == "running"
         assert machine.podman("ps", "-a", "--filter", "name=p4cf-tg-h4", "--format",
@@ -191,6 +193,87 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
     finally:
         lab.down()
     assert not any(remote_leftovers(machine, "tg").values())
+
+
+def _remote_pids(m: RemoteMachine, pattern: str) -> list[str]:
+    """Pids of processes on `m` whose command line starts with `pattern` (read from /proc)."""
+    script = ("for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) || continue; "
+              f"case \"$c\" in {pattern}*) echo ${{p#/proc/}};; esac; done")
+    return m.run(["sh", "-c", script]).stdout.split()
+
+
+def _cut(m: RemoteMachine, how: str, lab_name: str) -> None:
+    """Break the transfer midway, as a testbed breaks: the destination's receiving end dies,
+    or the destination machine drops off the network (its only link goes down)."""
+    if how == "receiver-killed":
+        pids = _remote_pids(m, f"tar -C /var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/")
+        assert pids, "no receiving tar on the destination"
+        m.run(["kill", "-9", *pids])
+    else:
+        subprocess.run(["ip", "link", "set", emulated.mgmt_iface(MACHINE), "down"], check=True)
+
+
+@pytest.mark.parametrize("how", ["receiver-killed", "machine-gone"])
+def test_a_transfer_cut_midway_leaves_the_backend_at_the_source(machine: RemoteMachine, how: str) -> None:
+    """A real cut in the middle of the images' transfer (the link slowed so the transfer takes
+    seconds): the migration fails in `transfer`, the backend serves at the source with every
+    connection alive, and the destination keeps nothing; when the machine was gone, what it
+    kept is removed by the next migration there, which then succeeds."""
+    rec = emulated.load(MACHINE)
+    assert rec is not None
+    cfg = parse_config(two_machine_config("tx", 212))
+    lab = Lab(cfg)
+    cleanup.down("tx")
+    lab.up()
+    inside = ["ip", "netns", "exec", rec.netns]
+    try:
+        run = lab.traffic(connections=8, rate=20, duration=45 if how == "machine-gone" else 16)
+        time.sleep(1.5)
+        emulated.shape(emulated.mgmt_iface(MACHINE), 0.04)         # 12.9 MB: about 3 s
+        emulated.shape(emulated.INSIDE_MGMT, 0.04, netns=rec.netns)
+        cutter: list[threading.Timer] = []
+
+        def on_phase(phase: str) -> None:
+            if phase == "transfer":
+                cutter.append(threading.Timer(0.8, _cut, (machine, how, "tx")))
+                cutter[0].start()
+
+        t0 = time.monotonic()
+        with pytest.raises(MigrationError) as failed:
+            lab.migrate("h2", "h4", on_phase=on_phase)
+        took = time.monotonic() - t0
+        cutter[0].join()
+        out = failed.value.record  # type: ignore[attr-defined]
+        assert out.failed_phase == "transfer" and out.rolled_back, (out, failed.value)
+        print(f"\n{how}: failed and rolled back in {took:.1f} s: {failed.value}")
+        assert podman("container", "inspect", "--format", "{{.State.Status}}",
+                      "p4cf-tx-h2-srv").stdout.strip() == "running"
+        assert lab.pool() == ["h2", "h3"]
+        if how == "machine-gone":
+            assert "stays on machine" in str(failed.value)
+            subprocess.run(["ip", "link", "set", emulated.mgmt_iface(MACHINE), "up"], check=True)
+            subprocess.run([*inside, "ip", "link", "set", emulated.INSIDE_MGMT, "up"], check=True)
+        emulated.shape(emulated.mgmt_iface(MACHINE), 10)
+        emulated.shape(emulated.INSIDE_MGMT, 10, netns=rec.netns)
+        landing = machine.podman("ps", "-a", "--filter", "name=p4cf-tx-h4-srv", "--format", "{{.Names}}")
+        if how == "receiver-killed":
+            assert landing.stdout.split() == [], "landing left on the destination"
+            left = machine.run(["sh", "-c", f"ls /var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/*/userdata"
+                                "/checkpoint 2>/dev/null | head -3"]).stdout
+            assert not left.strip(), left
+        time.sleep(1)
+        again = lab.migrate("h2", "h4")                       # the next one clears what was left
+        assert again.ok and again.machines == f"local->{MACHINE}", again
+        assert run.wait(timeout=90) == 0
+        totals = run.summary()["totals"]
+        assert totals["broken"] == 0 and totals["received"] == totals["sent"], totals
+    finally:
+        subprocess.run(["ip", "link", "set", emulated.mgmt_iface(MACHINE), "up"], check=False)
+        subprocess.run([*inside, "ip", "link", "set", emulated.INSIDE_MGMT, "up"], check=False)
+        emulated.shape(emulated.mgmt_iface(MACHINE), 10)
+        emulated.shape(emulated.INSIDE_MGMT, 10, netns=rec.netns)
+        lab.down()
+    assert not any(remote_leftovers(machine, "tx").values())
 
 
 def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMachine, tmp_path: Path) -> None:
@@ -224,6 +307,8 @@ def test_bad_machine_input_is_refused_before_anything_is_made(machine: RemoteMac
     refused(dict(base, machines={MACHINE: {"emulated": True, "uplinks": ["up0", "nope9"]}}), "nope9", MACHINE)
     # an image missing there
     refused(dict(base, images={"server": "localhost/p4cf-base:latest"}), "p4cf images push")
+    # the workload's own image (redis) missing there: the push command names it
+    refused(dict(base, workload={"kind": "redis"}), f"p4cf images push {MACHINE} --image localhost/p4cf-redis:latest")
     # a port map naming a NIC the switch's machine does not have
     refused(dict(base, switch={"ports": {"3": "p4cf-nope"}}), "p4cf-nope")
     # an unknown host key is never accepted
@@ -240,7 +325,6 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
     hosts to the box's port numbers (h3 on the other machine sits on port 7), migrates across
     machines through it, and on `down` removes its entries but leaves the switch running."""
     from hw_switch import GRPC_ADDR, hardware_switch, make_pki
-
     from p4cf_kit.control.connection import SwitchConnection
     from p4cf_kit.control.loadbalancer import LoadBalancer
     from p4cf_kit.errors import SwitchError

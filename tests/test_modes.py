@@ -190,16 +190,18 @@ class TestOnALab:
         src, dst = _home(lab)
         backend = "h2"
         killed: list[int] = []
-        transfers: list[LazyTransfer] = []
+        transfers: list[modes.MemoryTransfer] = []
         original = modes.transfer_for
 
         def remember(mode: str, plan: MigrationPlan) -> modes.MemoryTransfer:
-            transfers.append(original(mode, plan))   # type: ignore[arg-type]
+            transfers.append(original(mode, plan))
             return transfers[-1]
 
         def kill_page_source(phase: str) -> None:
             if phase == "switch":     # the backend has just resumed at dst; its pages are on the way
-                killed.extend(transfers[0].page_server_pids())
+                transfer = transfers[0]
+                assert isinstance(transfer, LazyTransfer)
+                killed.extend(transfer.page_server_pids())
                 for pid in killed:
                     os.kill(pid, signal.SIGKILL)
 
@@ -210,7 +212,8 @@ class TestOnALab:
             migrate(lab, src, dst, mode="lazy", on_phase=kill_page_source)
         run.stop()
         assert killed, "no page server was found to kill"
-        rec = err.value.record  # type: ignore[attr-defined]
+        rec = err.value.record
+        assert rec is not None
         assert not rec.ok and rec.failed_phase == "cleanup" and rec.rolled_back
         _clean(lab, src, dst)
         report = _ballast_report(lab, src)        # a fresh, whole backend serves at the source

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -66,9 +66,10 @@ def test_demo_leaves_nothing_behind(demo_run: tuple[dict[str, demo.NotebookRun],
                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     """02 and 03 leave their lab up after Run All (live panels, live traffic); the demo still ends
     with no container, pod or switch of its lab left."""
+    import tomllib
+
     from p4cf_kit.config import parse_config
     from p4cf_kit.notebook import lab_leftovers
-    import tomllib
     assert lab_leftovers(parse_config(tomllib.loads(CONFIG))) == []
 
 

@@ -17,9 +17,17 @@ from p4.config.v1 import p4info_pb2
 
 from p4cf_kit.paths import P4_PROGRAM, P4INFO_TXT
 from p4cf_kit.switch.embedded.entries import PROGRAM_DEFAULT_ACTIONS
-from p4cf_kit.switch.embedded.p4info import (PREFIX_ACTION, PREFIX_DIRECT_COUNTER, PREFIX_TABLE,
-                                             P4Schema, jenkins_one_at_a_time, load_p4info,
-                                             p4c_aliases, p4c_ids, substance_difference)
+from p4cf_kit.switch.embedded.p4info import (
+    PREFIX_ACTION,
+    PREFIX_DIRECT_COUNTER,
+    PREFIX_TABLE,
+    P4Schema,
+    jenkins_one_at_a_time,
+    load_p4info,
+    p4c_aliases,
+    p4c_ids,
+    substance_difference,
+)
 
 # v1model's standard_metadata_t fields this program matches on (v1model.p4 is not shipped).
 V1MODEL_STANDARD_METADATA = {"ingress_port": 9, "egress_spec": 9, "egress_port": 9}

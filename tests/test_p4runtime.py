@@ -22,16 +22,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
+import p4runtime_sh.shell as sh
 import pytest
 from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
-
-import p4runtime_sh.shell as sh
 from p4runtime_sh.p4runtime import P4RuntimeWriteException
 
 from p4cf_kit.errors import SwitchError
@@ -41,11 +40,10 @@ from p4cf_kit.switch.embedded.cpu_affinity import control_plane_cpu
 from p4cf_kit.switch.embedded.entries import EntryFields
 from p4cf_kit.switch.embedded.p4info import P4Schema, load_p4info
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
-from p4cf_kit.switch.embedded.target import EmbeddedSwitch, default_pipeline
+from p4cf_kit.switch.embedded.target import EmbeddedSwitch
 from p4cf_kit.switch.embedded.write_wire import WriteFields, parse_write
-
 from packet_io import packet_socket, receive_tcp_to
-from targets import RunningSwitch, only_embedded, switch_netns, switch_ports, switch_target  # noqa: F401
+from targets import RunningSwitch, only_embedded
 
 SCHEMA = P4Schema(load_p4info(P4INFO_TXT))
 T_GROUP = SCHEMA.table_by_name("MyIngress.ecmp_group").id
@@ -56,7 +54,6 @@ A_SELECT = SCHEMA.action_by_name("MyIngress.set_ecmp_select").id
 A_NHOP = SCHEMA.action_by_name("MyIngress.set_nhop").id
 A_REWRITE = SCHEMA.action_by_name("MyEgress.rewrite_mac").id
 Code = grpc.StatusCode
-HAS_DATAPLANE = default_pipeline() is not None
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -87,7 +84,7 @@ def spec_or_bmv2(switch: RunningSwitch, spec, bmv2):
 
 def embedded_pipeline(switch: RunningSwitch):
     """The embedded switch's program object, to look inside it (None on other targets)."""
-    return switch.embedded.pipeline if HAS_DATAPLANE and switch.embedded is not None else None
+    return switch.embedded.pipeline if switch.embedded is not None else None
 
 
 @pytest.fixture
@@ -897,7 +894,6 @@ def _tcp_frame(src: int, dst: int, sport: int, dport: int) -> bytes:
 
 
 @only_embedded  # runs frames through the embedded pipeline object; packets over veths: test_dataplane.py
-@pytest.mark.skipif(not HAS_DATAPLANE, reason="p4cf_kit/switch/embedded/pipeline.py is not there yet")
 def test_entries_written_over_p4runtime_forward_packets(stub, primary, switch) -> None:
     pipeline = embedded_pipeline(switch)
     write(stub, (INSERT, group_entry(0x0A000064, 32, base=1, count=1)),
@@ -1021,7 +1017,6 @@ def test_cli_preloads_p4info_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 @pytest.mark.netns
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (kit-owned network namespaces)")
-@pytest.mark.skipif(not HAS_DATAPLANE, reason="the embedded data plane is not there yet")
 def test_cli_with_ports_forwards_what_p4runtime_programs(tmp_path: Path) -> None:
     """`p4cf switch -i 1@.. -i 2@.. --pcap` in a netns, programmed over P4Runtime (unix socket)."""
     from p4cf_kit.netns import StarTopology, popen_in
@@ -1090,7 +1085,6 @@ def test_cli_with_ports_forwards_what_p4runtime_programs(tmp_path: Path) -> None
                 proc.wait()
 
 
-@pytest.mark.skipif(not HAS_DATAPLANE, reason="the embedded data plane is not there yet")
 def test_missing_interface_is_a_switch_error() -> None:
     sw = EmbeddedSwitch(grpc_addr="127.0.0.1:0", ports={1: "p4cf-nosuch0"})
     with pytest.raises(SwitchError, match="p4cf-nosuch0"):

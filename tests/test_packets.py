@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from scapy.layers.inet import IP, TCP
@@ -29,7 +29,6 @@ from p4cf_kit.control.entries import as_int, read_table
 from p4cf_kit.control.loadbalancer import BACKEND_BASE, CLIENT_INDEX, ECMP_NHOP, LoadBalancer, NextHop
 from p4cf_kit.netns import StarTopology, ip, run_in
 from p4cf_kit.switch.embedded.crc16 import crc16
-
 from packet_io import HostPort
 from targets import TARGET_NAMES, RunningSwitch, running_switch
 

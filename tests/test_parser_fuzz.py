@@ -9,10 +9,9 @@ import random
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from frame_mutation import mutate
 from p4cf_kit.switch.embedded import dataplane as dpm
 from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
-
-from frame_mutation import mutate
 
 VIP = 0x0A000064
 

@@ -11,10 +11,10 @@ import grpc
 import pytest
 from p4.v1 import p4runtime_pb2
 
+from p4cf_kit.errors import P4RuntimeError
 from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.switch.embedded.entries import EntryStore
 from p4cf_kit.switch.embedded.p4info import P4Schema, load_p4info
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
 
 Code = grpc.StatusCode
 INSERT, MODIFY, DELETE = (p4runtime_pb2.Update.INSERT, p4runtime_pb2.Update.MODIFY,

@@ -10,14 +10,15 @@ import secrets
 import socket
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from p4cf_kit.checkpoint.criu_images import established_tcp, pycriu_available
+from p4cf_kit.errors import RewriteError
 from p4cf_kit.labels import LABEL, LABEL_KEY, NAME_PREFIX
-from p4cf_kit.migration.rewrite import RewriteError, address_words, rewrite_files_image, rewrite_images_dir
+from p4cf_kit.migration.rewrite import address_words, rewrite_files_image, rewrite_images_dir
 from p4cf_kit.podman.runner import podman
 
 SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"

@@ -2,7 +2,9 @@
 
 The log is written by `workload/tcp_client.py` (which cannot import the kit, and
 this room may not import `workload`), so its columns are spelled out here too; a
-test keeps the two equal. Times are CLOCK_REALTIME nanoseconds.
+test keeps the two equal. Every workload's client writes this log (`workload/rr_client.py`
+too; a custom client's CSV is turned into it by `custom_log`), so one analysis serves all.
+Times are CLOCK_REALTIME nanoseconds.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import pandas as pd
 
 CLIENT_LOG_COLUMNS: tuple[str, ...] = (
     "conn_id", "src_ip", "src_port", "dst_ip", "dst_port", "seq", "send_ns", "recv_ns", "rtt_ms",
-    "host", "server_count", "event", "t_ns", "server_ip", "detail",
+    "host", "server_count", "event", "t_ns", "server_ip", "detail", "op",
 )
+#: Columns a log may lack (written by older clients): read as empty.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("op",)
 CLIENT_LOG_DTYPES: dict[str, str] = {
     "conn_id": "Int64", "src_ip": "string", "src_port": "Int64", "dst_ip": "string", "dst_port": "Int64",
     "seq": "Int64", "send_ns": "Int64", "recv_ns": "Int64", "rtt_ms": "Float64", "host": "string",
     "server_count": "Int64", "event": "string", "t_ns": "Int64", "server_ip": "string", "detail": "string",
+    "op": "string",
 }
 ERROR_PREFIX = "error:"
 
@@ -29,7 +34,7 @@ def load_client_log(path: str | Path) -> pd.DataFrame:
     A last line cut short by a live writer is dropped rather than failing the read.
     """
     frame = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""], on_bad_lines="skip")
-    missing = [c for c in CLIENT_LOG_COLUMNS if c not in frame.columns]
+    missing = [c for c in CLIENT_LOG_COLUMNS if c not in frame.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(f"{path}: not a client log, columns missing: {missing}")
     return typed_client_log(frame)

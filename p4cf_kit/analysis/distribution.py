@@ -18,7 +18,7 @@ Switch counter schema (one row per counter read, cumulative since the lab came u
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 

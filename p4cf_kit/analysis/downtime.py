@@ -20,7 +20,8 @@ no `error:` event within the window and at least one reply after t_end_ns.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -27,8 +27,9 @@ time not covered by them is `other_s` (total - sum of phases).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 

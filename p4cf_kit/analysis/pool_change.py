@@ -8,7 +8,7 @@ broken, not moved. The panel says so before (from the hash, control.flow_hash) a
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -36,7 +36,8 @@ def open_connections(log: pd.DataFrame, at_ns: int) -> pd.DataFrame:
 
 def change_effect(log: pd.DataFrame, at_ns: int, predicted: Mapping[int, str] | None = None) -> pd.DataFrame:
     """Per connection open at `at_ns`: its backend before, the predicted one, the backend of its
-    last reply after (none when it broke), and the outcome: kept, moved, `error:<kind>` (reset, eof...) or no reply yet."""
+    last reply after (none when it broke), and the outcome: kept, moved, `error:<kind>` (reset,
+    eof...) or no reply yet."""
     conns = open_connections(log, at_ns)
     after = log[log["t_ns"] > at_ns].sort_values("t_ns")
     rows = []

@@ -7,8 +7,9 @@ lost its entries does exactly that. Experiments that run unattended must fail lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_MAX_SILENCE_S = 5.0
 

@@ -11,8 +11,8 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from p4cf_kit.errors import PrerequisiteError
 

@@ -32,7 +32,7 @@ class TcpConnection:
 
 def _pycriu_images() -> Any:
     try:
-        import pycriu.images  # type: ignore[import-not-found]
+        import pycriu.images
     except ImportError as exc:
         raise PrerequisiteError(f"pycriu does not import ({exc}): {FIX}") from exc
     return pycriu.images
@@ -51,7 +51,8 @@ def load_image(path: Path) -> dict[str, Any]:
     """Decode one CRIU image file into pycriu's dict form ({"magic": ..., "entries": [...]})."""
     images = _pycriu_images()
     with open(path, "rb") as handle:
-        return images.load(handle)
+        image: dict[str, Any] = images.load(handle)
+    return image
 
 
 def _address(family: int, words: list[int]) -> str:

@@ -90,7 +90,7 @@ def _connect(address: str, deadline: float) -> socket.socket:
 def _pod_address(pod: str, network: str) -> str:
     infra = podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
     nets = json.loads(podman("inspect", "--format", "{{json .NetworkSettings.Networks}}", infra).stdout)
-    address = (nets.get(network) or {}).get("IPAddress", "")
+    address: str = (nets.get(network) or {}).get("IPAddress", "")
     if not address:
         raise _Step("setup", f"pod {pod} has no address on {network}")
     return address

@@ -20,7 +20,7 @@ def add_lab_options(parser: argparse.ArgumentParser, with_config: bool = False) 
 
 def lab_name(args: argparse.Namespace) -> str:
     if getattr(args, "lab", None):
-        return args.lab
+        return str(args.lab)
     if getattr(args, "config", None):
         return load_config(args.config).name
     return DEFAULT_LAB

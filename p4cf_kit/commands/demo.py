@@ -17,9 +17,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from p4cf_kit.errors import KitError
 
@@ -62,8 +63,11 @@ def lab_unavailable_reason() -> str | None:
 
 def capability_checks() -> dict[str, Callable[[], str | None]]:
     """Capability name -> a check returning None when present, else the reason it is not."""
-    from p4cf_kit.notebook import experiment_unavailable_reason, migration_unavailable_reason
-    from p4cf_kit.notebook import machines_unavailable_reason
+    from p4cf_kit.notebook import (
+        experiment_unavailable_reason,
+        machines_unavailable_reason,
+        migration_unavailable_reason,
+    )
     return {"lab": lab_unavailable_reason, "migration": migration_unavailable_reason,
             "experiment": experiment_unavailable_reason, "machines": machines_unavailable_reason}
 
@@ -210,10 +214,11 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("demo", help="run the notebooks headless; figures land under results/",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config",
-                        help="lab config (.toml/.yaml) for the notebooks (default: $P4CF_CONFIG, else the packaged lab)")
+                        help="lab config (.toml/.yaml) for the notebooks "
+                             "(default: $P4CF_CONFIG, else the packaged lab)")
     parser.add_argument("--only", nargs="*", metavar="NN", help="run only notebooks whose name starts so (e.g. 01 02)")
     parser.set_defaults(func=_run)

@@ -37,7 +37,7 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if all_required_ok(results) else 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "doctor", help="check that this machine can run the kit (and say how to fix what is missing)",
         description="Check Python packages, root, Podman, runc, CRIU, kernel features and tools; "

@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("down", help="remove a lab (also after a crash)")
     add_lab_options(p, with_config=True)
     p.add_argument("--all", action="store_true", help="every kit lab on this machine")

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
-def _lab(args: argparse.Namespace):
-    from p4cf_kit.config import load_config
+
+def _lab(args: argparse.Namespace) -> tuple[Lab, bool]:
+    from p4cf_kit.config import load_config, with_workload
+    from p4cf_kit.errors import ConfigError
     from p4cf_kit.lab import STATE_FILE, Lab
     from p4cf_kit.topology.names import LabNames
 
     name = lab_name(args)
     if (LabNames(name).state / STATE_FILE).exists():
-        return Lab.attach(name), False
-    lab = Lab(load_config(args.config))
+        lab = Lab.attach(name)
+        if args.workload and args.workload != lab.config.workload.kind:
+            lab.close()
+            raise ConfigError(f"lab {name!r} is up with workload {lab.config.workload.kind!r}, not "
+                              f"{args.workload!r}; `p4cf down --lab {name}` first, or leave out --workload")
+        return lab, False
+    lab = Lab(with_workload(load_config(args.config), args.workload))
     lab.up()
     return lab, True
 
@@ -43,14 +53,20 @@ def _run(args: argparse.Namespace) -> int:
         lab.down() if started and args.down else lab.close()
     s = result.summary
     gap = s.get("gap_ms", {})
+    data = s.get("data")
+    checked = (f"\ndata: {data['checks_ok']}/{data['checks']} checks ok, {data['keys_last']} keys at the last, "
+               f"{data['keys_missing']} missing, {data['keys_wrong']} wrong, {data['read_mismatches']} wrong reads"
+               if data else "")
     emit(args, {"folder": str(result.folder), **s},
-         f"{s['succeeded']}/{s['migrations']} migrations ok; client gap median {gap.get('median', float('nan')):.0f} ms, "
+         f"{s['succeeded']}/{s['migrations']} migrations ok; "
+         f"client gap median {gap.get('median', float('nan')):.0f} ms, "
          f"p95 {gap.get('p95', float('nan')):.0f} ms over {s['connections_migrated']} migrated connections, "
-         f"{s['connections_broken']} broken, {s['client_errors']} client errors\nresults: {result.folder}")
+         f"{s['connections_broken']} broken, {s['client_errors']} client errors{checked}\nresults: {result.folder}")
     return 0 if s["succeeded"] == s["migrations"] and s["connections_broken"] == 0 else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from p4cf_kit.apps.settings import KINDS
     from p4cf_kit.migration.record import PHASES
     from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS
 
@@ -64,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--rto-min", type=int, default=DEFAULT_RTO_MIN_MS, metavar="MS",
                    help=f"rto_min on the pods' routes (default {DEFAULT_RTO_MIN_MS}; 0 leaves the kernel's 200 ms)")
     p.add_argument("--fail-at", choices=PHASES, help="inject a failure after this phase in every migration")
+    p.add_argument("--workload", choices=KINDS,
+                   help="what the backends run when this command brings the lab up (default: the config's); "
+                        "redis checks every key after each migration and fails (exit 1) on a lost or wrong one")
     p.add_argument("--down", action="store_true", help="take the lab down afterwards if this command brought it up")
     add_lab_options(p, with_config=True)
     p.set_defaults(func=_run)

@@ -41,9 +41,14 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("images", help="build or list the kit's container images")
-    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=show_help)
     actions = parser.add_subparsers(dest="images_action", metavar="ACTION")
     build = actions.add_parser(
         "build", help="build localhost/p4cf-base, -tcp-server and -tcp-client offline (skips unchanged ones)")

@@ -4,6 +4,7 @@ p4cf_kit.machines.emulated); a lab reaches it only over SSH, like a real server.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from p4cf_kit.commands._labargs import emit
 
@@ -22,7 +23,7 @@ def _emulate(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     from p4cf_kit.machines import emulated
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in emulated.emulated_names():
         rec = emulated.load(name)
         rows.append({"machine": name, "address": rec.machine_addr if rec else None,
@@ -43,9 +44,14 @@ def _rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("machine", help="emulate a second machine for multi-machine labs")
-    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=show_help)
     actions = parser.add_subparsers(dest="machine_action", metavar="ACTION")
     em = actions.add_parser(
         "emulate", help="create a stand-in machine: own netns, sshd, Podman, uplinks, rate-limited link")

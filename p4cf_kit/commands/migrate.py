@@ -32,9 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             rec = migrate(lab, args.src, args.dst, fail_at=args.fail_at, mode=args.mode)
         except MigrationError as exc:
-            record = getattr(exc, "record", None)
-            if args.json and record is not None:
-                emit(args, record.as_row(), "")
+            if args.json and exc.record is not None:
+                emit(args, exc.record.as_row(), "")
             raise
     finally:
         lab.close()
@@ -49,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from p4cf_kit.config import MIGRATION_MODES
     from p4cf_kit.migration.record import PHASES
 

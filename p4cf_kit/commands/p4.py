@@ -29,10 +29,15 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from p4cf_kit.switch.bmv2.compile import BUILD_DIR_ENV
     parser = sub.add_parser("p4", help="compile the P4 program with p4c (BMv2 target)")
-    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=show_help)
     actions = parser.add_subparsers(dest="p4_action", metavar="ACTION")
     comp = actions.add_parser("compile", help="p4c → build/p4/ (BMv2 JSON and P4Info)",
                               description="Compile the load balancer with p4c (a host binary, or the "

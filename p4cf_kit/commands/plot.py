@@ -13,7 +13,7 @@ from pathlib import Path
 from p4cf_kit.errors import KitError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("plot", help="regenerate the figures of a results folder from its data",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR",

@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -22,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _change(lab, args: argparse.Namespace) -> list[str]:
+def _change(lab: Lab, args: argparse.Namespace) -> list[str]:
     if args.action == "show":
         pool = lab.pool()
     elif args.action == "set":
@@ -36,7 +40,7 @@ def _change(lab, args: argparse.Namespace) -> list[str]:
     return pool
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("pool", help="show or change the backend pool")
     p.add_argument("action", choices=["show", "set", "add", "remove", "replace"], nargs="?", default="show")
     p.add_argument("hosts", nargs="*", help="host names (set: the pool; add/remove: one; replace: OLD NEW)")

@@ -15,8 +15,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         lab.close()
     sw = st["switch"]
-    lines = [f"lab {st['lab']}: switch {sw.get('target', '')} "
-             f"{('running (pid %s)' % sw['pid']) if sw['running'] else 'stopped'} on {sw['grpc_addr']}"]
+    how = f"running (pid {sw['pid']})" if sw["running"] else "stopped"
+    lines = [f"lab {st['lab']}: switch {sw.get('target', '')} {how} on {sw['grpc_addr']}"]
     if sw.get("data_plane"):
         lines.append(f"  data plane: {sw['data_plane']}")
     for name, h in st["hosts"].items():
@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("status", help="show a running lab")
     add_lab_options(p)
     p.set_defaults(func=_run)

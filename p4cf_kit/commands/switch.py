@@ -24,7 +24,7 @@ def _restart(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from p4cf_kit.switch.embedded.target import add_arguments, run
 
     parser = subparsers.add_parser(

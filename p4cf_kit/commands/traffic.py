@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from p4cf_kit.analysis.silence import (DEFAULT_MAX_SILENCE_S, describe_silence, silences,
-                                       too_silent, unanswered)
+from p4cf_kit.analysis.silence import DEFAULT_MAX_SILENCE_S, describe_silence, silences, too_silent, unanswered
 from p4cf_kit.commands._labargs import add_lab_options, emit, lab_name
 
 
@@ -34,14 +33,16 @@ def _run(args: argparse.Namespace) -> int:
     data = {"lab": lab.config.name, "exit_code": code, "csv": str(run.csv_path), "replies": len(replies),
             "per_host": per_host, "messages_per_s": round(len(replies) / seconds, 1), "totals": summary,
             "unanswered": unanswered(full), "max_silence_s": args.max_silence,
-            "replies_stopped": [s.as_dict() for s in stopped],
-            "failed": code != 0 or bool(over)}
+            "replies_stopped": [s.as_dict() for s in stopped], "workload": lab.config.workload.kind,
+            "failed": code != 0 or bool(over) or bool(summary.get("mismatches"))}
     lab.close()
     text = (f"{len(replies)} replies in {seconds:g} s ({len(replies) / seconds:.0f}/s): "
             + ", ".join(f"{h} {n}" for h, n in sorted(per_host.items()))
             + f"\n{describe_silence(full, args.max_silence)}")
     if summary.get("broken"):
         text += f"\nbroken connections: {summary['broken']}"
+    if summary.get("mismatches"):
+        text += f"\nFAILED: {summary['mismatches']} read(s) returned another value than the one written"
     if over:
         text += (f"\nFAILED: replies stopped for longer than {args.max_silence:g} s on connection(s) "
                  + ", ".join(str(s.conn_id) for s in over)
@@ -50,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if data["failed"] else 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("traffic", help="send client traffic to the VIP")
     add_lab_options(p)
     p.add_argument("-n", "--connections", type=int, default=32)

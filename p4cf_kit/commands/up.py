@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from p4cf_kit.apps.settings import KINDS
 from p4cf_kit.commands._labargs import add_lab_options, emit
-from p4cf_kit.config import TARGETS, load_config, parse_config
+from p4cf_kit.config import TARGETS, load_config, parse_config, with_workload
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -13,17 +18,18 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.lab or args.hosts or args.target or args.ballast_mib is not None:
         raw = dict(cfg.source)
-        lab = dict(raw.get("lab", {}))
+        section = dict(raw.get("lab", {}))
         if args.lab:
-            lab["name"] = args.lab
+            section["name"] = args.lab
         if args.hosts:
-            lab["hosts"] = args.hosts
-        raw["lab"] = lab
+            section["hosts"] = args.hosts
+        raw["lab"] = section
         if args.target:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
         if args.ballast_mib is not None:
             raw["backend"] = {**raw.get("backend", {}), "ballast_mib": args.ballast_mib}
         cfg = parse_config(raw)
+    cfg = with_workload(cfg, args.workload)
     lab = Lab(cfg)
     if not args.rebuild and _switch_only_down(lab):
         return _restart_switch(args, lab)
@@ -33,17 +39,19 @@ def _run(args: argparse.Namespace) -> int:
         lab.close()
     data = {"lab": cfg.name, "up_s": round(report.total_s, 3),
             "phases": {k: round(v, 3) for k, v in report.phases.items()}}
+    data["workload"] = cfg.workload.kind
     emit(args, data, f"lab {cfg.name} up in {report.total_s:.1f} s "
-                     f"(hosts {', '.join(h.name + '=' + h.role for h in cfg.hosts)}; VIP {cfg.vip}:{cfg.port})")
+                     f"(hosts {', '.join(h.name + '=' + h.role for h in cfg.hosts)}; VIP {cfg.vip}:{cfg.port}; "
+                     f"workload {cfg.workload.kind})")
     return 0
 
 
-def _switch_only_down(lab) -> bool:
+def _switch_only_down(lab: Lab) -> bool:
     from p4cf_kit.recovery import switch_only_down
     return switch_only_down(lab)
 
 
-def _restart_switch(args: argparse.Namespace, lab) -> int:
+def _restart_switch(args: argparse.Namespace, lab: Lab) -> int:
     """The lab is up but its switch died: bring back only the switch (containers untouched)."""
     from p4cf_kit.recovery import restart_switch
     try:
@@ -58,13 +66,16 @@ def _restart_switch(args: argparse.Namespace, lab) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("up", help="bring a lab up")
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
     p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
     p.add_argument("--ballast-mib", type=int, metavar="MIB",
                    help="memory each backend server holds and keeps dirty, overriding backend.ballast_mib")
+    p.add_argument("--workload", choices=KINDS,
+                   help="what the backends run, overriding the config's workload.kind (custom needs its "
+                        "[workload] table in the config; README 'Workloads')")
     p.add_argument("--rebuild", action="store_true",
                    help="when the lab's switch died but its containers run, rebuild the whole lab "
                         "instead of restarting only the switch")

@@ -17,21 +17,20 @@ import io
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import grpc
+from typing import TYPE_CHECKING, Any
 
 from p4cf_kit.control.shell_client import client_of_failed_setup, end_stream, start_in_daemon_thread
 from p4cf_kit.errors import SwitchError
 from p4cf_kit.grpc_ready import wait_until_serving
-from p4cf_kit.grpc_transport import channel as open_channel, ssl_options
+from p4cf_kit.grpc_transport import channel as open_channel
+from p4cf_kit.grpc_transport import ssl_options
 from p4cf_kit.paths import P4INFO_TXT, state_dir
 
 if TYPE_CHECKING:
     from p4cf_kit.config import TlsConfig
 
 _LOCK = threading.RLock()
-_OPEN: "SwitchConnection | None" = None
+_OPEN: SwitchConnection | None = None
 
 
 def _close_open_session() -> None:
@@ -44,7 +43,7 @@ def _close_open_session() -> None:
 atexit.register(_close_open_session)
 
 
-def _shell():
+def _shell() -> Any:  # p4runtime-shell has no types
     import p4runtime_sh.shell as sh  # imported late: it pulls in all of the protos
     return sh
 
@@ -62,7 +61,7 @@ class SwitchConnection:
 
     def __init__(self, grpc_addr: str, device_id: int = 1, election_id: tuple[int, int] | None = None,
                  p4info: Path = P4INFO_TXT, device_config: Path | None = None,
-                 tls: "TlsConfig | None" = None) -> None:
+                 tls: TlsConfig | None = None) -> None:
         self.grpc_addr = grpc_addr
         self.tls = tls  # None: plain text (the kit's own switch, or a remote one where config allows it)
         self.device_id = device_id
@@ -75,7 +74,7 @@ class SwitchConnection:
         self.primary = False
 
     def connect(self, push_pipeline: bool = False, timeout: float = 10.0,
-                require_primary: bool = True) -> "SwitchConnection":
+                require_primary: bool = True) -> SwitchConnection:
         """Open the session (retrying until `timeout`); push the pipeline when `push_pipeline`.
 
         With `require_primary` a session that ends up as a backup (another controller holds
@@ -173,7 +172,7 @@ class SwitchConnection:
         if not self.connected:
             raise SwitchError("no P4Runtime session: call connect() first (or Lab.up())")
 
-    def __enter__(self) -> "SwitchConnection":
+    def __enter__(self) -> SwitchConnection:
         if not self.connected:
             self.connect()
         return self

@@ -9,6 +9,8 @@ DirectCounterEntry instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from p4cf_kit.control.entries import as_int, ip_str, mac_str, read_table
@@ -33,7 +35,7 @@ def _direct_counter_rows() -> dict[int, tuple[int, int]]:
 
 def read_counters(base: int = 1, count: int | None = None) -> pd.DataFrame:
     """One row per ecmp_nhop entry: slot index, role (client/backend/spare), next hop, packets, bytes."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     missing = False
     for e in read_table(ECMP_NHOP, with_counters=True):
         idx = as_int(e.match["meta.ecmp_select"].exact.value)

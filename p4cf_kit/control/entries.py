@@ -7,13 +7,14 @@ the controller wants Python values and SwitchError messages that name the table.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from p4cf_kit.errors import SwitchError
 
 
-def _sh():
+def _sh() -> Any:  # p4runtime-shell has no types
     import p4runtime_sh.shell as sh
     return sh
 
@@ -42,7 +43,7 @@ class ReadEntry:
     bytes: int | None = None
 
 
-def make_entry(table: str, match: dict[str, str], action: str, params: dict[str, str]):
+def make_entry(table: str, match: dict[str, str], action: str, params: dict[str, str]) -> Any:
     """A p4runtime-shell TableEntry ready to insert/modify."""
     sh = _sh()
     te = sh.TableEntry(table)(action=action)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 INTENT_FILE = "intent.json"
 
@@ -48,7 +49,7 @@ class Intent:
     updated: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Intent":
+    def from_dict(cls, d: dict[str, Any]) -> Intent:
         return cls(vip=d.get("vip", ""), client_subnet=d.get("client_subnet", ""),
                    client=Hop(**d["client"]) if d.get("client") else None, base=int(d.get("base", 1)),
                    backends=[Hop(**b) for b in d.get("backends", [])],

@@ -37,8 +37,18 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from p4cf_kit.control.connection import SwitchConnection
+from p4cf_kit.control.entries import (
+    as_int,
+    clear_table,
+    delete_key,
+    ip_str,
+    mac_str,
+    make_entry,
+    read_table,
+    upsert,
+    write,
+)
 from p4cf_kit.control.intent import IntentFile
-from p4cf_kit.control.entries import as_int, clear_table, delete_key, ip_str, mac_str, make_entry, read_table, upsert, write
 from p4cf_kit.errors import ConfigError, SwitchError
 
 ECMP_GROUP = "MyIngress.ecmp_group"

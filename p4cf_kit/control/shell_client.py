@@ -16,7 +16,8 @@ library does, and cancels the call when the switch does not end it within a grac
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 END_GRACE_S = 1.0  # a live switch ends the stream within milliseconds of the half-close
 
@@ -28,20 +29,21 @@ def start_in_daemon_thread(start: Callable[[], _Result]) -> _Result:
 
     What `start` raises (SystemExit included: p4runtime-shell exits on a failed handshake) is
     raised here, in the caller's thread."""
-    outcome: dict[str, Any] = {}
+    result: list[_Result] = []
+    error: list[BaseException] = []
 
     def run() -> None:
         try:
-            outcome["result"] = start()
+            result.append(start())
         except BaseException as exc:  # re-raised in the caller's thread below
-            outcome["error"] = exc
+            error.append(exc)
 
     starter = threading.Thread(target=run, name="p4cf-p4runtime-setup", daemon=True)
     starter.start()
     starter.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def end_stream(client: Any, grace: float = END_GRACE_S) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from p4cf_kit.doctor.checks.result import FAIL, OK, SKIP, WARN, CheckResult, all_required_ok
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from p4cf_kit.errors import ConfigError, KitError, PrerequisiteError
 from p4cf_kit.labels import NAME_PREFIX
+from p4cf_kit.netns import run
 from p4cf_kit.paths import state_dir, write_if_changed
 from p4cf_kit.podman.conf import render_containers_conf
 from p4cf_kit.switch.pids import alive, cmdline
-from p4cf_kit.topology.commands import run
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 SSH_PORT = 22

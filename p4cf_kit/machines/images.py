@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from p4cf_kit.errors import PodmanError, PrerequisiteError
 from p4cf_kit.machines.remote import RemoteMachine

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from p4cf_kit import netns
 from p4cf_kit.podman import runner
-from p4cf_kit.topology import commands
 
 LOCAL_NAME = "local"
 
@@ -67,7 +68,7 @@ class Machine(ABC):
         """Write one /proc/sys value on this machine, if the file exists."""
         self.run(["sh", "-c", f"[ ! -e {path} ] || echo {value} > {path}"], check=False)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: only a remote machine holds connections)
         """Release connections this object holds (nothing for the local machine)."""
 
     def __repr__(self) -> str:
@@ -90,15 +91,15 @@ class LocalMachine(Machine):
 
     def run(self, args: Sequence[str], check: bool = True, input: str | None = None,
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return commands.run(args, check=check, input=input, timeout=timeout)
+        return netns.run(args, check=check, input=input, timeout=timeout)
 
     def in_netns(self, netns_path: str, args: Sequence[str], check: bool = True,
                  input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return commands.in_netns(netns_path, args, check=check, input=input)
+        return netns.run_in(netns_path, args, check=check, input=input)
 
     def popen(self, args: Sequence[str], stdin: int | None = None, stdout: int | None = None,
               ) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([commands.tool(args[0]), *args[1:]], stdin=stdin, stdout=stdout,
+        return subprocess.Popen([netns.tool(args[0]), *args[1:]], stdin=stdin, stdout=stdout,
                                 stderr=subprocess.PIPE)
 
 

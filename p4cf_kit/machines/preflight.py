@@ -11,14 +11,13 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from p4cf_kit.config import LabConfig
 from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
+from p4cf_kit.config import LabConfig
 from p4cf_kit.errors import KitError, PrerequisiteError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.registry import cable_end
-from p4cf_kit.topology.commands import run
+from p4cf_kit.netns import run
 from p4cf_kit.topology.names import LabNames
-
 
 
 def check_machine(cfg: LabConfig, machine: Machine) -> None:
@@ -32,16 +31,18 @@ def check_machine(cfg: LabConfig, machine: Machine) -> None:
                                 "(`systemctl enable --now podman.socket`) and check the socket path in "
                                 f"machines.{machine.name}.podman")
     criu = machine.run(["sh", "-c", "criu --version 2>/dev/null | head -1"], check=False).stdout
-    version = tuple(int(x) for x in re.findall(r"\d+", criu)[:2])
-    if version < MIN_CRIU:
+    criu_version = tuple(int(x) for x in re.findall(r"\d+", criu)[:2])
+    if criu_version < MIN_CRIU:
         found = criu.strip() or "no criu"
         raise PrerequisiteError(f"machine {machine.name!r} has {found}; migrations need CRIU >= "
                                 f"{'.'.join(map(str, MIN_CRIU))} there (scripts/setup-criu.sh builds it); "
                                 f"`p4cf doctor --machine {machine.name}` checks the rest")
-    image = cfg.images.server
+    from p4cf_kit.apps.containers import server_image
+    image = server_image(cfg.workload, cfg.images.server)  # the workload's (redis, custom) or images.server
     if machine.podman("image", "exists", image, check=False).returncode != 0:
+        only = "" if image == cfg.images.server else f" --image {image}"
         raise PrerequisiteError(f"machine {machine.name!r} has no image {image}; copy it there with "
-                                f"`p4cf images push {machine.name}`")
+                                f"`p4cf images push {machine.name}{only}`")
     for h in hosts:
         if machine.run(["ip", "link", "show", h.uplink], check=False).returncode != 0:
             raise PrerequisiteError(f"machine {machine.name!r} has no interface {h.uplink!r} (uplink of "

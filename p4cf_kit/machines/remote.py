@@ -6,15 +6,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from p4cf_kit.errors import PodmanError, PrerequisiteError
+from p4cf_kit.errors import HostToolError, PodmanError, PrerequisiteError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.ssh import PodmanUrl, SshConnection, SshTarget
 from p4cf_kit.podman.conf import podman_env
 from p4cf_kit.podman.runner import podman_binary
-from p4cf_kit.topology.commands import HostToolError
 
 
 class RemoteMachine(Machine):

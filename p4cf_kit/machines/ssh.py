@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from p4cf_kit.errors import ConfigError, PrerequisiteError

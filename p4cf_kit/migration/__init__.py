@@ -11,6 +11,7 @@ One job per module:
   rollback      put the backend back at its source from whatever state a failure left
   migrate       the orchestration: `migrate(lab, src, dst) -> MigrationRecord`
   record        MigrationRecord, PhaseTimings
+  clock         PhaseClock: times each phase into the record (one `with` per phase)
   experiment    N migrations under traffic into a results folder (`p4cf experiment`)
 """
 

@@ -12,8 +12,9 @@ Order, and what differs from a migration within one machine (migrate.py):
                  rewrite's own time is `rewrite`; the rest is `transfer`, with bytes and MB/s.
                  The source's images are left untouched: a rollback restores from them.
   3. restore     on the destination machine: the gate opens; the phase ends when CRIU resumed.
-  4. switch      one MODIFY; client connections are nudged when the destination is this
-                 machine (the nudge needs a raw socket in the pod's netns).
+  4. switch      one MODIFY; client connections are nudged from the destination pod (a raw
+                 socket there: nudge.py), their sequence numbers read from whichever copy
+                 of the images is on this machine (so not when both ends are other machines).
   5. cleanup     the source's record (and with it its images) goes only now, then CRIU's lock
                  on the source pod is lifted.
 
@@ -25,14 +26,14 @@ source container is restored in place from its own images.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from p4cf_kit.errors import KitError, MigrationError
 from p4cf_kit.machines.machine import Machine
+from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.transfer import ImageStream, remove_images
@@ -53,11 +54,6 @@ class _Landing:
         self.images = self.staged.images
         self.stream: ImageStream | None = None
 
-    def restore(self, timeout: float) -> None:
-        """Let the staged restore take the images now in the landing container's folder."""
-        phases.open_gate(self.staged, timeout)
-        phases.wait_resumed(self.staged, timeout)
-
     def finish(self, timeout: float) -> phases.CriuStats:
         return phases.finish_restore(self.staged, timeout)
 
@@ -70,12 +66,22 @@ class _Landing:
         remove_images(self.machine, self.images)
 
 
+def _raw_sender(plan: MigrationPlan) -> nudging.RawSender | None:
+    """The nudge's socket in the destination pod, opened before the freeze; None when neither
+    copy of the images will be on this machine to read the clients' sequence numbers from."""
+    if plan.dst_machine.is_local:
+        return nudging.raw_socket_in(plan.dst_pod.netns_path)
+    if plan.src_machine.is_local:
+        return nudging.RemoteRawSocket(plan.dst_machine, plan.dst_pod.netns_path)
+    return None
+
+
 def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *, nudge: bool,
                    started: Callable[[str], None], end: End, timeout: float) -> MigrationRecord:
     """Run the phases above; on failure roll back and raise MigrationError(phase)."""
     src_m, dst_m = plan.src_machine, plan.dst_machine
     record.machines = f"{src_m.name}->{dst_m.name}"
-    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge and dst_m.is_local else None
+    raw = _raw_sender(plan) if nudge else None
     landing: _Landing | None = None
     dumped = False
     phase = "prepare"
@@ -111,8 +117,11 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         phase = "restore"
         started(phase)
         t0 = time.monotonic()
-        clients = nudging.client_connections(landing.images) if raw is not None else []
-        landing.restore(timeout)
+        phases.open_gate(landing.staged, timeout)
+        # read while runc and CRIU start: the images are only read by both
+        clients = nudging.client_connections(plan.src_images if src_m.is_local else landing.images) \
+            if raw is not None else []
+        phases.wait_resumed(landing.staged, timeout)
         end(record, phase, t0)
 
         phase = "switch"
@@ -147,6 +156,7 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
     t0 = time.monotonic()
     src_m = plan.src_machine
     step = "remove the landing container"
+    left = ""
     try:
         pool = lab.pool()
         if plan.dst.name in pool:
@@ -155,7 +165,12 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
             raise MigrationError(phase, f"{exc}; the switch already points at {plan.dst.name}, where the "
                                  "backend runs: not rolled back")
         if landing is not None:
-            landing.remove()
+            try:
+                landing.remove()
+            except (KitError, OSError) as gone:   # the destination cannot be reached now: the
+                left = (f"; the landing container {landing.container[:12]} stays on machine "  # source
+                        f"{landing.machine.name!r} ({gone}) until `p4cf down` or the next "    # comes
+                        "migration there removes it")                                          # first
         if dumped or container_state(plan.src_container, src_m) != "running":
             step = "restore at source"
             if container_state(plan.src_container, src_m) != "running":
@@ -163,11 +178,9 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
             release_lock(plan.src_pod.netns_path, src_m)
         record.rollback_s = time.monotonic() - t0
         record.rolled_back = True
-        outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there"
+        outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there{left}"
     except MigrationError:
         raise
     except (KitError, OSError) as rb:
         outcome = f"ROLLBACK FAILED at '{step}': {rb}"
-    error = MigrationError(phase, f"{exc}; {outcome}")
-    error.record = record  # type: ignore[attr-defined]
-    raise error from exc
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc

@@ -16,15 +16,18 @@ A failed migration is recorded (ok=False, rolled back) and the run goes on.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
 from p4cf_kit import analysis as an
 from p4cf_kit import results
+from p4cf_kit.apps.datacheck import DataLossError
 from p4cf_kit.config import config_to_dict
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lablock import lab_lock
@@ -136,9 +139,11 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
             try:
                 rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at)
                 where[dst] = where.pop(src, rec.backend)
+                if lab.config.workload.verifies_data:
+                    rec.set_data_check(run.verify(k))
             except MigrationError as exc:
-                rec = getattr(exc, "record", None) or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
-                                                                      migration=k, error=str(exc))
+                rec = exc.record or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
+                                                    migration=k, error=str(exc))
             except ConfigError as exc:   # refused: the backend is not where it should be any more
                 progress(f"m{k} {src}->{dst} refused, stopping: {exc}")
                 break
@@ -154,15 +159,39 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
     folder.finish(migrations=len(records), ok=sum(r.ok for r in records), summary=summary)
     from p4cf_kit.plots import report  # late: matplotlib is heavy
     report.figures_from_raw(folder)
-    return ExperimentResult(folder=folder.path, records=records, summary=summary)
+    result = ExperimentResult(folder=folder.path, records=records, summary=summary)
+    if lab.config.workload.verifies_data:
+        raise_on_data_loss(result)
+    return result
+
+
+def raise_on_data_loss(result: ExperimentResult) -> None:
+    """DataLossError naming each migration after which a key was missing or wrong (or unchecked),
+    and reads that did not return what was written."""
+    bad = [r for r in result.records if r.ok and r.data_ok is not True]
+    data = result.summary.get("data", {})
+    mismatches = int(data.get("read_mismatches", 0))
+    if not bad and not mismatches:
+        return
+    lines = [f"m{r.migration} {r.src}->{r.dst}: " + (f"{r.data_missing} of {r.data_keys} keys missing, "
+                                                     f"{r.data_wrong} wrong" if r.data_keys is not None
+                                                     else "not checked")
+             for r in bad]
+    if mismatches:
+        lines.append(f"{mismatches} GET(s) read another value than the one written (client log, detail 'mismatch')")
+    raise DataLossError("data lost or wrong after migration:\n  " + "\n  ".join(lines) +
+                        f"\nresults: {result.folder}", folder=result.folder)
 
 
 def _line(rec: MigrationRecord) -> str:
     t = rec.timings
     if not rec.ok:
         return f"m{rec.migration} {rec.src}->{rec.dst} FAILED in {rec.failed_phase}: {rec.error}"
+    data = "" if rec.data_ok is None else (
+        f"; {rec.data_keys} keys verified" if rec.data_ok else
+        f"; DATA LOST: {rec.data_missing} of {rec.data_keys} keys missing, {rec.data_wrong} wrong")
     return (f"m{rec.migration} {rec.src}->{rec.dst}: checkpoint {t.checkpoint:.3f} rewrite {t.rewrite:.3f} "
-            f"restore {t.restore:.3f} switch {t.switch:.3f} total {rec.total_s:.3f} s")
+            f"restore {t.restore:.3f} switch {t.switch:.3f} total {rec.total_s:.3f} s{data}")
 
 
 def _write_raw(lab: Any, folder: results.ResultsFolder, records: list[MigrationRecord],
@@ -215,4 +244,19 @@ def summarize(folder: results.ResultsFolder | str | Path) -> dict[str, Any]:
         "gap_ms": {"median": gaps["median"], "p95": gaps["p95"], "max": gaps["max"], "n": gaps["n"]},
         "phase_median_s": {c: float(ok[c].median()) for c in (*an.PHASE_COLUMNS, "total_s")} if len(ok) else {},
         "checkpoint_mb_median": float(ok["checkpoint_bytes"].median()) / 1e6 if len(ok) else float("nan"),
+        **({"data": data_summary(phases, folder)} if "data_ok" in phases and phases["data_ok"].notna().any() else {}),
+        **({"latency_ms": latency} if (latency := an.latency_summary(log, phases)) else {}),
     }
+
+
+def data_summary(phases: pd.DataFrame, folder: results.ResultsFolder) -> dict[str, Any]:
+    """The data checks of a run: how many, the keys of the last, missing and wrong over all, and the
+    GETs that read another value than written (the client's summary)."""
+    checked = phases[phases["data_ok"].notna()]
+    client = folder.raw(results.CLIENT_LOG).with_suffix(".summary.json")
+    totals = json.loads(client.read_text()).get("totals", {}) if client.exists() else {}
+    return {"checks": len(checked), "checks_ok": int(checked["data_ok"].astype(bool).sum()),
+            "keys_last": int(checked["data_keys"].iloc[-1]) if len(checked) else 0,
+            "keys_missing": int(checked["data_missing"].fillna(0).sum()),
+            "keys_wrong": int(checked["data_wrong"].fillna(0).sum()),
+            "read_mismatches": int(totals.get("mismatches", 0))}

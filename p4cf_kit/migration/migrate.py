@@ -38,26 +38,18 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from p4cf_kit.errors import ConfigError, KitError, MigrationError
+from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError, RollbackError
 from p4cf_kit.lablock import lab_lock, note
 from p4cf_kit.migration import modes, phases
 from p4cf_kit.migration import nudge as nudging
+from p4cf_kit.migration.clock import FAIL_AT_ENV, PhaseClock
 from p4cf_kit.migration.lazy import PagesLost
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
-from p4cf_kit.migration.rollback import (
-    MigrationRun,
-    RollbackError,
-    restart_at_source,
-    return_to_source,
-)
+from p4cf_kit.migration.rollback import MigrationRun, restart_at_source, return_to_source
 
-FAIL_AT_ENV = "P4CF_MIGRATION_FAIL_AT"
-
-
-class InjectedFailure(KitError):
-    """Raised on purpose after a phase did its work (fail_at / P4CF_MIGRATION_FAIL_AT)."""
+__all__ = ["FAIL_AT_ENV", "InjectedFailure", "migrate"]
 
 
 def _fail_at(fail_at: str | None) -> str | None:
@@ -103,84 +95,55 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     if inject == "transfer" and not plan.across_machines:
         raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
                           "no transfer phase; inject another phase or migrate across machines")
-    if plan.across_machines:
-        from p4cf_kit.migration.across import migrate_across
-        return migrate_across(
-            lab, plan, MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
-                                       container=plan.src_container),
-            nudge=nudge, started=on_phase or (lambda _phase: None), timeout=timeout,
-            end=lambda record, phase, t0: _end(record, phase, t0, inject))
-    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
-    clients: list[nudging.ClientSeq] = []
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
                              container=plan.src_container, mode=mode)
-    started = on_phase or (lambda _phase: None)
+    clock = PhaseClock(record, on_phase, inject)
+    if plan.across_machines:
+        from p4cf_kit.migration.across import migrate_across
+        return migrate_across(lab, plan, record, nudge=nudge, started=on_phase or (lambda _phase: None),
+                              timeout=timeout, end=lambda _record, phase, t0: clock.ended(phase, t0))
+    raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
+    clients: list[nudging.ClientSeq] = []
     run = MigrationRun()
     resumed = False            # the backend runs at the destination (lazy: its pages follow)
-    phase = "prepare"
     try:
-        started(phase)
-        t0 = time.monotonic()
-        memory.arm()
-        run.staged = phases.prepare(lab, plan)
-        memory.staged(run.staged)
-        _end(record, phase, t0, inject)
-
-        phase = "checkpoint"
-        started(phase)
-        t_start = t0 = time.monotonic()
-        record.t_start_ns = time.time_ns()
-        run.dump = phases.start_checkpoint(plan.src_container)
-        memory.wait_dumped(run.dump, timeout)
-        _end(record, phase, t0, inject)
-
-        phase = "rewrite"
-        started(phase)
-        t0 = time.monotonic()
-        record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
-        report = phases.rewrite(run.staged.images, str(plan.src.ip), str(plan.dst.ip))
-        record.sockets_rewritten = report.sockets
-        _end(record, phase, t0, inject)
-
-        phase = "restore"
-        started(phase)
-        t0 = time.monotonic()
-        memory.serve(run.staged, timeout)
-        phases.open_gate(run.staged, timeout)
-        if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
-            clients = nudging.client_connections(run.staged.images)
-        phases.wait_resumed(run.staged, timeout)
-        resumed = True
-        _end(record, phase, t0, inject)
-
-        phase = "switch"
-        started(phase)
-        t0 = time.monotonic()
-        record.nudged = phases.switch_over(lab, plan, raw, clients)
-        _end(record, phase, t0, inject)
-        record.t_end_ns = time.time_ns()
-        record.total_s = time.monotonic() - t_start
-
-        phase = "cleanup"
-        started(phase)
-        t0 = time.monotonic()
-        record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
-        memory.complete(run.staged, run.dump, timeout)
-        if mode != "stop-and-copy":
-            record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
-        dumped = phases.finish_checkpoint(run.dump, timeout).criu_s
-        # A lazy dump's CRIU statistics do not time the freeze (its tasks stay frozen until the
-        # last page is served, and the figure Podman reports is not a duration): left unset.
-        record.criu_dump_s = dumped if mode == "stop-and-copy" else None
-        run.dump = None
-        phases.cleanup(plan.src_container, plan.src_pod.netns_path)
-        _end(record, phase, t0, inject)
+        with clock.phase("prepare"):
+            memory.arm()
+            run.staged = phases.prepare(lab, plan)
+            memory.staged(run.staged)
+        with clock.phase("checkpoint"):
+            run.dump = phases.start_checkpoint(plan.src_container)
+            memory.wait_dumped(run.dump, timeout)
+        with clock.phase("rewrite"):
+            record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
+            report = phases.rewrite(run.staged.images, str(plan.src.ip), str(plan.dst.ip))
+            record.sockets_rewritten = report.sockets
+        with clock.phase("restore"):
+            memory.serve(run.staged, timeout)
+            phases.open_gate(run.staged, timeout)
+            if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
+                clients = nudging.client_connections(run.staged.images)
+            phases.wait_resumed(run.staged, timeout)
+            resumed = True
+        with clock.phase("switch"):
+            record.nudged = phases.switch_over(lab, plan, raw, clients)
+        with clock.phase("cleanup"):
+            record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
+            memory.complete(run.staged, run.dump, timeout)
+            if mode != "stop-and-copy":
+                record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
+            dumped = phases.finish_checkpoint(run.dump, timeout).criu_s
+            # A lazy dump's CRIU statistics do not time the freeze (its tasks stay frozen until the
+            # last page is served, and the figure Podman reports is not a duration): left unset.
+            record.criu_dump_s = dumped if mode == "stop-and-copy" else None
+            run.dump = None
+            phases.cleanup(plan.src_container, plan.src_pod.netns_path)
     except PagesLost as exc:   # the page source died: the restored copy was stopped, none is whole
-        _restart(lab, plan, run, record, phase, exc, memory, timeout)
+        _restart(lab, plan, run, record, clock.current, exc, memory, timeout)
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
         if memory.source_held() and not resumed:
-            _restart(lab, plan, run, record, phase, exc, memory, timeout)
-        _roll_back(lab, plan, run, record, phase, exc, timeout)
+            _restart(lab, plan, run, record, clock.current, exc, memory, timeout)
+        _roll_back(lab, plan, run, record, clock.current, exc, timeout)
     finally:
         memory.close()
         if raw is not None:
@@ -188,12 +151,6 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     record.ok = True
     record.container = plan.dst_container
     return record
-
-
-def _end(record: MigrationRecord, phase: str, t0: float, inject: str | None) -> None:
-    record.timings.set(phase, time.monotonic() - t0)
-    if inject == phase:
-        raise InjectedFailure(f"failure injected after the {phase} phase ({FAIL_AT_ENV}/fail_at)")
 
 
 def _restart(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord, phase: str,
@@ -209,9 +166,7 @@ def _restart(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: Migra
                    f"(backend {plan.backend}, its connections closed) and the switch points there")
     except RollbackError as rb:
         outcome = f"RESTART FAILED: {rb}"
-    error = MigrationError(phase, f"{exc}; {outcome}")
-    error.record = record  # type: ignore[attr-defined]
-    raise error from exc
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc
 
 
 def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,
@@ -224,6 +179,4 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: Mig
         outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there"
     except RollbackError as rb:
         outcome = f"ROLLBACK FAILED: {rb}"
-    error = MigrationError(phase, f"{exc}; {outcome}")
-    error.record = record  # type: ignore[attr-defined]
-    raise error from exc
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc

@@ -45,7 +45,8 @@ def release_lock(netns_path: str, machine: Machine = LOCAL) -> bool:
     """Remove CRIU's lock from the netns, whichever kind; True when one was there."""
     released = False
     for table in _nft_tables(netns_path, machine):
-        released |= machine.in_netns(netns_path, ["nft", "delete", "table", *table.split()], check=False).returncode == 0
+        deleted = machine.in_netns(netns_path, ["nft", "delete", "table", *table.split()], check=False)
+        released |= deleted.returncode == 0
     script = "".join(
         f"if {tool} -w -S {CHAIN} >/dev/null 2>&1; then\n"
         f"  while {tool} -w -D INPUT -j {CHAIN} 2>/dev/null; do :; done\n"

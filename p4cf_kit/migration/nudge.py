@@ -18,19 +18,28 @@ once the restored socket's first ACK, sent at restore, has reached the client.
 The raw socket is opened in the destination pod's netns before the migration
 starts (a thread enters the netns; setns on a thread affects only that thread),
 so sending costs well under a millisecond. Packets leave the pod like any reply:
-through the switch, which rewrites their source to the VIP.
+through the switch, which rewrites their source to the VIP. On another machine the same
+socket is held by a small sender started there in the pod's netns while the migration
+prepares (`RemoteRawSocket`): the kit builds the packets and hands them over its stdin.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import select
 import socket
 import struct
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from p4cf_kit.migration.rewrite import FILES_IMG, pycriu_images, split_entries
 from p4cf_kit.netns import call_in_netns_path
+
+if TYPE_CHECKING:
+    from p4cf_kit.machines.machine import Machine
 
 ICMP_DEST_UNREACH, ICMP_HOST_UNREACH = 3, 1
 DEFAULT_COPIES = 8   # each undoes one backoff step; 8 covers any gap shorter than ~256 RTOs
@@ -49,7 +58,7 @@ class ClientSeq:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -65,7 +74,7 @@ def unreachable(conn: ClientSeq, vip: str) -> bytes:
     return struct.pack("!BBH", ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, _checksum(header + body)) + body
 
 
-def _first_entry(data: bytes):
+def _first_entry(data: bytes) -> Any:  # a pycriu protobuf message
     """The tcp-stream entry of an image (entry then raw queue bytes, so only the first frame)."""
     images = pycriu_images()
     head = 8 if struct.unpack_from("=i", data, 0)[0] == images.magic.by_name["IMG_COMMON"] else 4
@@ -103,7 +112,59 @@ def raw_socket_in(netns_path: str) -> socket.socket:
                                                                 socket.IPPROTO_ICMP))
 
 
-def nudge(sock: socket.socket, conns: list[ClientSeq], vip: str, copies: int = DEFAULT_COPIES) -> int:
+class RawSender(Protocol):
+    """What `nudge` sends through: a raw ICMP socket here, or one held on another machine."""
+
+    def sendto(self, data: bytes, address: tuple[str, int], /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# The sender on another machine: one raw ICMP socket in the netns it was started in; each
+# stdin line "IP HEX" is one packet; it answers "ready" once, then nothing (stderr on errors).
+_REMOTE_SENDER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+print("ready", flush=True)
+for line in sys.stdin:
+    ip, _, packet = line.partition(" ")
+    s.sendto(bytes.fromhex(packet.strip()), (ip, 0))
+"""
+
+
+class RemoteRawSocket:
+    """A raw ICMP socket in the netns at `netns_path` on `machine` (python3 there, through
+    nsenter over the machine's connection); started and checked before the freeze."""
+
+    def __init__(self, machine: Machine, netns_path: str, timeout: float = 30.0) -> None:
+        self.machine = machine
+        self._proc = machine.popen(["nsenter", f"--net={netns_path}", "python3", "-u", "-c", _REMOTE_SENDER],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while not select.select([self._proc.stdout], [], [], 0.05)[0]:
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                break
+        line = self._proc.stdout.readline().decode().strip() if self._proc.poll() is None else ""
+        if line != "ready":
+            self.close()
+            err = self._proc.stderr.read().decode().strip() if self._proc.stderr else ""
+            raise OSError(f"machine {machine.name!r}: the nudge sender in {netns_path} did not start: "
+                          f"{err or 'no answer'}")
+
+    def sendto(self, data: bytes, address: tuple[str, int], /) -> int:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(f"{address[0]} {data.hex()}\n".encode())
+        self._proc.stdin.flush()
+        return len(data)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+
+def nudge(sock: RawSender, conns: list[ClientSeq], vip: str, copies: int = DEFAULT_COPIES) -> int:
     """Send `copies` unreachables per connection; returns how many packets went out."""
     sent = 0
     for conn in conns:

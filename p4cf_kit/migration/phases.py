@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ from typing import Any
 from p4cf_kit.config import HostConfig
 from p4cf_kit.control.loadbalancer import NextHop
 from p4cf_kit.errors import PodmanError
-from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.machines.remote import RemoteMachine
+from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
 from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir
@@ -107,12 +107,35 @@ def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
     (images / INVENTORY).write_bytes(b"")
     gate = RestoreGate(cid, owner=lab.config.name)
     process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid)
-    return StagedRestore(container_id=cid, images=images, gate=gate, process=process)
+    staged = StagedRestore(container_id=cid, images=images, gate=gate, process=process)
+    _until_staged(staged, lambda: remove_container(cid))
+    return staged
+
+
+def _until_staged(staged: StagedRestore, remove: Callable[[], object]) -> None:
+    """Wait until the restore waits at its gate (Podman's part done before the freeze, not in the
+    downtime); if it never gets there, call it off and remove the landing, then raise."""
+    try:
+        staged.gate.wait_reached(staged.process, DEFAULT_TIMEOUT_S)
+    except BaseException:
+        abort(staged)
+        remove()
+        raise
+
+
+def _clear_stale_landing(machine: RemoteMachine, name: str) -> None:
+    """A landing a rollback could not remove (its machine was unreachable then) holds the name
+    the new one needs: remove it if it never ran. A running one is a backend: leave it (and
+    let create fail with Podman's own message)."""
+    state = machine.podman("container", "inspect", "--format", "{{.State.Status}}", name, check=False)
+    if state.returncode == 0 and state.stdout.strip() in ("created", "configured", "exited", "stopped"):
+        machine.podman("rm", "-f", "-t", "0", name, check=False)
 
 
 def prepare_remote(lab: LabLike, plan: MigrationPlan, machine: RemoteMachine) -> StagedRestore:
     """`prepare` on another machine: the same landing container and gated restore, driven over
     its connection (Podman's API, and SSH for the gate and the placeholder)."""
+    _clear_stale_landing(machine, lab.names.server(plan.dst.name))
     cid = create_landing(lab.config, lab.names, plan.dst, plan.backend,
                          {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend}, machine=machine)
     try:
@@ -123,7 +146,9 @@ def prepare_remote(lab: LabLike, plan: MigrationPlan, machine: RemoteMachine) ->
     except BaseException:
         machine.podman("rm", "-f", "-t", "0", cid, check=False)
         raise
-    return StagedRestore(container_id=cid, images=images, gate=gate, process=process)
+    staged = StagedRestore(container_id=cid, images=images, gate=gate, process=process)
+    _until_staged(staged, lambda: machine.podman("rm", "-f", "-t", "0", cid, check=False))
+    return staged
 
 
 def start_checkpoint(container: str) -> subprocess.Popen[str]:
@@ -230,7 +255,7 @@ def point_switch(lab: LabLike, slot: int, hop: NextHop) -> int:
     return lab.move_slot(slot, hop.mac, hop.ip, hop.port)
 
 
-def switch_over(lab: LabLike, plan: MigrationPlan, raw: socket.socket | None,
+def switch_over(lab: LabLike, plan: MigrationPlan, raw: nudging.RawSender | None,
                 clients: list[nudging.ClientSeq]) -> int:
     """The switch phase: one MODIFY to the destination, then each client connection nudged out
     of its backoff (when a raw socket in the destination pod is there); returns nudges sent."""

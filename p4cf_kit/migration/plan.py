@@ -12,9 +12,10 @@ server (`<prefix>hN-srv`), and the pool on the switch says which host IPs serve.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from p4cf_kit.config import HostConfig, LabConfig
 from p4cf_kit.control.loadbalancer import NextHop
@@ -99,7 +100,7 @@ def backend_id(container: str, machine: Machine = LOCAL) -> str:
     if labels.get(BACKEND_LABEL):
         return str(labels[BACKEND_LABEL])
     for item in info.get("Config", {}).get("Env") or []:
-        key, _, value = item.partition("=")
+        key, _, value = str(item).partition("=")
         if key == HOST_ID_ENV and value:
             return value
     raise KitError(f"{container} has no {HOST_ID_ENV} in its environment: not a kit backend")
@@ -123,8 +124,9 @@ def plan_migration(lab: LabLike, src: str, dst: str) -> MigrationPlan:
                           "migrate one of those")
     dst_state = container_state(dst_container, dst_machine)
     if dst in pool or dst_state == "running":
+        idle = [h.name for h in cfg.hosts if h.name not in pool and h.role != "client"]
         raise ConfigError(f"{dst} already runs a backend; choose a host without one "
-                          f"(idle: {', '.join(h.name for h in cfg.hosts if h.name not in pool and h.role != 'client') or 'none'})")
+                          f"(idle: {', '.join(idle) or 'none'})")
     if dst_state is not None:   # an exited leftover record would block the name
         dst_machine.podman("rm", "-f", "-t", "0", dst_container, check=False)
     return MigrationPlan(

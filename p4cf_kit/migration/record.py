@@ -71,6 +71,15 @@ class MigrationRecord:
     error: str = ""
     rolled_back: bool = False
     rollback_s: float | None = None
+    data_keys: int | None = None         # redis workload: keys the client read back after this migration
+    data_missing: int | None = None      # ... of them missing,
+    data_wrong: int | None = None        # ... or with another value than written
+    data_ok: bool | None = None          # all there and right (digest equal); None: not checked
+
+    def set_data_check(self, check: Any) -> None:
+        """Record the client's data check after this migration (apps/datacheck.DataCheck)."""
+        self.data_keys, self.data_missing, self.data_wrong = check.keys, check.missing, check.wrong
+        self.data_ok = bool(check.ok)
 
     def fail(self, phase: str, exc: BaseException) -> None:
         """Mark this migration failed in `phase`: the error, and times that span what ran."""
@@ -89,10 +98,13 @@ class MigrationRecord:
             "checkpoint_s": t.checkpoint, "rewrite_s": t.rewrite, "restore_s": t.restore, "switch_s": t.switch,
             "total_s": self.total_s, "checkpoint_bytes": self.checkpoint_bytes,
             "t_start_ns": self.t_start_ns, "t_end_ns": self.t_end_ns, "ok": self.ok, "backend": self.backend,
-            "prepare_s": t.prepare, "cleanup_s": t.cleanup, "container": self.container, "sockets_rewritten": self.sockets_rewritten,
+            "prepare_s": t.prepare, "cleanup_s": t.cleanup, "container": self.container,
+            "sockets_rewritten": self.sockets_rewritten,
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
             "rollback_s": self.rollback_s, "transfer_s": t.transfer, "transfer_bytes": self.transfer_bytes,
             "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
+            "data_keys": self.data_keys, "data_missing": self.data_missing, "data_wrong": self.data_wrong,
+            "data_ok": self.data_ok,
             "mode": self.mode, "pages_done_s": self.pages_done_s,
         }

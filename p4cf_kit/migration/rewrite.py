@@ -24,14 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p4cf_kit.errors import KitError, PrerequisiteError
+from p4cf_kit.errors import PrerequisiteError, RewriteError
 
 FILES_IMG = "files.img"
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
-
-
-class RewriteError(KitError):
-    """A checkpoint could not be rewritten (missing or unreadable images)."""
 
 
 @dataclass
@@ -56,7 +52,7 @@ def address_words(ip: str, family: int) -> list[int]:
 def pycriu_images() -> Any:
     """pycriu's image module (PrerequisiteError naming the fix when it is missing)."""
     try:
-        import pycriu.images  # type: ignore[import-not-found]
+        import pycriu.images
     except ImportError as exc:
         raise PrerequisiteError(f"pycriu does not import ({exc}): run `make criu` and "
                                 "scripts/link-pycriu.sh") from exc

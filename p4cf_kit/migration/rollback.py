@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p4cf_kit.errors import KitError
+from p4cf_kit.errors import KitError, RollbackError
 from p4cf_kit.migration import nudge, phases
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import (
@@ -42,10 +42,6 @@ from p4cf_kit.migration.plan import (
     images_of,
 )
 from p4cf_kit.topology.hosts import start_server, wait_listening
-
-
-class RollbackError(KitError):
-    """Rollback itself failed; the message says where the backend is left."""
 
 
 @dataclass

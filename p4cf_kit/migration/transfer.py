@@ -21,20 +21,17 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
-from p4cf_kit.errors import KitError
+from p4cf_kit.errors import TransferError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.migration import direct as direct_tcp
 from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
 
 CHUNK = 1 << 20
-
-
-class TransferError(KitError):
-    """The images did not reach the destination whole; the message says where it broke."""
 
 
 @dataclass

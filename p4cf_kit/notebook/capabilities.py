@@ -8,14 +8,12 @@ must say so in one sentence (with the fix) instead of failing mid-notebook, and
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 from p4cf_kit.errors import KitError
 
-
-def migrate_call(lab: Any) -> Callable[..., Any]:
-    """The migration entry point notebooks and panels use: `lab.migrate(src, dst, ...)`."""
-    return lab.migrate
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 
 def migration_unavailable_reason() -> str | None:
@@ -35,7 +33,7 @@ def experiment_unavailable_reason() -> str | None:
     return migration_unavailable_reason()
 
 
-def tune_for_migration(lab: Any) -> str:
+def tune_for_migration(lab: Lab) -> str:
     """Apply the TCP tuning the experiment runner applies (rto_min on every pod's gateway
     routes, p4cf_kit.migration), so a single migration here is measured like the series of
     notebook 4: without it a stalled connection waits for its next retransmission backoff."""

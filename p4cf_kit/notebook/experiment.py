@@ -7,17 +7,21 @@ progress bar, and the result comes back as the results folder the figures live i
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p4cf_kit import results
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
-def run_experiment(lab: Any, n: int, **options: Any) -> results.ResultsFolder:
+
+def run_experiment(lab: Lab, n: int, **options: Any) -> results.ResultsFolder:
     """N migrations under traffic with the migration room's runner (p4cf_kit.migration.experiment),
     with a progress bar; returns its results folder (raw data and every figure)."""
     from tqdm import tqdm  # text bar: a saved notebook shows its last state (a widget bar would show 0 %)
 
-    from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment as run
+    from p4cf_kit.migration.experiment import ExperimentOptions
+    from p4cf_kit.migration.experiment import run_experiment as run
     with tqdm(total=n, desc="migrations", unit="migration", file=sys.stdout) as bar:
         def progress(line: str) -> None:
             bar.update(1)

@@ -6,7 +6,8 @@ these put the data in raw/, draw with the plots room, and display what was saved
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,8 +16,11 @@ from p4cf_kit import results
 from p4cf_kit.notebook.records import phase_table
 from p4cf_kit.plots.export import FigureFiles
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
-def results_folder(what: str, lab: Any, notes: str = "") -> results.ResultsFolder:
+
+def results_folder(what: str, lab: Lab, notes: str = "") -> results.ResultsFolder:
     """A results folder for this notebook's run, holding the lab's config."""
     from p4cf_kit.lab import config_to_dict_source
     return results.ResultsFolder.create(what, config_to_dict_source(lab.config), notes=notes)

@@ -7,14 +7,18 @@ from memory) and shape it as DataFrames a reader can scan.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from p4cf_kit import analysis as an
 from p4cf_kit.config import config_to_dict
 from p4cf_kit.plots.export import FigureFiles
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 
 def doctor_summary() -> pd.DataFrame:
@@ -32,9 +36,10 @@ def doctor_summary() -> pd.DataFrame:
     return frame
 
 
-def switch_tables(lab: Any) -> dict[str, pd.DataFrame]:
+def switch_tables(lab: Lab) -> dict[str, pd.DataFrame]:
     """The load balancer's three tables as the switch holds them now (read back over P4Runtime)."""
     lab.pool()  # connects when needed
+    assert lab.lb is not None  # pool() connected it
     st = lab.lb.state()
     group = [{"match (dst prefix)": f"{st.vip}/32", "action": "set_ecmp_select",
               "params": f"ecmp_base={st.base}, ecmp_count={st.count}"}]
@@ -54,17 +59,17 @@ def show_tables(tables: Mapping[str, pd.DataFrame]) -> None:
         display(table)
 
 
-def _host_on_port(lab: Any, port: int) -> str:
+def _host_on_port(lab: Lab, port: int) -> str:
     return next((h.name for h in lab.config.hosts if h.port == port), "")
 
 
-def counter_reads(lab: Any) -> pd.DataFrame:
+def counter_reads(lab: Lab) -> pd.DataFrame:
     """One read of the switch's backend counters now, in the analysis schema
     (analysis.switch_counters_from_reads: t_ns, select, host, packets, bytes, location)."""
     return an.switch_counters_from_reads([(time.time_ns(), lab.counters())])
 
 
-def topology_figure(lab: Any, out_dir: str | Path) -> FigureFiles:
+def topology_figure(lab: Lab, out_dir: str | Path) -> FigureFiles:
     """Draw the lab (plots.topology) with the pool as the switch holds it now."""
     from p4cf_kit.plots import topology
     cfg = lab.config
@@ -73,18 +78,18 @@ def topology_figure(lab: Any, out_dir: str | Path) -> FigureFiles:
     return topology.plot_topology(data, out_dir)
 
 
-def serving_hosts(lab: Any) -> list[str]:
+def serving_hosts(lab: Lab) -> list[str]:
     """Hosts with a running server container (in the pool or not), from Podman."""
     status = lab.status()["hosts"]
     return [h for h, info in status.items()
             if any(state == "running" and name == lab.names.server(h) for name, state in info["containers"].items())]
 
 
-def restore_pool(lab: Any) -> list[str]:
+def restore_pool(lab: Lab) -> list[str]:
     """Put the configured backends back as the pool (after a notebook changed it), and stop the
     servers `lab.pool` started on the other hosts: a host still running one is no migration target."""
     from p4cf_kit.topology.hosts import stop_container
-    pool = lab.pool([b.name for b in lab.config.backends])
+    pool: list[str] = lab.pool([b.name for b in lab.config.backends])
     for host in serving_hosts(lab):
         if host not in pool:
             stop_container(lab.names.server(host))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from p4cf_kit.config import LabConfig, parse_config
 from p4cf_kit.notebook.session import LabSession, open_lab
+from p4cf_kit.topology.traffic import TrafficRun
 
 MACHINE = "nb"
 LAB = "mm"
@@ -59,9 +60,9 @@ def open_two_machine_lab(machine: str = MACHINE, link_gbit: float | None = 10.0)
     return session
 
 
-def busiest_backend(run: object) -> str:
+def busiest_backend(run: TrafficRun) -> str:
     """The backend holding the most client connections so far (the one worth moving: the
     hash may put few or none of a handful of connections on a given backend)."""
-    replies = run.replies()  # type: ignore[attr-defined]
+    replies = run.replies()
     per_host = replies.groupby("host")["conn_id"].nunique()
     return str(per_host.idxmax())

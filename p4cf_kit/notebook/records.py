@@ -1,34 +1,29 @@
-"""Migration records (whatever shape the migration room returns) as analysis rows.
+"""Migration records as analysis rows.
 
-Why: the panel and the notebooks take `lab.migrate(...)`'s record as it comes (a
-MigrationRecord with `as_row()`, a dataclass, a mapping) and need the flat dict the
-analysis room reads (analysis.PHASE_RECORD_FIELDS).
+Why: the panel and the notebooks hold `lab.migrate(...)`'s MigrationRecords, or the rows
+already made of them, and need the flat dict the analysis room reads
+(analysis.PHASE_RECORD_FIELDS).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
 from p4cf_kit import analysis as an
+from p4cf_kit.migration.record import MigrationRecord
+
+Record = MigrationRecord | Mapping[str, Any]
 
 
-def record_dict(record: Any) -> dict[str, Any]:
-    """A MigrationRecord (dataclass, object with to_dict/as_dict, or mapping) as a plain dict."""
-    for method in ("as_row", "to_dict", "as_dict"):
-        fn = getattr(record, method, None)
-        if callable(fn):
-            return dict(fn())
-    if is_dataclass(record) and not isinstance(record, type):
-        return asdict(record)
-    if isinstance(record, Mapping):
-        return dict(record)
-    raise TypeError(f"cannot read a migration record from {type(record).__name__}")
+def record_dict(record: Record) -> dict[str, Any]:
+    """A MigrationRecord's analysis row (`as_row()`), or a copy of a row already made."""
+    return record.as_row() if isinstance(record, MigrationRecord) else dict(record)
 
 
-def phase_table(records: Iterable[Any]) -> pd.DataFrame:
+def phase_table(records: Iterable[Record]) -> pd.DataFrame:
     """Migration records as the analysis phase table (numbered 1.. in order when unnumbered)."""
     rows = []
     for k, record in enumerate(records, start=1):

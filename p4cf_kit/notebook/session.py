@@ -10,8 +10,8 @@ short. A lab that was already running (the demo and the tests bring one up for
 several notebooks) is attached to, never torn down: a session only removes what it
 started. Client traffic started with `LabSession.live_traffic` runs until stopped, so panels
 stay live after Run All; it stops when the session closes, and at kernel exit also in a lab
-the session only attached to (a detached `podman rm`, like the teardown above). The config comes from `$P4CF_CONFIG` (a .toml/.yaml path), else the
-packaged classic lab.
+the session only attached to (a detached `podman rm`, like the teardown above). The config
+comes from `$P4CF_CONFIG` (a .toml/.yaml path), else the packaged classic lab.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ import subprocess
 import sys
 import time
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from p4cf_kit.config import LabConfig, load_config
+from p4cf_kit.config import LabConfig, load_config, with_workload
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 ENV_CONFIG = "P4CF_CONFIG"
 
@@ -43,7 +47,7 @@ def lab_is_up(config: LabConfig) -> bool:
     return switch_up(LabNames(config.name).state)
 
 
-def _teardown(lab: Any) -> None:
+def _teardown(lab: Lab) -> None:
     try:
         lab.down()
     except Exception as exc:  # at exit nobody can act on a traceback; say what to run instead
@@ -59,7 +63,7 @@ def _teardown_detached(name: str) -> None:
     log.close()
 
 
-def _teardown_at_exit(finalizer: weakref.finalize, name: str) -> None:
+def _teardown_at_exit(finalizer: weakref.finalize[[Any], LabSession], name: str) -> None:
     if finalizer.detach() is not None:  # still up: the interpreter is going away (runs once)
         _teardown_detached(name)
 
@@ -95,7 +99,7 @@ def _remove_detached(container: str) -> None:
                      start_new_session=True, close_fds=True)
 
 
-def _stop_traffic_at_exit(session_ref: "weakref.ref[LabSession]") -> None:
+def _stop_traffic_at_exit(session_ref: weakref.ref[LabSession]) -> None:
     session = session_ref()
     if session is not None and not session.closed and session.live is not None:
         _remove_detached(session.live.container)
@@ -105,14 +109,14 @@ def _stop_traffic_at_exit(session_ref: "weakref.ref[LabSession]") -> None:
 class LabSession:
     """A lab used by one notebook; `started` says whether closing it tears the lab down."""
 
-    lab: Any
+    lab: Lab
     started: bool
     up_s: float = 0.0
     #: Client traffic started with `live_traffic` (runs until stopped): stopped with the session.
     live: Any = None
     closed: bool = False
     _exit_hook: bool = field(default=False, repr=False)
-    _finalizer: weakref.finalize | None = field(default=None, repr=False)
+    _finalizer: weakref.finalize[[Any], LabSession] | None = field(default=None, repr=False)
 
     def live_traffic(self, connections: int = 16, rate: float = 50.0, **options: Any) -> Any:
         """Client traffic that runs until stopped (a TrafficRun), for the panels to follow after Run
@@ -137,23 +141,30 @@ class LabSession:
         self.closed = True
         if self._finalizer is not None:
             self._finalizer()
-        elif getattr(self.lab, "conn", None) is not None:
+        elif self.lab.conn is not None:
             self.lab.conn.close()
             self.lab.conn, self.lab.lb = None, None
 
     def describe(self) -> str:
         cfg = self.lab.config
         how = f"brought up in {self.up_s:.1f} s" if self.started else "already running (attached; left up at the end)"
-        return (f"lab {cfg.name!r}: {how}; VIP {cfg.vip}:{cfg.port}; "
+        return (f"lab {cfg.name!r}: {how}; workload {cfg.workload.kind}; VIP {cfg.vip}:{cfg.port}; "
                 f"hosts {', '.join(f'{h.name}={h.role}' for h in cfg.hosts)}")
 
 
-def open_lab(config: LabConfig | None = None) -> LabSession:
-    """Attach to the running lab of `config`, or bring it up and register its teardown."""
+def open_lab(config: LabConfig | None = None, workload: str | None = None) -> LabSession:
+    """Attach to the running lab of `config`, or bring it up and register its teardown; `workload`
+    (echo, redis, http) overrides the config's. A running lab with another workload is refused."""
+    from p4cf_kit.errors import ConfigError
     from p4cf_kit.lab import Lab
-    cfg = config or notebook_config()
+    cfg = with_workload(config or notebook_config(), workload)
     if lab_is_up(cfg):
-        return LabSession(Lab.attach(cfg.name), started=False)
+        lab = Lab.attach(cfg.name)
+        if workload is not None and lab.config.workload.kind != workload:
+            raise ConfigError(f"lab {cfg.name!r} is up with workload {lab.config.workload.kind!r}, not "
+                              f"{workload!r}: close the session that brought it up (session.close()) or run "
+                              f"`p4cf down --lab {cfg.name}`, then run this cell again")
+        return LabSession(lab, started=False)
     lab = Lab(cfg)
     t0 = time.monotonic()
     lab.up()  # rolls itself back on failure

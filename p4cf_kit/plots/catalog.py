@@ -8,13 +8,13 @@ back and calling the function again gives the same figure.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-from p4cf_kit.plots import distribution, downtime, phases, summary, survival, throughput, timeline, topology
+from p4cf_kit.plots import distribution, downtime, latency, phases, summary, survival, throughput, timeline, topology
 from p4cf_kit.plots.export import MAIN_PART, FigureFiles, read_parts
 
 Redraw = Callable[[dict[str, pd.DataFrame], Path, str], FigureFiles]
@@ -44,6 +44,7 @@ FAMILIES: tuple[FigureFamily, ...] = (
     FigureFamily(survival.NAME, (), lambda d, out, n: survival.plot_survival(d[MAIN_PART], out, n)),
     FigureFamily(summary.NAME, (), lambda d, out, n: summary.plot_summary_table(d[MAIN_PART], out, n)),
     FigureFamily(topology.NAME, (), lambda d, out, n: topology.plot_topology(d[MAIN_PART], out, n)),
+    FigureFamily(latency.NAME, (), lambda d, out, n: latency.plot_latency_around_migrations(d[MAIN_PART], out, n)),
 )
 
 

@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+
+from p4cf_kit.plots.style import agg_canvas
 
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 PNG_DPI = 150
@@ -60,7 +62,7 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str,
         csvs.append(path)
     # Lay out once: "tight" bounds (legends outside the axes included) computed a
     # single time and reused, instead of a second full draw for every format.
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
+    bbox = fig.get_tightbbox(agg_canvas(fig).get_renderer()).padded(0.1)
     images = []
     for fmt in FORMATS:
         path = out / f"{name}.{fmt}"

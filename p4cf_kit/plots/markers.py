@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from p4cf_kit.plots.style import MARKER_COLOR
+from p4cf_kit.plots.style import MARKER_COLOR, agg_canvas
 
 MARKER_GID = "marker-line"  # gid of a marker's dashed line
 LABEL_GID = "marker-label"  # gid of its label
@@ -27,7 +27,7 @@ def place_marker_labels(fig: Figure, ax: Axes, markers: pd.DataFrame, fontsize: 
     it overlaps no label already placed, and turns left of its line where it would leave the axes.
     `short` labels a marker with its first word only (a series of migrations: "m7").
     Returns the number of rows used."""
-    renderer = fig.canvas.get_renderer()
+    renderer = agg_canvas(fig).get_renderer()
     row_pt = LABEL_ROW_PT * fontsize / 8
     box = ax.get_window_extent(renderer)
     placed: list[tuple[int, Any]] = []
@@ -46,7 +46,7 @@ def place_marker_labels(fig: Figure, ax: Axes, markers: pd.DataFrame, fontsize: 
                                      "alpha": 0.85})
             extent = text.get_window_extent(renderer)
             if extent.x1 > box.x1:  # would leave the axes (into the legend): put it left of the line
-                text.set_ha("right")
+                text.set_horizontalalignment("right")
                 text.xyann = (-3, -2 - row_pt * row)
                 extent = text.get_window_extent(renderer)
             if not any(extent.overlaps(e) for _, e in placed):

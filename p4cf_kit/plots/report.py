@@ -7,14 +7,15 @@ reads them from a results folder's raw/ (layout in p4cf_kit.results).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
 from p4cf_kit import analysis as an
 from p4cf_kit import results
-from p4cf_kit.plots import distribution, downtime, phases, summary, survival, throughput, timeline
+from p4cf_kit.plots import distribution, downtime, latency, phases, summary, survival, throughput, timeline
 from p4cf_kit.plots.export import FigureFiles
 
 
@@ -57,6 +58,8 @@ def figures_from_frames(log: pd.DataFrame, out_dir: str | Path, counters: pd.Dat
         surv = an.survival_per_migration(downtimes)
         labels = {int(r["migration"]): an.migration_label(r) for _, r in migrations.iterrows()}
         written.append(survival.plot_survival(surv.assign(label=surv["migration"].map(labels)), out))
+        if "op" in log and log["op"].fillna("").ne("").any():  # a request/response workload: latency per op
+            written.append(latency.plot_latency_around_migrations(an.latency_bins_around(log, migrations), out))
     written.append(summary.plot_summary_table(an.summary_table(downtimes, migrations), out))
     return written
 

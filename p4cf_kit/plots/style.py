@@ -8,13 +8,15 @@ Okabe-Ito palette, which stays distinguishable with colour-blindness.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, cast
 
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 HOST_COLORS: dict[str, str] = {
     "h1": "#999999",  # the client
@@ -40,7 +42,7 @@ SURVIVED_COLOR = "#4477AA"
 BROKEN_COLOR = "#D55E00"
 MARKER_COLOR = "#444444"  # vertical lines for migrations and pool changes
 
-RC: dict[str, object] = {
+RC: dict[RcKeyType, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": 150,
     "font.size": 11,
@@ -109,6 +111,12 @@ def new_figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **s
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig, fig.subplots(nrows, ncols, **subplots)
+
+
+def agg_canvas(fig: Figure) -> FigureCanvasAgg:
+    """The canvas that lays a figure's text out: Agg's, for `new_figure`'s figures and for the
+    notebook backends (inline and ipympl draw on Agg) alike."""
+    return cast(FigureCanvasAgg, fig.canvas)
 
 
 def readable_log_axis(ax: Axes, axis: str = "x") -> None:

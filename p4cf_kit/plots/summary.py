@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -13,10 +14,10 @@ from p4cf_kit.plots.style import figure_style, new_figure
 NAME = "summary"
 
 
-def _fmt(value: object, unit: str) -> str:
+def _fmt(value: Any, unit: str) -> str:  # a table cell: a number, NaN, or missing
     """Numbers a reader can take in at a glance: ms without decimals, s with three."""
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         return "–"
     if math.isnan(number):

@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from p4cf_kit.errors import PodmanError, PrerequisiteError
 from p4cf_kit.labels import IMAGE_PREFIX, LABEL, LABEL_KEY, LABEL_VALUE
@@ -91,17 +92,18 @@ def _sha256(*parts: bytes) -> str:
     return digest.hexdigest()
 
 
-def inspect_image(ref: str) -> dict | None:
+def inspect_image(ref: str) -> dict[str, Any] | None:
     """`podman image inspect REF` as a dict, or None when the image is not there."""
     proc = podman("image", "inspect", ref, check=False, timeout=60)
     if proc.returncode != 0:
         return None
-    data = json.loads(proc.stdout or "[]")
+    data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
     return data[0] if data else None
 
 
-def _labels(info: dict) -> dict[str, str]:
-    return (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+def _labels(info: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+    return labels
 
 
 def base_python() -> str:
@@ -151,7 +153,7 @@ def workload_inputs_hash(image: WorkloadImage, base: str, base_id: str) -> str:
     return _sha256(*parts)
 
 
-def _is_current(ref: str, inputs: str) -> dict | None:
+def _is_current(ref: str, inputs: str) -> dict[str, Any] | None:
     info = inspect_image(ref)
     if info is not None and _labels(info).get(INPUTS_LABEL) == inputs:
         return info
@@ -243,13 +245,17 @@ def build_workload(image: WorkloadImage, base: str = BASE_REF, force: bool = Fal
 
 
 def build_all(force: bool = False, base: str | None = None) -> list[BuildOutcome]:
-    """The base image (unless another `base` is given) and every workload image on it."""
+    """The base image (unless another `base` is given) and every workload image on it (the redis
+    image where this machine has redis-server: podman/redis_image.py)."""
     outcomes: list[BuildOutcome] = []
     if base is None:
         outcomes.append(build_base(force=force))
         base = BASE_REF
     for image in WORKLOAD_IMAGES:
         outcomes.append(build_workload(image, base=base, force=force))
+    from p4cf_kit.podman.redis_image import build_redis, redis_binary
+    if redis_binary() is not None:  # the redis workload's image; without redis the other workloads still run
+        outcomes.append(build_redis(base=base, force=force))
     if any(outcome.built for outcome in outcomes):
         prune_untagged()
     return outcomes

@@ -54,6 +54,7 @@ if [ "${{1:-}}" != "--help" ]; then
       id=${{!#}}
       gate={gates_dir}/$id
       if [ -p "$gate" ]; then
+        : > "$gate.reached"
         verdict=
         read -r -t {timeout_s} verdict < "$gate" || verdict="no verdict within {timeout_s} s"
         if [ "$verdict" != "{GO}" ]; then
@@ -108,13 +109,16 @@ class RestoreGate:
       .owner    the lab it belongs to, so `down` can call off a restore a killed migration left
                 waiting (that restore holds its container's lock: Podman could not remove it);
       .wait     asks the kit's CRIU action script (checkpoint/runc_conf.py) for .resumed,
-                which it creates when CRIU resumes the restored tasks."""
+                which it creates when CRIU resumes the restored tasks;
+      .reached  made by the gated runtime as it starts waiting: Podman's preparation is over,
+                so what is left of the restore is runc and CRIU."""
 
     def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR) -> None:
         self.path = gates_dir / container_id
         self.owner_file = gates_dir / f"{container_id}.owner"
         self.wait_marker = gates_dir / f"{container_id}.wait"
         self.resumed_marker = gates_dir / f"{container_id}.resumed"
+        self.reached_marker = gates_dir / f"{container_id}.reached"
         gates_dir.mkdir(parents=True, exist_ok=True)
         self.close()                                   # whatever an earlier run left
         os.mkfifo(self.path, 0o600)
@@ -124,7 +128,19 @@ class RestoreGate:
 
     @property
     def files(self) -> tuple[Path, ...]:
-        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker)
+        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker, self.reached_marker)
+
+    def wait_reached(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
+        """Return once the restore waits at the gate, so none of Podman's preparation is left for
+        the downtime; PodmanError when the restore ended first (its error) or on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.reached_marker.exists():
+            if restore.poll() is not None:
+                raise PodmanError(f"the staged restore ended (exit {restore.returncode}) before reaching "
+                                  f"its gate: {(restore.stderr.read() if restore.stderr else '').strip()}")
+            if time.monotonic() > deadline:
+                raise PodmanError(f"the staged restore did not reach its gate {self.path} within {timeout:.0f} s")
+            time.sleep(0.001)
 
     def answer(self, verdict: str, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
         """Write `verdict` to the waiting restore. Waits for it to reach the gate (it may still be

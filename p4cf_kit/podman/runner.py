@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from p4cf_kit.errors import PodmanError, PrerequisiteError
 from p4cf_kit.podman.conf import podman_env

@@ -1,13 +1,18 @@
-"""What /proc says about a switch process the kit started, for both switch launchers.
+"""The switch processes the kit starts, for both launchers: spawning one with its log, what
+/proc says about it, stopping it by pid.
 
-The embedded switch and BMv2 each keep a pid file and must never signal a recycled pid, so they
-ask the same questions: is the pid alive (a zombie is not), does its command line still name
-the switch, and reap it when it is our child. A failed start quotes the end of its log.
+The embedded switch and BMv2 must never signal a recycled pid, so they ask the same questions:
+is the pid alive (a zombie is not), does its command line still name the switch, and reap it
+when it is our child. A failed start quotes the end of its log.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -28,9 +33,10 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def runs(pid: int, marker: str) -> bool:
-    """True when `pid` is alive and its command line contains `marker` (so it is still ours)."""
-    return alive(pid) and marker in cmdline(pid)
+def runs(pid: int | None, marker: str) -> bool:
+    """True when `pid` is alive and its command line contains `marker` (so it is still ours);
+    False for None (a remote switch's state: no process of ours)."""
+    return pid is not None and alive(pid) and marker in cmdline(pid)
 
 
 def reap(pid: int) -> None:
@@ -47,3 +53,38 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def spawn(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `cmd` in a session of its own, output appended to `log_path` after a line naming it."""
+    with open(log_path, "ab") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        return subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, env=env)
+
+
+def _wait_gone(pid: int, deadline: float) -> bool:
+    while alive(pid) and time.monotonic() < deadline:
+        reap(pid)
+        time.sleep(0.02)
+    reap(pid)
+    return not alive(pid)
+
+
+def stop(pid: int | None, marker: str, grace: float = 3.0) -> bool:
+    """SIGTERM `pid` if it still runs `marker`, SIGKILL after `grace` s; reap it if it is our
+    child. True when it was running (never for None: no process of ours)."""
+    if pid is None:
+        return False
+    if not runs(pid, marker):
+        reap(pid)
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    if not _wait_gone(pid, time.monotonic() + grace) and runs(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, time.monotonic() + 5)
+    return True

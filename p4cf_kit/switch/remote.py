@@ -13,22 +13,21 @@ where `config.py` allows it, plain text (p4cf_kit.grpc_transport).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2
 
-from p4cf_kit.config import SwitchConfig, TlsConfig
+from p4cf_kit.config import SwitchConfig
 from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.grpc_ready import wait_until_serving
 from p4cf_kit.grpc_transport import channel
 from p4cf_kit.paths import P4INFO_TXT
-from p4cf_kit.switch.targets import PipelineFiles
+from p4cf_kit.switch.state import SwitchState, state_file, write_state
+from p4cf_kit.switch.targets import REMOTE, PipelineFiles
 
-MARKER = "switch-remote.json"  # in the lab's state folder while a lab uses the remote switch
+DATA_PATH = "a remote P4Runtime switch (not run by the kit)"
 
 
 def read_p4info(path: str | Path) -> p4info_pb2.P4Info:
@@ -69,19 +68,11 @@ def missing_for_controller(user: p4info_pb2.P4Info, kit: p4info_pb2.P4Info | Non
     return None
 
 
-@dataclass(frozen=True)
-class RemoteSwitch:
-    """What `start` returns: no process of ours, only the address the lab programs."""
-
-    pid: int | None
-    grpc_addr: str
-    log_path: Path
-
-
 class RemoteTarget:
     """A P4Runtime server at `switch.grpc_addr`, with the user's pipeline files and TLS settings."""
 
-    name = "remote"
+    name = REMOTE
+    marker = ""  # no process of ours to recognise
 
     def __init__(self, switch: SwitchConfig | None = None) -> None:
         self.switch = switch
@@ -125,25 +116,16 @@ class RemoteTarget:
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
               container_name: str | None = None, labels: tuple[str, ...] = (),
-              datapath: str = "auto") -> RemoteSwitch:
-        """Nothing to start: check the pipeline files and the address, and note that a lab uses it."""
+              datapath: str = "auto") -> SwitchState:
+        """Nothing to start: check the pipeline files and the address, and write the lab's switch
+        state (no pid: the switch is its owner's), so status, `down` and notebooks see it."""
         sw = self._config()
         self.check_pipeline()
         self.check_reachable(min(timeout, 10.0))
         state.mkdir(parents=True, exist_ok=True)
-        (state / MARKER).write_text(json.dumps({"grpc_addr": sw.grpc_addr, "device_id": sw.device_id,
-                                                "tls": sw.tls is not None}))
-        return RemoteSwitch(pid=None, grpc_addr=sw.grpc_addr, log_path=state / MARKER)
+        written = SwitchState(target=REMOTE, pid=None, grpc_addr=sw.grpc_addr, data_path=DATA_PATH)
+        write_state(state_file(state), written)
+        return written
 
-    def running_pid(self, state: Path) -> int | None:
-        return None  # not ours: its life is its owner's
-
-    def in_use(self, state: Path) -> bool:
-        return (state / MARKER).exists()
-
-    def stop(self, state: Path) -> int | None:
-        (state / MARKER).unlink(missing_ok=True)
-        return None
-
-
-DATA_PATH = "a remote P4Runtime switch (not run by the kit)"
+    def stop(self, running: SwitchState) -> bool:
+        return False  # not ours: its life is its owner's (stop_switch forgets the state file)

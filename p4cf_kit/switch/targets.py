@@ -1,26 +1,35 @@
-"""The switch targets the kit can run, started and stopped the same way: "embedded" and "bmv2".
+"""The switch targets the kit can run, started and stopped the same way: "embedded" and "bmv2"
+(and "remote", a switch the kit only programs: `target_of`).
 
 Why a registry: the lab, the CLI and the tests choose a target by name and must not care which
-program runs. Each target gets the same port wiring (port number -> interface, optionally in
-the lab's switch netns) and the same P4Runtime controller; they differ in the pipeline the
-controller pushes: the shipped P4Info with an empty device config for the embedded switch
-(it runs the program natively), p4c's P4Info with the BMv2 JSON for BMv2.
+program runs. Whichever runs, a lab's switch is found, described and stopped here, from the
+state file it leaves in the lab's state folder (`switch/state.py`). Each target gets the same
+port wiring (port number -> interface, optionally in the lab's switch netns) and the same
+P4Runtime controller; they differ in the pipeline the controller pushes: the shipped P4Info
+with an empty device config for the embedded switch (it runs the program natively), p4c's
+P4Info with the BMv2 JSON for BMv2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from p4cf_kit.errors import ConfigError, SwitchError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.switch import pids
+from p4cf_kit.switch.bmv2 import process as bmv2_process
+from p4cf_kit.switch.embedded import process as embedded_process
+from p4cf_kit.switch.state import SwitchState, clear_state, read_state, state_file
 
 if TYPE_CHECKING:
     from p4cf_kit.config import SwitchConfig
 
 DEFAULT_TARGET = "embedded"
+REMOTE = "remote"  # a switch the kit programs but does not run (switch/remote.py)
 
 
 @dataclass(frozen=True)
@@ -34,16 +43,9 @@ class PipelineFiles:
         return self.device_config.read_bytes() if self.device_config is not None else b""
 
 
-class RunningProcess(Protocol):
-    """What `start` returns (p4cf_kit.switch.process.SwitchProcess or bmv2.process.Bmv2Process)."""
-
-    pid: int | None  # None: a remote switch, not a process of ours
-    grpc_addr: str
-    log_path: Path
-
-
 class SwitchTarget(Protocol):
     name: str
+    marker: str   # in the command line of its process: a pid that lacks it is not this switch
 
     def unavailable(self) -> str | None:
         """None when this machine can run the target, else why not (with the fix)."""
@@ -54,19 +56,19 @@ class SwitchTarget(Protocol):
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
               container_name: str | None = None, labels: tuple[str, ...] = (),
-              datapath: str = "auto") -> RunningProcess:
-        """Start the switch with `ports` (pid and log in `state`); return once P4Runtime answers.
-        `datapath` is the embedded switch's --datapath (other targets take only "auto")."""
+              datapath: str = "auto") -> SwitchState:
+        """Start the switch with `ports` (state file and log in `state`); return once P4Runtime
+        answers. `datapath` is the embedded switch's --datapath (other targets take only "auto")."""
 
-    def running_pid(self, state: Path) -> int | None: ...
-
-    def stop(self, state: Path) -> int | None: ...
+    def stop(self, running: SwitchState) -> bool:
+        """Stop the switch `running` describes; True when it was running."""
 
 
 class EmbeddedTarget:
     """The kit's own P4Runtime switch (always available)."""
 
     name = "embedded"
+    marker = embedded_process.MARKER
 
     def unavailable(self) -> str | None:
         return None
@@ -77,39 +79,31 @@ class EmbeddedTarget:
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
               container_name: str | None = None, labels: tuple[str, ...] = (),
-              datapath: str = "auto") -> RunningProcess:
-        from p4cf_kit.switch import process
-        return process.start_switch(state, dict(ports), grpc_addr, device_id, netns_path, timeout=timeout,
-                                    datapath=datapath)
+              datapath: str = "auto") -> SwitchState:
+        return embedded_process.start_switch(state, dict(ports), grpc_addr, device_id, netns_path, timeout=timeout,
+                                             datapath=datapath)
 
-    def running_pid(self, state: Path) -> int | None:
-        from p4cf_kit.switch import process
-        return process.running_pid(state)
-
-    def stop(self, state: Path) -> int | None:
-        from p4cf_kit.switch import process
-        pid = process.running_pid(state)
-        if pid is not None:
-            process.stop_pid(pid, state / process.PID_FILE)
-        else:
-            (state / process.PID_FILE).unlink(missing_ok=True)
-        return pid
+    def stop(self, running: SwitchState) -> bool:
+        return pids.stop(running.pid, self.marker)
 
 
 class Bmv2Target:
     """simple_switch_grpc with the program compiled by p4c (host binaries or local p4lang images)."""
 
     name = "bmv2"
+    marker = bmv2_process.MARKER
 
     def __init__(self, log_level: str = "warn", pcap_dir: Path | None = None) -> None:
         self.log_level = log_level
         self.pcap_dir = pcap_dir
 
     def unavailable(self) -> str | None:
-        from p4cf_kit.switch.bmv2 import compile as p4compile, toolchain
+        from p4cf_kit.paths import P4_PROGRAM
+        from p4cf_kit.switch.bmv2 import compile as p4compile
+        from p4cf_kit.switch.bmv2 import toolchain
         if toolchain.find_simple_switch_grpc() is None:
             return toolchain.MISSING_BMV2
-        if not p4compile.is_up_to_date(p4compile.P4_PROGRAM, p4compile.default_build_dir()) \
+        if not p4compile.is_up_to_date(P4_PROGRAM, p4compile.default_build_dir()) \
                 and toolchain.find_p4c() is None:
             return f"{toolchain.MISSING_P4C}; BMv2 needs the program compiled (`p4cf p4 compile`)"
         return None
@@ -122,7 +116,7 @@ class Bmv2Target:
     def start(self, state: Path, ports: Mapping[int, str], grpc_addr: str, device_id: int = 1,
               netns_path: str | None = None, timeout: float = 30.0,
               container_name: str | None = None, labels: tuple[str, ...] = (),
-              datapath: str = "auto") -> RunningProcess:
+              datapath: str = "auto") -> SwitchState:
         if netns_path is None:
             # BMv2 built with Thrift (p4lang's images and tarballs are) serves its Thrift runtime on
             # 0.0.0.0:9090 with no way to bind it elsewhere: in the root netns anyone who reaches
@@ -134,9 +128,8 @@ class Bmv2Target:
         if datapath != "auto":
             raise SwitchError(f"datapath {datapath!r} is an embedded-switch option; BMv2 has its own")
         from p4cf_kit.switch.bmv2.command import Bmv2Options
-        from p4cf_kit.switch.bmv2.process import start_bmv2
-        from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
         from p4cf_kit.switch.bmv2.consistency import json_p4info_difference
+        from p4cf_kit.switch.bmv2.toolchain import require_simple_switch_grpc
         from p4cf_kit.switch.embedded.p4info import load_p4info
         tool = require_simple_switch_grpc()
         files = self.pipeline()  # compile now, so a p4c error shows before the switch starts
@@ -149,15 +142,10 @@ class Bmv2Target:
                            log_level=self.log_level, pcap_dir=self.pcap_dir, netns_path=netns_path,
                            container_name=container_name or f"p4cf-bmv2-{Path(state).name}",
                            labels=labels or (LABEL,))
-        return start_bmv2(state, tool, opts, timeout=timeout)
+        return bmv2_process.start_bmv2(state, tool, opts, timeout=timeout)
 
-    def running_pid(self, state: Path) -> int | None:
-        from p4cf_kit.switch.bmv2.process import running_pid
-        return running_pid(state)
-
-    def stop(self, state: Path) -> int | None:
-        from p4cf_kit.switch.bmv2.process import stop_bmv2
-        return stop_bmv2(state)
+    def stop(self, running: SwitchState) -> bool:
+        return bmv2_process.stop_bmv2(running)
 
 
 TARGETS: dict[str, SwitchTarget] = {"embedded": EmbeddedTarget(), "bmv2": Bmv2Target()}
@@ -171,7 +159,7 @@ def get_target(name: str) -> SwitchTarget:
         raise ConfigError(f"switch target {name!r} is unknown; use one of {', '.join(TARGETS)}") from None
 
 
-def target_of(switch: "SwitchConfig") -> SwitchTarget:
+def target_of(switch: SwitchConfig) -> SwitchTarget:
     """The target a lab's [switch] section names, configured by it where it needs to be (remote)."""
     if switch.remote:
         from p4cf_kit.switch.remote import RemoteTarget
@@ -179,50 +167,50 @@ def target_of(switch: "SwitchConfig") -> SwitchTarget:
     return get_target(switch.target)
 
 
-def switch_up(state: Path) -> bool:
-    """True while the lab has a switch: a process of ours running, or a remote one it programs."""
-    return running_pid(state) is not None or remote_in_use(state)
-
-
-def remote_in_use(state: Path) -> bool:
-    """True while a lab programs a remote switch (it has no pid of ours to look for)."""
-    from p4cf_kit.switch.remote import RemoteTarget
-    return RemoteTarget().in_use(state)
-
-
-BMV2_DATA_PATH = "BMv2 simple_switch_grpc (user space, its own packet loop over the switch veths)"
-
-
-def data_path(state: Path) -> str | None:
-    """What forwards frames in the lab's switch, whichever target runs (None before it starts)."""
-    from p4cf_kit.switch import process
-    from p4cf_kit.switch.bmv2.process import running_pid as bmv2_pid
-    if remote_in_use(state):
-        from p4cf_kit.switch.remote import DATA_PATH
-        return DATA_PATH
-    if bmv2_pid(state) is not None:
-        return BMV2_DATA_PATH
-    if process.running_pid(state) is None:
+def running(state: Path) -> SwitchState | None:
+    """The switch running for the lab whose state folder is `state`, whichever target it is;
+    None when none runs (no state file, or its pid no longer runs that switch). A remote switch
+    (no process of ours) counts as running while its state file says a lab programs it."""
+    found = read_state(state_file(state))
+    if found is None:
         return None
-    return process.data_path(state)
+    if found.target == REMOTE:
+        return found
+    target = TARGETS.get(found.target)
+    if target is None or not pids.runs(found.pid, target.marker):
+        return None
+    return found
 
 
 def running_pid(state: Path) -> int | None:
     """The pid of the lab's switch (whichever target runs), else None."""
-    for target in TARGETS.values():
-        pid = target.running_pid(state)
-        if pid is not None:
-            return pid
-    return None
+    found = running(state)
+    return found.pid if found is not None else None
 
 
-def stop_switch(names: object) -> int | None:
-    """Stop a lab's switch, whichever target runs (`names.state` is its state folder); returns the pid."""
-    state: Path = names.state  # type: ignore[attr-defined]
-    stopped = None
-    for target in TARGETS.values():
-        pid = target.stop(state)
-        stopped = stopped or pid
-    from p4cf_kit.switch.remote import RemoteTarget
-    RemoteTarget().stop(state)  # only the note that a lab programs it: the switch is its owner's
+def switch_up(state: Path) -> bool:
+    """True while the lab has a switch: a process of ours running, or a remote one it programs."""
+    return running(state) is not None
+
+
+def remote_in_use(state: Path) -> bool:
+    """True while a lab programs a remote switch (it has no pid of ours to look for)."""
+    found = read_state(state_file(state))
+    return found is not None and found.target == REMOTE
+
+
+def data_path(state: Path) -> str | None:
+    """What forwards frames in the lab's switch, whichever target runs (None when none runs)."""
+    found = running(state)
+    return found.data_path if found is not None else None
+
+
+def stop_switch(state: Path) -> int | None:
+    """Stop the lab's switch, whichever target runs, and forget its state; the pid stopped.
+    A remote switch is its owner's: only the note that a lab programs it goes."""
+    path = state_file(state)
+    found = read_state(path)
+    target = TARGETS.get(found.target) if found is not None else None
+    stopped = found.pid if found is not None and target is not None and target.stop(found) else None
+    clear_state(path)
     return stopped

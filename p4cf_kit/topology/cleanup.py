@@ -11,27 +11,26 @@ against its command line first; a BMv2 run as a container is found by its labels
 
 from __future__ import annotations
 
-import sys
-
 import json
 import shutil
+import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 from p4cf_kit.config import LabConfig, parse_config
 from p4cf_kit.errors import KitError
 from p4cf_kit.labels import LABEL
 from p4cf_kit.machines.machine import LOCAL, Machine
+from p4cf_kit.netns import run
+from p4cf_kit.paths import state_dir
 from p4cf_kit.podman.restore_gate import abort_gates, remove_stale_gates
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.switch.targets import stop_switch
 from p4cf_kit.topology import isolation
-from p4cf_kit.topology.commands import run
 from p4cf_kit.topology.names import LAB_LABEL_KEY, LabNames
 from p4cf_kit.topology.networks import bridges_of
 from p4cf_kit.topology.wiring import release_cables
-from p4cf_kit.paths import state_dir
 
 LAB_STATE_FILE = "lab.json"
 
@@ -195,7 +194,7 @@ def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list
     cleared = _clear_remote_switch(lab, names)
     if cleared:
         removed["switch"].append(cleared)
-    pid = stop_switch(names)
+    pid = stop_switch(names.state)
     if pid:
         removed["switch"].append(str(pid))
     gates = abort_gates(lab)   # first: a restore waiting at its gate holds its container's lock
@@ -261,7 +260,7 @@ def known_labs() -> list[str]:
 def remove_unused_emulated_machines() -> dict[str, list[str]]:
     """Remove every emulated machine that no lab still up (one with a saved config) uses."""
     from p4cf_kit.machines import emulated
-    used = set()
+    used: set[str] = set()
     for lab in known_labs():
         cfg = saved_config(lab)
         if cfg is not None:

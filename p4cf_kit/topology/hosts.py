@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from p4cf_kit.apps import containers as app
+from p4cf_kit.apps.readiness import log_tail, wait_check
 from p4cf_kit.checkpoint.runc_conf import annotation_args
 from p4cf_kit.config import HostConfig, LabConfig
 from p4cf_kit.errors import PodmanError
@@ -19,7 +21,7 @@ from p4cf_kit.podman.restore_gate import gated_runtime_path
 from p4cf_kit.podman.runner import podman
 from p4cf_kit.topology.names import LabNames
 
-CLIENT_LOG_DIR = "/data"
+CLIENT_LOG_DIR = app.CLIENT_LOG_DIR
 
 
 # Podman hides these directories under empty read-only tmpfs mounts. CRIU dumps and restores
@@ -48,7 +50,7 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
             *extra, *_criu_options(machine), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
             "-e", f"P4CF_BALLAST_MIB={cfg.backend.ballast_mib}",
-            cfg.images.server]
+            app.server_image(cfg.workload, cfg.images.server), *app.server_command(cfg.workload)]
 
 
 def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL,
@@ -110,21 +112,31 @@ def wait_listening(netns_path: str, port: int, what: str, timeout: float = 10.0,
     delay = 0.02
     while not listening(netns_path, port, machine):
         if time.monotonic() > deadline:
-            raise PodmanError(f"{what} does not listen on TCP {port} after {timeout:.0f} s; "
-                              f"see `podman logs {what}`")
+            tail = log_tail(what, machine)
+            raise PodmanError(f"{what} does not listen on TCP {port} after {timeout:.0f} s, so no traffic is "
+                              f"sent to it; its log ends with:\n{tail or '(empty)'}\nFix: make the application "
+                              f"listen on 0.0.0.0:{port} (the lab's port; workload.port for a custom image)")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
 
 
+def wait_ready(cfg: LabConfig, names: LabNames, host: HostConfig, netns_path: str, timeout: float = 10.0,
+               machine: Machine = LOCAL) -> None:
+    """The backend in `host`'s pod is ready: the workload's own check passes (apps/readiness.py),
+    then its port listens."""
+    wait_check(cfg.workload, names.server(host.name), machine)
+    wait_listening(netns_path, cfg.port, names.server(host.name), timeout=timeout, machine=machine)
+
+
 def start_client(cfg: LabConfig, names: LabNames, host: HostConfig, log_dir: Path,
                  connections: int, rate: float, duration: float, extra: list[str] | None = None) -> str:
-    """Run the TCP client in `host`'s pod against VIP:port; its CSV lands in `log_dir`."""
+    """Run the workload's client in `host`'s pod against VIP:port; its CSV lands in `log_dir`."""
     name = names.client(host.name)
+    image = app.client_image(cfg.workload, cfg.images.client)
     podman("run", "-d", "--pod", names.pod(host.name), "--name", name, *names.labels("client"),
-           "-v", f"{log_dir}:{CLIENT_LOG_DIR}", cfg.images.client,
-           "--vip", str(cfg.vip), "--port", str(cfg.port), "--connections", str(connections),
-           "--rate", str(rate), "--duration", str(duration), "--csv", f"{CLIENT_LOG_DIR}/client.csv",
-           *(extra or []))
+           "-v", f"{log_dir}:{CLIENT_LOG_DIR}",
+           *app.client_args(cfg.workload, str(cfg.vip), cfg.port, connections, rate, duration, image,
+                            list(extra or [])))
     return name
 
 

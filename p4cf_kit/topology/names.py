@@ -17,7 +17,6 @@ from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig
 from p4cf_kit.labels import LABEL, LABEL_KEY
 from p4cf_kit.paths import state_dir
 
-
 LAB_LABEL_KEY = f"{LABEL_KEY}.lab"
 ROLE_LABEL_KEY = f"{LABEL_KEY}.role"
 

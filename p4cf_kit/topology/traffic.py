@@ -13,12 +13,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.podman.runner import podman
+
+if TYPE_CHECKING:
+    from p4cf_kit.apps.datacheck import DataCheck
 
 
 @dataclass
@@ -28,9 +31,12 @@ class TrafficRun:
     container: str
     log_dir: Path
     csv_path: Path
+    custom_csv: Path | None = None   # a custom client's own CSV (analysis/custom_log.py), turned into csv_path
 
     def read(self) -> pd.DataFrame:
         """The client's CSV so far (complete lines only)."""
+        if self.custom_csv is not None:
+            self._convert_custom()
         try:
             text = self.csv_path.read_text()
         except FileNotFoundError:
@@ -77,10 +83,18 @@ class TrafficRun:
             df = self.replies()
             if len(df) >= n:
                 return df
-            if time.monotonic() > deadline:
+            exited = not self.running()  # a client that is gone will log nothing more: say so now
+            if exited and len(df := self.replies()) >= n:  # its last rows, written as it exited
+                return df
+            if exited or time.monotonic() > deadline:
                 logs = podman("logs", "--tail", "20", self.container, check=False)
-                raise PodmanError(f"only {len(df)} replies logged after {timeout:.0f} s (wanted {n}); "
-                                  f"client output:\n{(logs.stdout + logs.stderr).strip()}")
+                output = (logs.stdout + logs.stderr).strip()
+                when = "before the client exited" if exited else f"after {timeout:.0f} s"
+                hint = ("\nthe client image lacks this checkout's workload programs (built by another "
+                        "version of the kit): run `p4cf images build`"
+                        if "can't open file" in output and "/opt/p4cf/" in output else "")
+                raise PodmanError(f"only {len(df)} replies logged {when} (wanted {n}); "
+                                  f"client output:\n{output}{hint}")
             time.sleep(0.1)
 
     def stop(self, timeout_s: int = 10) -> int:
@@ -88,7 +102,25 @@ class TrafficRun:
         podman("stop", "-t", str(timeout_s), self.container, check=False)
         code = int(self.state().get("ExitCode", 0) or 0)
         podman("rm", "-f", "-t", "0", self.container, check=False)
+        if self.custom_csv is not None:
+            self._convert_custom(final=True)
         return code
+
+    def _convert_custom(self, final: bool = False) -> None:
+        """Write the kit's client log (and at the end its summary) from the custom client's CSV."""
+        from p4cf_kit.analysis.custom_log import load_custom_log, summary_from_log
+        assert self.custom_csv is not None
+        if not self.custom_csv.exists():
+            return
+        log = load_custom_log(self.custom_csv)
+        log.to_csv(self.csv_path, index=False)
+        if final:
+            self.csv_path.with_suffix(".summary.json").write_text(json.dumps(summary_from_log(log), indent=2))
+
+    def verify(self, request: int, timeout: float = 60.0) -> DataCheck:
+        """Ask the client to read back every value it wrote (redis workload); its answer."""
+        from p4cf_kit.apps.datacheck import request_check
+        return request_check(self.log_dir, request, timeout)
 
     def summary(self) -> dict[str, Any]:
         """The client's summary JSON (written at exit), or {} before that."""
@@ -98,4 +130,5 @@ class TrafficRun:
             if not cands:
                 return {}
             path = cands[0]
-        return json.loads(path.read_text())
+        summary: dict[str, Any] = json.loads(path.read_text())
+        return summary

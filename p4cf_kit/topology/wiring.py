@@ -21,7 +21,7 @@ from pathlib import Path
 from p4cf_kit.config import HostConfig, LabConfig
 from p4cf_kit.errors import ConfigError
 from p4cf_kit.machines.machine import LOCAL, Machine
-from p4cf_kit.topology.commands import in_netns, netns_path, run
+from p4cf_kit.netns import netns_path, run, run_in
 from p4cf_kit.topology.names import LabNames
 
 OFFLOADS = ["tx", "off", "tso", "off", "gso", "off", "gro", "off"]
@@ -43,7 +43,7 @@ def create_switch_netns(names: LabNames) -> str:
     ns = names.switch_netns
     run(["ip", "netns", "add", ns])
     path = netns_path(ns)
-    in_netns(path, ["sh", "-c",
+    run_in(path, ["sh", "-c",
                     _disable_ipv6_sysctls(["all", "default"])
                     + "echo 0 > /proc/sys/net/ipv4/ip_forward\nip link set lo up\n"])
     return path
@@ -59,7 +59,7 @@ def create_port(names: LabNames, host: HostConfig, in_switch_netns: bool) -> str
     disable_ipv6(br)
     run(["ethtool", "-K", br, *OFFLOADS], check=False)
     if in_switch_netns:
-        in_netns(netns_path(names.switch_netns), ["sh", "-c",
+        run_in(netns_path(names.switch_netns), ["sh", "-c",
                  f"ip link set {sw} up\nethtool -K {sw} {' '.join(OFFLOADS)} >/dev/null 2>&1 || true\n"])
     else:
         disable_ipv6(sw)
@@ -118,7 +118,7 @@ def take_cable(names: LabNames, host: HostConfig, iface: str) -> str:
     """Make `iface`, the NIC cabled to a remote host's uplink, switch port `host.port`: moved into
     the switch netns with the port's MAC and offloads off; `cleanup` hands it back on `down`."""
     if not Path(f"/sys/class/net/{iface}").exists():
-        if Path(f"/run/netns/{names.switch_netns}").exists() and in_netns(
+        if Path(f"/run/netns/{names.switch_netns}").exists() and run_in(
                 netns_path(names.switch_netns), ["ip", "link", "show", iface], check=False).returncode == 0:
             run(["ip", "-n", names.switch_netns, "link", "set", iface, "netns", "1"])
         else:
@@ -126,7 +126,7 @@ def take_cable(names: LabNames, host: HostConfig, iface: str) -> str:
                               f"{iface!r} does not exist on the switch's machine; check [switch.ports]")
     run(["ip", "link", "set", iface, "down"])
     run(["ip", "link", "set", iface, "address", host.switch_mac, "netns", names.switch_netns])
-    in_netns(netns_path(names.switch_netns), ["sh", "-c",
+    run_in(netns_path(names.switch_netns), ["sh", "-c",
              f"ip link set {iface} up\nethtool -K {iface} {' '.join(OFFLOADS)} >/dev/null 2>&1 || true\n"])
     return iface
 

@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from p4cf_kit.plots.markers import LABEL_GID, LABEL_ROW_PT, MARKER_GID, place_marker_labels
+from p4cf_kit.plots.markers import LABEL_ROW_PT, place_marker_labels
 from p4cf_kit.plots.style import host_color, host_sort_key, nested_widths
 
 WAITING_TEXT = "waiting for traffic: no packet has reached a backend yet"
@@ -86,8 +86,8 @@ def live_rates_figure(rates: pd.DataFrame, markers: pd.DataFrame, pool: list[str
     else:
         ax.set_yticks([])
         earlier = bool(len(rates)) and float(rates["packets_per_s"].max()) > 0
-        ax.text(0.5, 0.45, IDLE_TEXT.format(window=window_s) if earlier else WAITING_TEXT, transform=ax.transAxes, ha="center", va="center", color="#555555",
-                fontsize=10, gid=WAITING_GID)
+        ax.text(0.5, 0.45, IDLE_TEXT.format(window=window_s) if earlier else WAITING_TEXT, transform=ax.transAxes,
+                ha="center", va="center", color="#555555", fontsize=10, gid=WAITING_GID)
         top = 1.0
     ax.set_ylim(0, top * 1.15)
     if handles:

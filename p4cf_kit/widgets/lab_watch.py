@@ -9,16 +9,20 @@ polling it every few seconds costs nothing.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 
-def lab_running(lab: Any) -> bool:
+def lab_running(lab: Lab) -> bool:
     """True while the switch of `lab` runs (the lab is up)."""
     from p4cf_kit.notebook.session import lab_is_up
     return lab_is_up(lab.config)
 
 
-def gone_text(lab: Any) -> str:
+def gone_text(lab: Lab) -> str:
     """What the panel says once its lab is gone."""
     name = lab.config.name
     return (f"lab {name!r} is gone (its switch is not running), so this panel can no longer act. "
@@ -29,7 +33,7 @@ def gone_text(lab: Any) -> str:
 class LabWatch:
     """Calls `on_gone` once, from a daemon thread, when the lab's switch stops running."""
 
-    def __init__(self, lab: Any, on_gone: Callable[[], None], interval_s: float = 2.0) -> None:
+    def __init__(self, lab: Lab, on_gone: Callable[[], None], interval_s: float = 2.0) -> None:
         self.lab = lab
         self.on_gone = on_gone
         self.interval_s = interval_s

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -20,12 +21,15 @@ import pandas as pd
 from p4cf_kit import analysis as an
 from p4cf_kit.errors import MigrationError
 from p4cf_kit.migration.record import PHASES as MIGRATION_PHASES
-from p4cf_kit.notebook import migrate_call, migration_unavailable_reason, record_dict, serving_hosts
+from p4cf_kit.notebook import migration_unavailable_reason, record_dict, serving_hosts
 from p4cf_kit.plots import timeline
 from p4cf_kit.widgets import table
 from p4cf_kit.widgets.lab_watch import LabWatch, gone_text
 from p4cf_kit.widgets.progress import PhaseProgress
 from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "migration": ("#", table.plain), "move": ("move", table.plain),
@@ -51,7 +55,7 @@ def _mode_dropdown(default: str) -> widgets.Dropdown:
 class MigrationPanel:
     """Source, destination and mode dropdowns, Migrate button, phase progress, result table, timeline plot."""
 
-    def __init__(self, lab: Any, traffic: Any = None, out_dir: str | Path | None = None,
+    def __init__(self, lab: Lab, traffic: Any = None, out_dir: str | Path | None = None,
                  margin_s: float = 2.0) -> None:
         self.lab = lab
         self.traffic = traffic
@@ -144,10 +148,8 @@ class MigrationPanel:
         return self.runner.wait(timeout)
 
     def _migrate(self, number: int, src: str, dst: str) -> dict[str, Any]:
-        call = migrate_call(self.lab)
-        kwargs: dict[str, Any] = {"on_phase": self._on_phase, "mode": self.mode.value}
         with lab_lock(self.lab):
-            record = record_dict(call(src, dst, **kwargs))
+            record = record_dict(self.lab.migrate(src, dst, on_phase=self._on_phase, mode=self.mode.value))
         record.setdefault("migration", number)
         record["migration"] = number  # numbered per panel: m1, m2, ... as in the figures
         self.records.append(record)
@@ -158,8 +160,8 @@ class MigrationPanel:
         self.rows.append(row)
         return row
 
-    def _on_phase(self, phase: str, *_args: Any, **_kwargs: Any) -> None:
-        self.progress.start(str(phase))
+    def _on_phase(self, phase: str) -> None:
+        self.progress.start(phase)
 
     def _analyse(self, record: dict[str, Any]) -> dict[str, Any]:
         """The result row; with traffic, downtime and survival of the moved connections and the timeline."""
@@ -193,11 +195,13 @@ class MigrationPanel:
 
     def _failed(self, exc: BaseException) -> None:
         """Mark the failed phase; a failed migration (rolled back) still gets its row in the table."""
-        self.progress.fail(exc.phase if isinstance(exc, MigrationError) else None)
-        record = getattr(exc, "record", None)
-        if record is None:
+        if not isinstance(exc, MigrationError):
+            self.progress.fail(None)
             return
-        row = record_dict(record)
+        self.progress.fail(exc.phase)
+        if exc.record is None:
+            return
+        row = exc.record.as_row()
         row["migration"] = len(self.records) + 1
         self.records.append(row)
         self.rows.append({"migration": row["migration"], "move": f"{row['src']} → {row['dst']}",

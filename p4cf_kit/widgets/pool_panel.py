@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -31,6 +32,9 @@ from p4cf_kit.widgets.lab_watch import gone_text, lab_running
 from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
 from p4cf_kit.widgets.sampler import CounterSampler
 
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
+
 #: Seconds the client log is watched after a change before the panel reports what it did.
 SETTLE_S = 1.5
 
@@ -38,7 +42,7 @@ SETTLE_S = 1.5
 class PoolPanel:
     """Checkboxes (one per non-client host), Apply, the pool now, a hint, status line, live counter chart."""
 
-    def __init__(self, lab: Any, live: bool = True, interval_s: float = 1.0, traffic: Any = None,
+    def __init__(self, lab: Lab, live: bool = True, interval_s: float = 1.0, traffic: Any = None,
                  session: Any = None) -> None:
         self.lab = lab
         self.traffic = traffic
@@ -180,7 +184,7 @@ class PoolPanel:
                 with lab_lock(self.lab):
                     restore_pool(self.lab)
             self.session.close()
-            return self.lab.config.name
+            return str(self.lab.config.name)
 
         def done(name: str) -> str:
             self._lab_gone("", f"pool: no longer followed (this panel let go of lab {name!r})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
 

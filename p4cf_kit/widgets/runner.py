@@ -12,18 +12,22 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from p4cf_kit.errors import KitError
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 #: One lock per lab object: the P4Runtime client of a lab is shared by its panels.
 _LOCKS: dict[int, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def lab_lock(lab: Any) -> threading.RLock:
+def lab_lock(lab: Lab) -> threading.RLock:
     """The lock that serialises this kit's widget calls into `lab` (switch reads and writes)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(id(lab), threading.RLock())

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from p4cf_kit.widgets.runner import error_text, lab_lock
+
+if TYPE_CHECKING:
+    from p4cf_kit.lab import Lab
 
 #: One row per backend per measured interval: packets/s between t_from_s and t_s.
 SAMPLE_COLUMNS = ("t_from_s", "t_s", "host", "packets_per_s")
@@ -32,8 +36,8 @@ MARKER_COLUMNS = ("t_s", "label")
 class CounterSampler:
     """Reads `lab.counters()` every `interval_s`; `rates` holds packets/s per backend host."""
 
-    def __init__(self, lab: Any, interval_s: float = 1.0, keep_s: float = 120.0,
-                 on_sample: Callable[["CounterSampler"], None] | None = None) -> None:
+    def __init__(self, lab: Lab, interval_s: float = 1.0, keep_s: float = 120.0,
+                 on_sample: Callable[[CounterSampler], None] | None = None) -> None:
         self.lab = lab
         self.interval_s = interval_s
         self.keep_s = keep_s

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 CELL = "padding:3px 10px;border-bottom:1px solid #DDDDDD;white-space:nowrap"
 

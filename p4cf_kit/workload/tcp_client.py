@@ -17,7 +17,7 @@ CSV columns (header written first, flushed every `--flush-interval` seconds and 
 every open/close/error so the lab can read it live through a bind mount):
 
     conn_id,src_ip,src_port,dst_ip,dst_port,seq,send_ns,recv_ns,rtt_ms,host,
-    server_count,event,t_ns,server_ip,detail
+    server_count,event,t_ns,server_ip,detail,op
 
 event is `open`, `reply`, `stall`, `close` or `error:<kind>` (kinds: eof, reset,
 broken-pipe, refused, timeout, protocol, or the errno name). All times are
@@ -26,14 +26,16 @@ migration phase timestamps; t_ns is when the row's event happened. On `open` row
 send_ns/recv_ns are when connect() started and finished. `detail` carries the
 error text and, on close/error rows, `unanswered=<requests without reply>`.
 server_ip is the server socket's own address: it changes when the backend moves,
-its host id does not.
+its host id does not. `op` names the request's operation; this client leaves it empty (the
+request/response client of the other workloads, rr_client.py, writes SET, GET, ... there).
 
 At exit a summary JSON (per-connection sent/received/errors) is written beside
 the CSV. It says what was never answered: `unanswered` requests per connection and in
 total, and for each connection that ended with unanswered requests the time its replies
-stopped (`replies_stopped_ns`, its last reply) and for how long (`silent_s`, to the end). SIGTERM/SIGINT or the end of `--duration` stop sending, wait up to
-`--drain` seconds for outstanding replies, close every connection and exit 0
-(1 when no connection could be opened at all).
+stopped (`replies_stopped_ns`, its last reply) and for how long (`silent_s`, to the end).
+SIGTERM/SIGINT or the end of `--duration` stop sending, wait up to `--drain` seconds for
+outstanding replies, close every connection and exit 0 (1 when no connection could be opened
+at all).
 """
 
 from __future__ import annotations
@@ -49,13 +51,16 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import protocol  # noqa: E402  (sibling module, imported by path on purpose)
+if TYPE_CHECKING:  # the checker reads it as the package module it also is
+    from p4cf_kit.workload import protocol
+else:  # in a container the scripts run alone: the sibling module, imported by path on purpose
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import protocol
 
 COLUMNS = ["conn_id", "src_ip", "src_port", "dst_ip", "dst_port", "seq", "send_ns", "recv_ns",
-           "rtt_ms", "host", "server_count", "event", "t_ns", "server_ip", "detail"]
+           "rtt_ms", "host", "server_count", "event", "t_ns", "server_ip", "detail", "op"]
 DEFAULT_PORT = 8000
 MAX_WAIT_S = 0.05  # longest select() sleep, bounds how late a stop or a stall is noticed
 MAX_CATCHUP_S = 0.5  # sends later than this are skipped instead of sent in a burst
@@ -345,8 +350,8 @@ class Client:
                 {"conn_id": c.conn_id, "src_ip": c.src[0], "src_port": c.src[1], "sent": c.sent,
                  "received": c.received, "unanswered": len(c.in_flight), "stalls": c.stalls,
                  "error": c.error, "hosts": c.hosts,
-                 "replies_stopped_ns": stopped[c.conn_id]["stopped_ns"] if stopped[c.conn_id] else None,
-                 "silent_s": stopped[c.conn_id]["silent_s"] if stopped[c.conn_id] else 0.0}
+                 "replies_stopped_ns": (stopped[c.conn_id] or {}).get("stopped_ns"),
+                 "silent_s": (stopped[c.conn_id] or {}).get("silent_s", 0.0)}
                 for c in self.conns
             ],
         }

@@ -27,10 +27,15 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import protocol  # noqa: E402  (sibling module, imported by path on purpose)
-from ballast import TOUCH_EVERY_S, Ballast  # noqa: E402  (sibling module, as protocol)
+if TYPE_CHECKING:  # the checker reads them as the package modules they also are
+    from p4cf_kit.workload import protocol
+    from p4cf_kit.workload.ballast import TOUCH_EVERY_S, Ballast
+else:  # in a container the scripts run alone: the sibling modules, imported by path on purpose
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import protocol
+    from ballast import TOUCH_EVERY_S, Ballast
 
 DEFAULT_PORT = 8000
 POLL_S = 0.2  # how late a stop request may be noticed

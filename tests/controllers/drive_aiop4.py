@@ -14,8 +14,8 @@ from pathlib import Path
 
 import p4.v1.p4runtime_pb2 as p4r
 from aiop4.client import Client
-from grpc.aio import AioRpcError
 from google.rpc import status_pb2
+from grpc.aio import AioRpcError
 
 NHOP = "MyIngress.ecmp_nhop"
 

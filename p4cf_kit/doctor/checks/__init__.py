@@ -23,23 +23,67 @@ finds on PATH, so the doctor says so when the two differ.
 
 from __future__ import annotations
 
-from p4cf_kit.doctor.checks.criu import (CRIU_MIN, FIX_CRIU, check_criu_check, check_criu_deep,
-                                         check_criu_fast_migration, check_criu_version,
-                                         check_migration_modes)
-from p4cf_kit.doctor.checks.kernel import (check_af_packet, check_ebpf_fastpath, check_netns,
-                                           check_root, check_tcp_repair, check_veth)
-from p4cf_kit.doctor.checks.podman import (PODMAN_MIN, SYSTEM_PODMAN_SOCKET, check_containers_conf,
-                                           check_oci_runtime, check_podman_api, check_podman_version,
-                                           kit_podman_service)
+from p4cf_kit.doctor.checks.criu import (
+    CRIU_MIN,
+    FIX_CRIU,
+    check_criu_check,
+    check_criu_deep,
+    check_criu_fast_migration,
+    check_criu_version,
+    check_migration_modes,
+)
+from p4cf_kit.doctor.checks.kernel import (
+    check_af_packet,
+    check_ebpf_fastpath,
+    check_netns,
+    check_root,
+    check_tcp_repair,
+    check_veth,
+)
+from p4cf_kit.doctor.checks.podman import (
+    PODMAN_MIN,
+    SYSTEM_PODMAN_SOCKET,
+    check_containers_conf,
+    check_oci_runtime,
+    check_podman_api,
+    check_podman_version,
+    kit_podman_service,
+)
 from p4cf_kit.doctor.checks.probes import resolve_binary, version_tuple
-from p4cf_kit.doctor.checks.python import (PROTOBUF_BELOW, PYTHON_PACKAGES, check_pycriu,
-                                           check_python_package, python_package_checks)
+from p4cf_kit.doctor.checks.python import (
+    PROTOBUF_BELOW,
+    PYTHON_PACKAGES,
+    check_pycriu,
+    check_python_package,
+    python_package_checks,
+)
 from p4cf_kit.doctor.checks.result import FAIL, OK, SKIP, WARN, Check, CheckResult, all_required_ok
-from p4cf_kit.doctor.checks.tools import (check_bmv2, check_busybox_static, check_ethtool,
-                                          check_firewall, check_kit_images, check_p4c, is_static_elf)
+from p4cf_kit.doctor.checks.tools import (
+    check_bmv2,
+    check_busybox_static,
+    check_ethtool,
+    check_firewall,
+    check_kit_images,
+    check_p4c,
+    is_static_elf,
+)
+
 # What the checks are configured by, reachable here as before the split into modules.
 from p4cf_kit.paths import state_dir
 from p4cf_kit.podman import conf
+
+# What callers (the doctor command, tests) reach through this package.
+__all__ = [
+    "all_checks", "all_required_ok", "Check", "check_af_packet", "check_bmv2",
+    "check_busybox_static", "check_containers_conf", "check_criu_check", "check_criu_deep",
+    "check_criu_fast_migration", "check_criu_version", "check_ebpf_fastpath", "check_ethtool",
+    "check_firewall", "check_kit_images", "check_netns", "check_oci_runtime", "check_p4c",
+    "check_podman_api", "check_podman_version", "check_pycriu", "check_python_package",
+    "check_root", "check_tcp_repair", "check_veth", "CheckResult", "conf", "CRIU_MIN", "FAIL",
+    "FIX_CRIU", "is_static_elf", "kit_podman_service", "OK", "PODMAN_MIN", "PROTOBUF_BELOW",
+    "python_package_checks", "PYTHON_PACKAGES", "resolve_binary", "run_check", "run_checks", "SKIP",
+    "state_dir", "SYSTEM_PODMAN_SOCKET", "version_tuple", "WARN",
+]
 
 
 def all_checks(deep: bool = False) -> list[Check]:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
 
+from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, has_feature, kit_build_facts
 from p4cf_kit.doctor.checks.probes import dotted, output, resolve_binary, run, version_tuple
 from p4cf_kit.doctor.checks.result import CheckResult
-from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, has_feature, kit_build_facts
 from p4cf_kit.errors import KitError
 
 CRIU_MIN = (4, 2)
@@ -67,14 +65,8 @@ def check_criu_check() -> CheckResult:
     return CheckResult("criu-check", True, True, output(proc))
 
 
-def _describe_timings(timings: Any) -> str:
-    if timings is None:
-        return ""
-    if is_dataclass(timings) and not isinstance(timings, type):
-        timings = asdict(timings)
-    if isinstance(timings, dict):
-        return ", ".join(f"{k} {v:.3f} s" if isinstance(v, float) else f"{k} {v}" for k, v in timings.items())
-    return str(timings)
+def _describe_timings(timings: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f} s" for k, v in timings.items())
 
 
 def check_criu_deep() -> CheckResult:
@@ -86,10 +78,8 @@ def check_criu_deep() -> CheckResult:
         result = roundtrip()
     except KitError as exc:
         return CheckResult(name, False, True, str(exc), FIX_CRIU)
-    ok = bool(getattr(result, "ok", False))
-    run_id = str(getattr(result, "run_id", "") or "")
-    parts = [str(getattr(result, "detail", "") or ""), _describe_timings(getattr(result, "timings", None)),
-             f"run {run_id}" if run_id else ""]
+    ok = result.ok
+    parts = [result.detail, _describe_timings(result.timings), f"run {result.run_id}" if result.run_id else ""]
     detail = "; ".join(p for p in parts if p) or ("round trip passed" if ok else "round trip failed")
     return CheckResult(name, ok, True, detail, "" if ok else
                        "check `criu check --all` and the Podman checkpoint log; CRIU >= 4.2 and runc are needed")
@@ -117,7 +107,8 @@ def check_criu_fast_migration() -> CheckResult:
         ok = False
         notes.append("not the kit's build (the dump may wait 100 ms for the cgroup freezer)")
     return CheckResult(name, ok, False, "; ".join(notes),
-                       "" if ok else "rebuild with `make criu` (installs libnftables-dev, applies scripts/criu-patches/)")
+                       "" if ok else "rebuild with `make criu` "
+                                     "(installs libnftables-dev, applies scripts/criu-patches/)")
 
 
 def check_migration_modes() -> CheckResult:

@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 from p4cf_kit.doctor.checks.probes import output, run
 from p4cf_kit.doctor.checks.result import CheckResult
@@ -106,7 +106,8 @@ def check_ebpf_fastpath() -> CheckResult:
     """Optional: the embedded switch's kernel fast path loads here (its maps, the verifier's
     yes to its program, a tcx link on an interface). Without it the switch forwards every
     frame in user space: correct, but TCP runs at about half of kernel routing."""
-    from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload, OffloadUnavailable
+    from p4cf_kit.errors import OffloadUnavailable
+    from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload
     ns = f"{NAME_PREFIX}doctor-bpf-{os.getpid()}"
     fix = "run as root on a kernel with CONFIG_BPF_SYSCALL and CONFIG_NET_CLS_BPF (or tcx, Linux >= 6.6)"
 

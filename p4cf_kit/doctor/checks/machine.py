@@ -9,11 +9,12 @@ nftables, ethtool), the kit's images, the uplinks.
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+import subprocess
+from collections.abc import Callable, Sequence
 
+from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
 from p4cf_kit.config import MachineConfig
 from p4cf_kit.doctor.checks.result import CheckResult
-from p4cf_kit.checkpoint.criu import MIN_VERSION as MIN_CRIU
 from p4cf_kit.errors import KitError
 from p4cf_kit.machines.images import PUSHED_BY_DEFAULT
 from p4cf_kit.machines.remote import RemoteMachine
@@ -39,7 +40,10 @@ def machine_checks(machine: RemoteMachine, mc: MachineConfig,
                    uplinks: Sequence[str] = ()) -> list[CheckResult]:
     """Every check of remote `machine`; stops after `reachable` fails (nothing else can run)."""
     m = machine
-    sh = lambda script: m.run(["sh", "-c", script], check=False)  # noqa: E731
+
+    def sh(script: str) -> subprocess.CompletedProcess[str]:
+        return m.run(["sh", "-c", script], check=False)
+
     reach = _check("reachable", True, lambda: (m.run(["true"]).returncode == 0,
                                                 f"ssh {m.ssh.target.where} with {m.ssh.target.identity}", ""))
     if not reach.ok:

@@ -10,9 +10,9 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from p4cf_kit.doctor.checks.probes import dotted, version_tuple
 from p4cf_kit.doctor.checks.result import CheckResult

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

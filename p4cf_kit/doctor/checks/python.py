@@ -64,4 +64,4 @@ def check_pycriu() -> CheckResult:
         importlib.import_module("pycriu.images")
     except Exception as exc:  # ImportError, or protobuf refusing the generated modules
         return CheckResult("pycriu", False, True, f"does not import: {exc}", fix)
-    return CheckResult("pycriu", True, True, f"imports from {Path(module.__file__).parent}")
+    return CheckResult("pycriu", True, True, f"imports from {Path(module.__file__ or '?').parent}")

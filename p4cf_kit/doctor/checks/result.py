@@ -6,8 +6,9 @@ importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 OK, FAIL, WARN, SKIP = "OK", "FAIL", "WARN", "SKIP"
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 from p4cf_kit.doctor.checks.probes import dotted, resolve_binary, run, version_tuple
 from p4cf_kit.doctor.checks.result import CheckResult
@@ -133,7 +133,8 @@ def _binary_or_image(name: str, env_var: str, binary: str, image: str, fix: str)
     path = find_binary(env_var, binary)
     _, origin = resolve_binary(env_var, binary)
     if path is not None:
-        return CheckResult(name, True, False, f"{binary} {_version(path)} at {path} ({origin_of(binary, env_var, path)})")
+        where = origin_of(binary, env_var, path)
+        return CheckResult(name, True, False, f"{binary} {_version(path)} at {path} ({where})")
     try:
         if _has_image(_local_image_names(), image):
             return CheckResult(name, True, False, f"image {image} (no {binary} on PATH or in /opt/p4lang/bin)")

@@ -16,9 +16,9 @@ the same path, so the switch's arguments are the same in both variants.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from p4cf_kit.switch.bmv2.toolchain import Tool
 

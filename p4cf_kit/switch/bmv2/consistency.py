@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from p4.config.v1 import p4info_pb2
 
@@ -19,7 +20,7 @@ MATCH_KINDS = {p4info_pb2.MatchField.EXACT: "exact", p4info_pb2.MatchField.LPM: 
                p4info_pb2.MatchField.OPTIONAL: "optional"}
 
 
-def _field_widths(program: dict) -> dict[tuple[str, str], int]:
+def _field_widths(program: dict[str, Any]) -> dict[tuple[str, str], int]:
     """(header instance, field) -> width, from the JSON's headers and header_types."""
     types = {t["name"]: {f[0]: f[1] for f in t["fields"]} for t in program.get("header_types", [])}
     out: dict[tuple[str, str], int] = {}

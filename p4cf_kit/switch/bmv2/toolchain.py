@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from p4cf_kit.errors import PodmanError, PrerequisiteError
 from p4cf_kit.podman.runner import podman

@@ -12,14 +12,14 @@ touches the tables: a dying stream leaves forwarding exactly as it was.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 from google.rpc import status_pb2
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.errors import P4RuntimeError
 
 Code = grpc.StatusCode
 Send = Callable[[p4runtime_pb2.StreamMessageResponse], None]
@@ -27,7 +27,7 @@ Send = Callable[[p4runtime_pb2.StreamMessageResponse], None]
 
 def election_id_of(msg: p4runtime_pb2.Uint128) -> int:
     """A 128-bit election id as one int."""
-    return (msg.high << 64) | msg.low
+    return (int(msg.high) << 64) | int(msg.low)
 
 
 @dataclass(eq=False)

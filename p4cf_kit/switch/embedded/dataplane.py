@@ -38,6 +38,7 @@ instead. Used by default where it loads (`offload=None`), unless P4CF_OFFLOAD=0 
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import select
@@ -45,19 +46,21 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
-from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload, OffloadUnavailable
+from p4cf_kit.switch.embedded.ebpf.offload import KernelOffload
 from p4cf_kit.switch.embedded.pcap import PortPcaps
 from p4cf_kit.switch.embedded.pipeline import Decision, LoadBalancerPipeline
 
 try:
     from p4cf_kit.switch.embedded import _fastpath
+    FASTPATH_BUILT = True
 except ImportError:  # not built (no compiler at install time): the Python path runs
-    _fastpath = None  # type: ignore[assignment]
+    FASTPATH_BUILT = False
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -95,7 +98,7 @@ _ZERO8 = bytes(8)
 
 def fastpath_available() -> bool:
     """The C fast path is built and not switched off with P4CF_FASTPATH=0."""
-    return _fastpath is not None and os.environ.get("P4CF_FASTPATH", "1") != "0"
+    return FASTPATH_BUILT and os.environ.get("P4CF_FASTPATH", "1") != "0"
 
 
 def offload_wanted() -> bool:
@@ -103,7 +106,7 @@ def offload_wanted() -> bool:
     return os.environ.get("P4CF_OFFLOAD", "1") != "0"
 
 
-def learn(table: "_fastpath.FlowTable | None", offload: KernelOffload | None,
+def learn(table: _fastpath.FlowTable | None, offload: KernelOffload | None,
           pipeline: LoadBalancerPipeline, frame: bytes | bytearray | memoryview) -> bool:
     """Teach the fast paths the pipeline's decision for `frame`'s flow (before the frame is
     rewritten). Both refuse it if a table write happened meanwhile, and the kernel also when
@@ -150,7 +153,7 @@ class _Port:
     stats: PortStats = field(default_factory=PortStats)
 
 
-def gso_segments(frame: bytes | bytearray, gso_type: int, gso_size: int, l4_off: int) -> tuple[int, int]:
+def gso_segments(frame: bytes | bytearray | memoryview, gso_type: int, gso_size: int, l4_off: int) -> tuple[int, int]:
     """(segments, sum of segment frame lengths) a GSO super-frame will become."""
     kind = gso_type & ~GSO_ECN
     if kind == GSO_NONE or gso_size == 0 or l4_off <= 0 or l4_off >= len(frame):
@@ -226,8 +229,8 @@ class Dataplane:
         self.fast = False  # whether the running data plane uses the C fast path
         self.kernel: KernelOffload | None = None  # the running kernel fast path, if any
         self.offload_error = ""  # why the kernel fast path is not running (when it is not)
-        self._table: "_fastpath.FlowTable | None" = None
-        self._forwarder: "_fastpath.Forwarder | None" = None
+        self._table: _fastpath.FlowTable | None = None
+        self._forwarder: _fastpath.Forwarder | None = None
         self._ports: dict[int, _Port] = {}
         self._pcaps: PortPcaps | None = None
         self._thread: threading.Thread | None = None
@@ -237,7 +240,7 @@ class Dataplane:
         self.cpu_seconds = 0.0  # CPU time of the forwarding thread (capacity estimates)
 
     # ---- life cycle ----------------------------------------------------------------------
-    def start(self) -> "Dataplane":
+    def start(self) -> Dataplane:
         """Open the port sockets and start forwarding in a background thread."""
         if self._thread is not None:
             raise RuntimeError("data plane already started")
@@ -246,7 +249,7 @@ class Dataplane:
             self._start_offload()
             proto = ETH_P_IP if self.kernel is not None else ETH_P_ALL
             for number, ifname in self.port_names.items():
-                sock, ignores = call_in_netns(self.netns, lambda n=ifname: _open_socket(n, proto))
+                sock, ignores = call_in_netns(self.netns, functools.partial(_open_socket, ifname, proto))
                 port = _Port(number, ifname, sock, see_outgoing=not ignores)
                 if self.rx_ring and not fast:  # the fast path maps its own ring
                     port.ring = _attach_ring(sock)
@@ -312,7 +315,7 @@ class Dataplane:
             self._thread = None
         self._close()
 
-    def __enter__(self) -> "Dataplane":
+    def __enter__(self) -> Dataplane:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -401,7 +404,7 @@ class Dataplane:
             self.error = exc
             raise
 
-    def _run_fast(self, forwarder: "_fastpath.Forwarder") -> None:
+    def _run_fast(self, forwarder: _fastpath.Forwarder) -> None:
         """The C loop forwards; Python handles the frames it hands back (and teaches it)."""
         cpu0 = time.thread_time()
         try:

@@ -8,15 +8,24 @@ plane (`LoadBalancerPipeline`, see `DataPlaneTables`), which never sees protobuf
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 import grpc
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.switch.embedded.p4info import (EXACT, LPM, SCOPE_DEFAULT_ONLY, SCOPE_TABLE_ONLY,
-                                             ActionInfo, P4Schema, TableInfo)
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError, decode, encode
+from p4cf_kit.errors import P4RuntimeError
+from p4cf_kit.switch.embedded.p4info import (
+    EXACT,
+    LPM,
+    SCOPE_DEFAULT_ONLY,
+    SCOPE_TABLE_ONLY,
+    ActionInfo,
+    P4Schema,
+    TableInfo,
+)
+from p4cf_kit.switch.embedded.p4values import decode, encode
 from p4cf_kit.switch.embedded.replication import ReplicationStore
 
 Code = grpc.StatusCode
@@ -86,7 +95,7 @@ class EntryFields:
         self.counter: tuple[int, int] | None = None  # counter_data (packets, bytes) when set
 
     @classmethod
-    def from_message(cls, te: p4runtime_pb2.TableEntry) -> "EntryFields":
+    def from_message(cls, te: p4runtime_pb2.TableEntry) -> EntryFields:
         f = cls()
         f.table_id = te.table_id
         f.match = match_values(te)
@@ -408,7 +417,7 @@ class EntryStore:
             raise P4RuntimeError(Code.UNIMPLEMENTED, f"{kind} is not supported by this switch")
 
     @staticmethod
-    def _absent_resource(kind: str, message, write: bool) -> None:
+    def _absent_resource(kind: str, message: Any, write: bool) -> None:
         """An entity of a resource kind the program has none of: a wildcard read finds nothing;
         naming a resource (or writing) is an error that says the program has no such thing."""
         id_field, what = ABSENT_RESOURCES[kind]
@@ -545,29 +554,29 @@ class EntryStore:
             given[fm[0]] = fm
         key: list[tuple[int, int]] = []
         for mf in info.match_fields:
-            fm = given.get(mf.id)
+            got = given.get(mf.id)
             if mf.match_type == EXACT:
-                if fm is None:
+                if got is None:
                     raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                          f"{info.name} match field {mf.name} (exact) is missing")
-                if fm[1] != "exact":
+                if got[1] != "exact":
                     raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                          f"{info.name} match field {mf.name} is an exact match")
-                value = decode(fm[2], mf.bitwidth, info.name, "match field", mf.name)
+                value = decode(got[2], mf.bitwidth, info.name, "match field", mf.name)
                 key.append((value, mf.bitwidth))
             elif mf.match_type == LPM:
-                if fm is None:  # don't care: the spec omits it rather than sending /0
+                if got is None:  # don't care: the spec omits it rather than sending /0
                     key.append((0, 0))
                     continue
                 what = f"{info.name} match field {mf.name}"
-                if fm[1] != "lpm":
+                if got[1] != "lpm":
                     raise P4RuntimeError(Code.INVALID_ARGUMENT, f"{what} is an LPM match")
-                plen = fm[3]
+                plen = got[3]
                 if not 1 <= plen <= mf.bitwidth:
                     raise P4RuntimeError(Code.INVALID_ARGUMENT,
                                          f"{what}: prefix_len {plen} not in 1..{mf.bitwidth} "
                                          "(omit the field for a don't-care match)")
-                value = decode(fm[2], mf.bitwidth, what)
+                value = decode(got[2], mf.bitwidth, what)
                 host_mask = (1 << (mf.bitwidth - plen)) - 1
                 if value & host_mask:
                     raise P4RuntimeError(Code.INVALID_ARGUMENT,

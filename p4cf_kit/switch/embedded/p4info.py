@@ -8,10 +8,10 @@ must match; aliases, annotations and documentation may differ.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from google.protobuf import text_format
 from p4.config.v1 import p4info_pb2

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-
-class P4RuntimeError(Exception):
-    """A request the server refuses; `code` is the canonical gRPC code the spec asks for."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+from p4cf_kit.errors import P4RuntimeError
 
 
 def encode(value: int) -> bytes:

@@ -96,7 +96,7 @@ class Parsed(NamedTuple):
     dport: bytes
 
 
-def parse(frame: bytes | bytearray) -> Parsed | None:
+def parse(frame: bytes | bytearray | memoryview) -> Parsed | None:
     """Run the program's parser on `frame`; None when there is no valid IPv4 header (the program
     drops all of those, so nothing else about them matters)."""
     if len(frame) < MIN_IPV4_FRAME or frame[12] != 0x08 or frame[13] != 0x00:

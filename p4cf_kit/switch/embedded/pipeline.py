@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.crc16 import crc16
@@ -66,7 +66,7 @@ class Action:
 
     @staticmethod
     def checked(table: str, allowed: dict[str, dict[str, int]], name: str,
-                params: dict[str, int]) -> "Action":
+                params: dict[str, int]) -> Action:
         """Validate `name` and `params` (names and widths) for `table`; ValueError otherwise."""
         if name not in allowed:
             raise ValueError(f"{table}: action {name!r} is not one of {sorted(allowed)}")
@@ -85,11 +85,16 @@ class FastTable(Protocol):
 
     def invalidate(self, generation: int) -> list[tuple[int, int, int]]: ...
 
-    # Optional, for a write that changes ecmp_nhop[select] only (a backend's next hop): forget
-    # just the flows whose decision looked that entry up. Tables without it get invalidate().
-    # def invalidate_select(self, select: int, generation: int) -> list[tuple[int, int, int]]
-
     def take_counts(self) -> list[tuple[int, int, int]]: ...
+
+
+@runtime_checkable
+class SelectiveFastTable(FastTable, Protocol):
+    """A flow table that can forget just the flows whose decision looked up ecmp_nhop[select]
+    (a write that changes one backend's next hop, as in a migration); the kernel fast path's.
+    Tables that cannot are sent `invalidate()`."""
+
+    def invalidate_select(self, select: int, generation: int) -> list[tuple[int, int, int]]: ...
 
 
 class NhopEntry:
@@ -124,7 +129,7 @@ class Decision:
         self.addrs = b""
         self.pseudo_base = 0
 
-    def finish(self) -> "Decision":
+    def finish(self) -> Decision:
         """Precompute what every packet needs: MAC bytes, addresses, pseudo-header sum base."""
         if self.dmac is not None and self.smac is not None:
             self.mac12 = self.dmac + self.smac
@@ -152,6 +157,7 @@ class LoadBalancerPipeline:
         self._cache: dict[bytes, Decision] = {}
         self._generation = 1
         self._fast: list[FastTable] = []
+        self._selective: dict[int, SelectiveFastTable] = {}   # id -> those of _fast that can narrow
         self.clear()
 
     # ---- control plane -------------------------------------------------------------------
@@ -262,12 +268,15 @@ class LoadBalancerPipeline:
         with self._lock:
             self._credit(table.invalidate(self._generation))
             self._fast.append(table)
+            if isinstance(table, SelectiveFastTable):   # asked once: the check costs ~10 us
+                self._selective[id(table)] = table
 
     def detach_fastpath(self, table: FastTable) -> None:
         """Stop invalidating `table`, keeping the counts it gathered."""
         with self._lock:
             if table in self._fast:
                 self._fast.remove(table)
+                self._selective.pop(id(table), None)
                 self._credit(table.take_counts())
 
     def decision_for(self, frame: bytes | bytearray | memoryview) -> tuple[bytes, Decision, int]:
@@ -284,9 +293,11 @@ class LoadBalancerPipeline:
         self._cache = {}
         self._generation += 1
         for table in self._fast:
-            narrow = getattr(table, "invalidate_select", None) if select is not None else None
-            self._credit(narrow(select, self._generation) if narrow is not None
-                         else table.invalidate(self._generation))
+            selective = self._selective.get(id(table))
+            if select is not None and selective is not None:
+                self._credit(selective.invalidate_select(select, self._generation))
+            else:
+                self._credit(table.invalidate(self._generation))
 
     def _credit(self, counts: list[tuple[int, int, int]]) -> None:
         """Add a fast path's (select, packets, bytes) to the entries' counters (lock held)."""
@@ -339,7 +350,7 @@ class LoadBalancerPipeline:
             self._cache[key] = decision
         return decision
 
-    def _decide(self, frame: bytes | bytearray) -> Decision:
+    def _decide(self, frame: bytes | bytearray | memoryview) -> Decision:
         """Parser, ingress and egress control of the program for one flow (lock held)."""
         hdr = pk.parse(frame)
         d = Decision()

@@ -12,12 +12,13 @@ is not implemented.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeAlias
 
 import grpc
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.errors import P4RuntimeError
 
 Code = grpc.StatusCode
 INSERT = p4runtime_pb2.Update.INSERT
@@ -26,11 +27,11 @@ DELETE = p4runtime_pb2.Update.DELETE
 FIRST_RESERVED_GROUP_ID = 1 << 15  # BMv2 keeps ids from here for clone sessions' own groups
 MAX_CLONE_SESSION_ID = 1 << 15     # session ids are 1 .. 2^15 - 1
 
-GroupEntry = p4runtime_pb2.MulticastGroupEntry
-SessionEntry = p4runtime_pb2.CloneSessionEntry
+GroupEntry: TypeAlias = p4runtime_pb2.MulticastGroupEntry
+SessionEntry: TypeAlias = p4runtime_pb2.CloneSessionEntry
 
 
-def _check_replicas(replicas, what: str) -> None:
+def _check_replicas(replicas: Iterable[p4runtime_pb2.Replica], what: str) -> None:
     """Each replica names a port, and no (port, instance) pair appears twice."""
     seen: set[tuple[str, object, int]] = set()
     for replica in replicas:
@@ -96,7 +97,7 @@ class ReplicationStore:
                              "nor a clone session")
 
     @staticmethod
-    def _apply(table: dict, key: int, update_type: int, message, what: str) -> Callable[[], None]:
+    def _apply(table: dict[int, Any], key: int, update_type: int, message: Any, what: str) -> Callable[[], None]:
         previous = table.get(key)
         if update_type == INSERT and previous is not None:
             raise P4RuntimeError(Code.ALREADY_EXISTS, f"{what} already exists")
@@ -136,7 +137,7 @@ class ReplicationStore:
                                  "nor a clone session")
 
     @staticmethod
-    def _select(table: dict, key: int, field: str, what: str) -> Iterator[p4runtime_pb2.Entity]:
+    def _select(table: dict[int, Any], key: int, field: str, what: str) -> Iterator[p4runtime_pb2.Entity]:
         if key == 0:
             keys = sorted(table)
         elif key in table:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from importlib import metadata
-from typing import Iterator
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -22,10 +23,10 @@ from google.rpc import code_pb2, status_pb2
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from p4cf_kit.errors import P4RuntimeError
 from p4cf_kit.switch.embedded.arbitration import Arbiter, Controller, election_id_of
 from p4cf_kit.switch.embedded.entries import DataPlaneTables, EntryStore, Undo
 from p4cf_kit.switch.embedded.p4info import P4Schema, shipped_p4info, substance_difference
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
 from p4cf_kit.switch.embedded.write_wire import Update, WriteFields, parse_write
 
 log = logging.getLogger("p4cf.switch.p4runtime")
@@ -89,7 +90,8 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         self._store = EntryStore(P4Schema(self._config.p4info), self.pipeline)
         log.info("pipeline committed (cookie %d)", config.cookie.cookie)
 
-    def SetForwardingPipelineConfig(self, request, context):
+    def SetForwardingPipelineConfig(self, request: p4runtime_pb2.SetForwardingPipelineConfigRequest,
+                                    context: grpc.ServicerContext) -> p4runtime_pb2.SetForwardingPipelineConfigResponse:
         try:
             self._check_device(request.device_id)
             self.arbiter.check_primary(request.role, self._election(request))
@@ -124,7 +126,8 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         except P4RuntimeError as exc:
             context.abort(exc.code, exc.message)
 
-    def GetForwardingPipelineConfig(self, request, context):
+    def GetForwardingPipelineConfig(self, request: p4runtime_pb2.GetForwardingPipelineConfigRequest,
+                                    context: grpc.ServicerContext) -> p4runtime_pb2.GetForwardingPipelineConfigResponse:
         try:
             self._check_device(request.device_id)
             with self._lock:
@@ -148,12 +151,13 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
 
     # --- Write / Read ------------------------------------------------------------------------
 
-    def Write(self, request: p4runtime_pb2.WriteRequest, context) -> p4runtime_pb2.WriteResponse:
+    def Write(self, request: p4runtime_pb2.WriteRequest,
+              context: grpc.ServicerContext) -> p4runtime_pb2.WriteResponse:
         """Write from a WriteRequest message (the generated servicer's signature)."""
         self._write(WriteFields.from_message(request), context)
         return p4runtime_pb2.WriteResponse()
 
-    def write_wire(self, data: bytes, context) -> bytes:
+    def write_wire(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         """Write as the gRPC server calls it: request and response as bytes.
 
         Parsing a WriteRequest with pure-Python protobuf costs more than the rest of the RPC
@@ -170,7 +174,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         self._write(request, context)
         return b""  # a WriteResponse has no fields: serialised, it is empty
 
-    def _write(self, request: WriteFields, context) -> None:
+    def _write(self, request: WriteFields, context: grpc.ServicerContext) -> None:
         try:
             self._check_device(request.device_id)
             self.arbiter.check_primary(request.role, request.election_id)
@@ -218,7 +222,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         return results
 
     @staticmethod
-    def _abort_with_update_errors(context, errors: list[P4RuntimeError | None]) -> None:
+    def _abort_with_update_errors(context: grpc.ServicerContext, errors: list[P4RuntimeError | None]) -> None:
         """Report per-update results as the spec says: UNKNOWN + google.rpc.Status details."""
         status = status_pb2.Status(code=code_pb2.UNKNOWN)
         failures = [e for e in errors if e is not None]
@@ -234,7 +238,8 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
         context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
         context.abort(Code.UNKNOWN, status.message)
 
-    def Read(self, request, context):
+    def Read(self, request: p4runtime_pb2.ReadRequest,
+             context: grpc.ServicerContext) -> Iterator[p4runtime_pb2.ReadResponse]:
         try:
             self._check_device(request.device_id)
             with self._lock:
@@ -246,14 +251,16 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
             context.abort(exc.code, exc.message)
         yield reply
 
-    def Capabilities(self, request, context):
+    def Capabilities(self, request: p4runtime_pb2.CapabilitiesRequest,
+                     context: grpc.ServicerContext) -> p4runtime_pb2.CapabilitiesResponse:
         return p4runtime_pb2.CapabilitiesResponse(p4runtime_api_version=self._version)
 
     # --- StreamChannel -----------------------------------------------------------------------
 
-    def StreamChannel(self, request_iterator, context) -> Iterator[p4runtime_pb2.StreamMessageResponse]:
+    def StreamChannel(self, request_iterator: Iterator[p4runtime_pb2.StreamMessageRequest],
+                      context: grpc.ServicerContext) -> Iterator[p4runtime_pb2.StreamMessageResponse]:
         """Arbitration over the stream; replies come from a queue so others can notify us."""
-        outbox: queue.Queue = queue.Queue()
+        outbox: queue.Queue[Any] = queue.Queue()  # replies, an exception to raise, or `done`
         ctl = Controller(send=outbox.put, peer=context.peer())
         done = object()
 
@@ -307,7 +314,7 @@ class P4RuntimeService(p4runtime_pb2_grpc.P4RuntimeServicer):
                                  f"this switch is device {self.device_id}, not {device_id}")
 
     @staticmethod
-    def _election(request) -> int | None:
+    def _election(request: Any) -> int | None:  # any request with an election_id
         return election_id_of(request.election_id) if request.HasField("election_id") else None
 
     def _require_store(self) -> EntryStore:

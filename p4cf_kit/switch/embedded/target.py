@@ -2,52 +2,38 @@
 
 Options follow simple_switch_grpc where they make sense (`--device-id`, `-i PORT@IFACE`,
 `--grpc-server-addr`, `--log-console`, `--pcap`), so the kit can start either target the same
-way. The data plane modules are optional: without `pipeline.py` the switch is control-plane
-only, without `dataplane.py` it has no ports; both are picked up when present.
+way. `--control-plane-only` runs P4Runtime without the program; without ports (`-i`, `--pcap`)
+the program runs but nothing forwards frames.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from p4.v1 import p4runtime_pb2
 
-from p4cf_kit.errors import SwitchError
+from p4cf_kit.errors import OffloadUnavailable, P4RuntimeError, SwitchError
 from p4cf_kit.switch.embedded.cpu_affinity import avoid_cpu, control_plane_cpu, pin_to_cpu
+from p4cf_kit.switch.embedded.dataplane import Dataplane
 from p4cf_kit.switch.embedded.p4info import load_p4info
-from p4cf_kit.switch.embedded.p4values import P4RuntimeError
+from p4cf_kit.switch.embedded.pipeline import LoadBalancerPipeline
 from p4cf_kit.switch.embedded.server import P4RuntimeService, start_server
+from p4cf_kit.switch.state import SwitchState, clear_state, write_state
 
 log = logging.getLogger("p4cf.switch")
 DEFAULT_GRPC_ADDR = "127.0.0.1:9559"
 DATAPATHS: dict[str, bool | None] = {"auto": None, "ebpf": True, "user": False}  # -> Dataplane(offload=)
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
               "warn": logging.WARNING, "error": logging.ERROR, "off": logging.CRITICAL + 10}
-
-
-def _optional(module: str, name: str) -> Any | None:
-    """`module.name` if that module exists yet (it is written separately), else None."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-
-
-def default_pipeline() -> Any | None:
-    """The real program logic (`LoadBalancerPipeline`) when available, else None."""
-    cls = _optional("p4cf_kit.switch.embedded.pipeline", "LoadBalancerPipeline")
-    return cls() if cls is not None else None
 
 
 def is_loopback(address: str) -> bool:
@@ -84,7 +70,7 @@ class EmbeddedSwitch:
 
     def __init__(self, device_id: int = 1, grpc_addr: str = DEFAULT_GRPC_ADDR,
                  ports: dict[int, str] | None = None, pcap_dir: str | Path | None = None,
-                 p4info_path: str | Path | None = None, pipeline: Any | None = None,
+                 p4info_path: str | Path | None = None, pipeline: LoadBalancerPipeline | None = None,
                  allow_remote: bool = False, control_plane_only: bool = False,
                  control_cpu: int | None = None, datapath: str = "auto") -> None:
         if datapath not in DATAPATHS:
@@ -96,15 +82,14 @@ class EmbeddedSwitch:
         self.grpc_addr = grpc_addr
         self.ports = dict(ports or {})
         self.pcap_dir = Path(pcap_dir) if pcap_dir else None
-        if control_plane_only:
-            self.pipeline = None
-        else:
-            self.pipeline = pipeline if pipeline is not None else default_pipeline()
+        self.pipeline: LoadBalancerPipeline | None = None
+        if not control_plane_only:
+            self.pipeline = pipeline if pipeline is not None else LoadBalancerPipeline()
         self.service = P4RuntimeService(device_id, self.pipeline)
         self.p4info_path = Path(p4info_path) if p4info_path else None
         self.control_cpu = control_cpu
         self.datapath = datapath
-        self.dataplane: Any | None = None
+        self.dataplane: Dataplane | None = None
         self._server: Any | None = None
         self.port: int | None = None
         self._stopped = threading.Event()
@@ -134,15 +119,12 @@ class EmbeddedSwitch:
         return self.port
 
     def _start_dataplane(self) -> None:
-        cls = _optional("p4cf_kit.switch.embedded.dataplane", "Dataplane")
-        if cls is None or self.pipeline is None:
-            why = ("--control-plane-only was given" if self.pipeline is None and cls is not None
-                   else "p4cf_kit/switch/embedded/dataplane.py or pipeline.py is missing")
-            raise SwitchError(f"ports (-i/--pcap) need the embedded data plane, but {why}")
-        dataplane = cls(self.pipeline, self.ports,
-                        pcap_dir=str(self.pcap_dir) if self.pcap_dir else None,
-                        offload=DATAPATHS[self.datapath])
-        from p4cf_kit.switch.embedded.ebpf.offload import OffloadUnavailable
+        if self.pipeline is None:
+            raise SwitchError("ports (-i/--pcap) need the program, but --control-plane-only was given; "
+                              "drop one of them")
+        dataplane = Dataplane(self.pipeline, self.ports,
+                              pcap_dir=str(self.pcap_dir) if self.pcap_dir else None,
+                              offload=DATAPATHS[self.datapath])
         try:
             dataplane.start()
         except OffloadUnavailable as exc:  # insisted on (--datapath ebpf) but cannot load
@@ -161,11 +143,10 @@ class EmbeddedSwitch:
         dp = self.dataplane
         if dp is None:
             return "off (no ports)"
-        kernel = getattr(dp, "kernel", None)
-        if kernel is not None:
-            how = "a tcx link" if kernel.attach_kind == "tcx" else "a cls_bpf filter"
+        if dp.kernel is not None:
+            how = "a tcx link" if dp.kernel.attach_kind == "tcx" else "a cls_bpf filter"
             return f"eBPF at tc ingress ({how}), user space for each flow's first frame"
-        why = getattr(dp, "offload_error", "")
+        why = dp.offload_error
         return "user space" + (f" (eBPF fast path not used: {why})" if why else "")
 
     def _stop_dataplane(self) -> None:
@@ -184,7 +165,7 @@ class EmbeddedSwitch:
     def wait(self) -> None:
         self._stopped.wait()
 
-    def __enter__(self) -> "EmbeddedSwitch":
+    def __enter__(self) -> EmbeddedSwitch:
         self.start()
         return self
 
@@ -222,6 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
     parser.add_argument("--log-console", action="store_true", help="log to the console (stderr)")
     parser.add_argument("--log-file", type=Path, help="log to this file")
+    parser.add_argument("--state-file", type=Path, metavar="FILE",
+                        help="once serving, write pid, P4Runtime address and data path to FILE "
+                             "(JSON; the kit reads a lab's switch.json); removed at exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -252,16 +236,22 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     print(f"p4cf switch: device {args.device_id} listening on {args.grpc_server_addr};"
           f" data plane {switch.datapath_in_use()}", file=sys.stderr, flush=True)
+    if args.state_file is not None:
+        write_state(args.state_file, SwitchState(target="embedded", pid=os.getpid(),
+                                                 grpc_addr=args.grpc_server_addr,
+                                                 data_path=switch.datapath_in_use()))
     status = 0
     try:
         while not stop.wait(0.5):
-            error = getattr(switch.dataplane, "error", None)
+            error = switch.dataplane.error if switch.dataplane is not None else None
             if error is not None:  # the forwarding thread died: a switch without it is no switch
                 log.error("data plane failed: %r; stopping", error)
                 status = 1
                 break
     finally:
         switch.stop()
+        if args.state_file is not None:
+            clear_state(args.state_file, os.getpid())
     return status
 
 

@@ -23,12 +23,14 @@ write's `take_counts` and is then credited at the next read, to the entry then a
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import struct
 import threading
 from dataclasses import dataclass, field
 
+from p4cf_kit.errors import OffloadUnavailable
 from p4cf_kit.netns import call_in_netns
 from p4cf_kit.switch.embedded import packet as pk
 from p4cf_kit.switch.embedded.ebpf import program as prog
@@ -42,10 +44,6 @@ _U32 = struct.Struct("<I")
 _GEN = struct.Struct("<Q")
 ATTACH_MODES = ("auto", "tcx", "tc")  # auto: tcx where the kernel has it (>= 6.6), else tc
 NO_TCX = (errno.EINVAL, errno.EOPNOTSUPP, 524)  # 524: ENOTSUPP, an unknown attach type
-
-
-class OffloadUnavailable(RuntimeError):
-    """The kernel fast path cannot run here; the message says why (the user path still works)."""
 
 
 @dataclass
@@ -78,7 +76,7 @@ class KernelOffload:
     _epoch: int = 0              # the value in the `gen` map
     _slot_gen: dict[int, int] = field(default_factory=dict)  # mirror of `slot_gens` (0 unless set)
 
-    def start(self) -> "KernelOffload":
+    def start(self) -> KernelOffload:
         """Create the maps, load one program per port and attach it; OffloadUnavailable (with
         everything undone) when the kernel or our privileges do not allow it."""
         try:
@@ -118,7 +116,7 @@ class KernelOffload:
         for number, ifname in self.ports.items():
             if not 0 <= number < prog.MAX_PORTS:
                 raise OffloadUnavailable(f"port {number} is out of the fast path's range")
-            self._ifindex[number] = call_in_netns(self.netns, lambda n=ifname: socket.if_nametoindex(n))
+            self._ifindex[number] = call_in_netns(self.netns, functools.partial(socket.if_nametoindex, ifname))
         for number, ifindex in self._ifindex.items():
             code = prog.build(number, self._maps["flows"], self._maps["gen"],
                               self._maps["counters"], self._maps["ports"], self._maps["slot_gens"])

@@ -40,7 +40,7 @@ class BpfError(OSError):
 _NR_BPF = SYS_BPF.get(os.uname().machine)
 
 
-def bpf(cmd: int, attr: bytes | bytearray | ctypes.Array, what: str) -> int:
+def bpf(cmd: int, attr: bytes | bytearray | ctypes.Array[ctypes.c_char], what: str) -> int:
     """Run one bpf(2) command on the packed `attr`; its result, or BpfError."""
     if _NR_BPF is None:
         raise BpfError(errno.ENOSYS, f"bpf(2) system call number unknown on {os.uname().machine}")
@@ -112,7 +112,7 @@ def prog_load(kind: int, insns: bytes, name: str, license_: str = "Dual MIT/GPL"
         try:
             attempt(1)  # again, for the verifier's reasons
         except BpfError as again:
-            raise BpfError(again.errno, f"program load {name}",
+            raise BpfError(again.errno or errno.EINVAL, f"program load {name}",
                            log.value.decode(errors="replace")[-4000:]) from exc
         raise
 
@@ -130,7 +130,8 @@ def tcx_ingress_count(ifindex: int) -> int:
     attr = bytearray(struct.pack("<IIIIQIIQQQQ", ifindex, ATTACH_TCX_INGRESS, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     buf = ctypes.create_string_buffer(bytes(attr), len(attr))
     bpf(PROG_QUERY, buf, f"query tcx ingress of ifindex {ifindex}")
-    return struct.unpack_from("<I", buf, 24)[0]
+    count: int = struct.unpack_from("<I", buf, 24)[0]
+    return count
 
 
 def possible_cpus() -> int:

@@ -62,7 +62,8 @@ class Rtnetlink:
             while off + _NLMSG.size <= len(data):
                 length, mtype, _, seq, _ = _NLMSG.unpack_from(data, off)
                 if mtype == NLMSG_ERROR and seq == self._seq:
-                    return -struct.unpack_from("<i", data, off + _NLMSG.size)[0]
+                    err: int = struct.unpack_from("<i", data, off + _NLMSG.size)[0]
+                    return -err
                 off += max(length + (-length % 4), _NLMSG.size)
 
 
