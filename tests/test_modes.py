@@ -74,6 +74,8 @@ def test_mode_and_ballast_in_the_config() -> None:
         parse_config({"migration": {"mode": "fast"}})
     with pytest.raises(ConfigError, match="ballast_mib"):
         parse_config({"backend": {"ballast_mib": -1}})
+    with pytest.raises(ConfigError, match="applies to the echo workload only.*'redis'"):
+        parse_config({"backend": {"ballast_mib": 16}, "workload": {"kind": "redis"}})
 
 
 @pytest.mark.skipif(not modes.support("pre-copy").available, reason=modes.support("pre-copy").reason)
