@@ -20,9 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p4cf_kit.errors import KitError
+
+if TYPE_CHECKING:
+    from p4cf_kit.config import LabConfig
+    from p4cf_kit.lab import Lab
 
 CELL_TIMEOUT_S = 600
 
@@ -120,16 +124,16 @@ def execute_notebook(path: Path, out_path: Path | None = None, timeout: int = CE
 class SharedLab:
     """The lab the notebooks without `fresh_lab` attach to: brought up once, down at the end."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: LabConfig) -> None:
         self.config = config
-        self.lab: Any = None
+        self.lab: Lab | None = None
 
     def ensure_up(self) -> None:
         from p4cf_kit.lab import Lab
         from p4cf_kit.notebook import lab_is_up
         if not lab_is_up(self.config):
-            self.lab = Lab(self.config)
-            self.lab.up()
+            lab = self.lab = Lab(self.config)
+            lab.up()
 
     def ensure_down(self) -> None:
         from p4cf_kit.lab import Lab

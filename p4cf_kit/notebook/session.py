@@ -31,6 +31,7 @@ from p4cf_kit.config import LabConfig, load_config, with_workload
 
 if TYPE_CHECKING:
     from p4cf_kit.lab import Lab
+    from p4cf_kit.topology.traffic import TrafficRun
 
 ENV_CONFIG = "P4CF_CONFIG"
 
@@ -113,22 +114,22 @@ class LabSession:
     started: bool
     up_s: float = 0.0
     #: Client traffic started with `live_traffic` (runs until stopped): stopped with the session.
-    live: Any = None
+    live: TrafficRun | None = None
     closed: bool = False
     _exit_hook: bool = field(default=False, repr=False)
     _finalizer: weakref.finalize[[Any], LabSession] | None = field(default=None, repr=False)
 
-    def live_traffic(self, connections: int = 16, rate: float = 50.0, **options: Any) -> Any:
+    def live_traffic(self, connections: int = 16, rate: float = 50.0, **options: Any) -> TrafficRun:
         """Client traffic that runs until stopped (a TrafficRun), for the panels to follow after Run
         All. It is stopped when the session closes, and when the kernel exits also in a lab this
         notebook only attached to (a lab it brought up is torn down as a whole)."""
         if self.live is not None:
             self.live.stop()
-        self.live = self.lab.traffic(connections=connections, rate=rate, duration=0, **options)
+        live = self.live = self.lab.traffic(connections=connections, rate=rate, duration=0, **options)
         if not self.started and not self._exit_hook:
             atexit.register(_stop_traffic_at_exit, weakref.ref(self))
             self._exit_hook = True
-        return self.live
+        return live
 
     def close(self) -> None:
         """Stop the session's live traffic; tear the lab down if this session brought it up, else only

@@ -30,6 +30,7 @@ from p4cf_kit.widgets.runner import TaskRunner, lab_lock, status_html
 
 if TYPE_CHECKING:
     from p4cf_kit.lab import Lab
+    from p4cf_kit.topology.traffic import TrafficRun
 
 TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "migration": ("#", table.plain), "move": ("move", table.plain),
@@ -55,7 +56,7 @@ def _mode_dropdown(default: str) -> widgets.Dropdown:
 class MigrationPanel:
     """Source, destination and mode dropdowns, Migrate button, phase progress, result table, timeline plot."""
 
-    def __init__(self, lab: Lab, traffic: Any = None, out_dir: str | Path | None = None,
+    def __init__(self, lab: Lab, traffic: TrafficRun | None = None, out_dir: str | Path | None = None,
                  margin_s: float = 2.0) -> None:
         self.lab = lab
         self.traffic = traffic

@@ -34,6 +34,8 @@ from p4cf_kit.widgets.sampler import CounterSampler
 
 if TYPE_CHECKING:
     from p4cf_kit.lab import Lab
+    from p4cf_kit.notebook.session import LabSession
+    from p4cf_kit.topology.traffic import TrafficRun
 
 #: Seconds the client log is watched after a change before the panel reports what it did.
 SETTLE_S = 1.5
@@ -42,8 +44,8 @@ SETTLE_S = 1.5
 class PoolPanel:
     """Checkboxes (one per non-client host), Apply, the pool now, a hint, status line, live counter chart."""
 
-    def __init__(self, lab: Lab, live: bool = True, interval_s: float = 1.0, traffic: Any = None,
-                 session: Any = None) -> None:
+    def __init__(self, lab: Lab, live: bool = True, interval_s: float = 1.0, traffic: TrafficRun | None = None,
+                 session: LabSession | None = None) -> None:
         self.lab = lab
         self.traffic = traffic
         self.session = session
@@ -95,7 +97,7 @@ class PoolPanel:
     def selected(self) -> list[str]:
         return [h for h, box in self.checkboxes.items() if box.value]
 
-    def follow(self, traffic: Any) -> None:
+    def follow(self, traffic: TrafficRun) -> None:
         """Attach the client traffic the hint and the reports are about (a TrafficRun)."""
         self.traffic = traffic
         self._show_pool()
@@ -174,22 +176,23 @@ class PoolPanel:
             self.status.value = status_html("this panel has no session to tear down (PoolPanel(..., session=))",
                                             "error")
             return False
+        session = self.session
 
         def task() -> str:
             self.sampler.stop()
             if self.traffic is not None:
                 self.traffic.stop()
-            if not self.session.started:  # someone else's lab: leave it with its configured pool
+            if not session.started:  # someone else's lab: leave it with its configured pool
                 from p4cf_kit.notebook import restore_pool
                 with lab_lock(self.lab):
                     restore_pool(self.lab)
-            self.session.close()
+            session.close()
             return str(self.lab.config.name)
 
         def done(name: str) -> str:
             self._lab_gone("", f"pool: no longer followed (this panel let go of lab {name!r})"
-                           if not self.session.started else "")
-            if self.session.started:
+                           if not session.started else "")
+            if session.started:
                 return (f"lab {name!r} torn down (Tear down). To bring it back, run the notebook again from "
                         "the top (Run All brings a lab up).")
             return (f"let go of lab {name!r}: it was running before this notebook, so it is left up "
