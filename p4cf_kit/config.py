@@ -28,6 +28,12 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     [workload]                # what the backends run: echo | redis | http | custom (apps/settings.py)
     kind = "echo"
 
+    [backend]
+    ballast_mib = 0           # memory each backend server holds, written and kept dirty (MiB)
+
+    [migration]
+    mode = "stop-and-copy"    # or "lazy" (pages follow on demand) or "pre-copy"; see migration/modes.py
+
     [machines.b]              # a second machine (hosts default to "local", this one)
     podman = "ssh://root@192.0.2.2:22/run/podman/podman.sock"   # Podman's remote URL
     identity = "/root/.ssh/id_ed25519"   # SSH key (keys only; no passwords in configs)
@@ -167,6 +173,24 @@ class ImagesConfig:
     client: str = "localhost/p4cf-tcp-client:latest"
 
 
+MIGRATION_MODES = ("stop-and-copy", "lazy", "pre-copy")   # p4cf_kit.migration.modes
+MAX_BALLAST_MIB = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """What each backend server holds: a ballast of memory (p4cf_kit/workload/ballast.py)."""
+
+    ballast_mib: int = 0
+
+
+@dataclass(frozen=True)
+class MigrationConfig:
+    """How migrations move memory unless a migration names its own mode."""
+
+    mode: str = "stop-and-copy"
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """A whole lab: hosts, VIP, switch, images. Build it with `parse_config` or `load_config`."""
@@ -178,6 +202,8 @@ class LabConfig:
     switch: SwitchConfig = field(default_factory=SwitchConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     machines: dict[str, MachineConfig] = field(default_factory=dict)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    migration: MigrationConfig = field(default_factory=MigrationConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -530,10 +556,31 @@ def _images(raw: dict[str, Any]) -> ImagesConfig:
     return out
 
 
+def _backend(raw: dict[str, Any]) -> BackendConfig:
+    _check_keys("backend", raw, {"ballast_mib"})
+    return BackendConfig(ballast_mib=_int("backend", "ballast_mib", raw.get("ballast_mib", 0), 0, MAX_BALLAST_MIB))
+
+
+def check_ballast_kind(ballast_mib: int, kind: str) -> None:
+    """The ballast is the echo server's (workload/ballast.py): refuse it for another workload."""
+    if ballast_mib and kind != "echo":
+        raise ConfigError(f"backend.ballast_mib = {ballast_mib} applies to the echo workload only (its server "
+                          f"holds the ballast); workload.kind is {kind!r}: set backend.ballast_mib = 0")
+
+
+def _migration(raw: dict[str, Any]) -> MigrationConfig:
+    _check_keys("migration", raw, {"mode"})
+    mode = raw.get("mode", "stop-and-copy")
+    if mode not in MIGRATION_MODES:
+        raise ConfigError(f"migration.mode = {mode!r}: use one of {', '.join(MIGRATION_MODES)}")
+    return MigrationConfig(mode=mode)
+
+
 def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     """Validate a parsed config document (dict) and return the typed LabConfig."""
     raw = _files_from(dict(raw or {}), Path.cwd())
-    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts", "workload"})
+    _check_keys("top level", raw, {"lab", "switch", "images", "machines", "hosts", "workload", "backend",
+                                   "migration"})
     lab = _section(raw, "lab")
     _check_keys("lab", lab, {"name", "vip", "port", "hosts", "client", "backends", "subnet_pattern"})
     name = lab.get("name", DEFAULT_LAB)
@@ -553,6 +600,8 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     workload = parse_workload(_section(raw, "workload"))
     if workload.port is not None:  # the application's port is the VIP's (it overrides lab.port)
         port = workload.port
+    backend = _backend(_section(raw, "backend"))
+    check_ballast_kind(backend.ballast_mib, workload.kind)
     machines = _machines(_section(raw, "machines"))
     hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
     switch = _switch(_section(raw, "switch"))
@@ -573,6 +622,7 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
                           "switch's ports inside its namespace)")
     return LabConfig(name=name, vip=vip, port=port, hosts=hosts, switch=switch,
                      images=_images(_section(raw, "images")), machines=machines, workload=workload,
+                     backend=backend, migration=_migration(_section(raw, "migration")),
                      source=raw)
 
 
@@ -633,6 +683,8 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
                        "tls": cfg.switch.tls.__dict__ if cfg.switch.tls else None,
                        "insecure": cfg.switch.insecure} if cfg.switch.remote else {})},
         "images": {"server": cfg.images.server, "client": cfg.images.client},
+        "backend": {"ballast_mib": cfg.backend.ballast_mib},
+        "migration": {"mode": cfg.migration.mode},
         "hosts": [{"name": h.name, "role": h.role, "subnet": str(h.subnet), "ip": str(h.ip), "mac": h.mac,
                    "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port,
                    "machine": h.machine, "uplink": h.uplink} for h in cfg.hosts],

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from p4cf_kit.apps import containers as app
-from p4cf_kit.config import DEFAULT_LAB, HostConfig, LabConfig, config_to_dict, default_config, parse_config
+from p4cf_kit.config import (
+    DEFAULT_LAB,
+    HostConfig,
+    LabConfig,
+    check_ballast_kind,
+    config_to_dict,
+    default_config,
+    parse_config,
+)
 from p4cf_kit.control.connection import SwitchConnection
 from p4cf_kit.control.counters import read_counters
 from p4cf_kit.control.intent import IntentFile
@@ -44,6 +52,7 @@ from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, isolation, networks, pods, wiring
 from p4cf_kit.topology import hosts as host_ctrs
+from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
 from p4cf_kit.topology.traffic import TrafficRun
@@ -116,6 +125,8 @@ class Lab:
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
         self._require_images([self.server_image] if self.config.backends else [])
         check_machines(self.config, self.machines)  # refused before anything is made
+        check_ballast_kind(self.config.backend.ballast_mib, self.config.workload.kind)   # --workload too
+        check_ballast_fits(self.config.backend.ballast_mib, len(self.config.backends))
         cleanup.down(self.config.name, self.machines)  # leftovers of a crashed run, if any
         report = UpReport()
         t0 = time.monotonic()
@@ -144,6 +155,9 @@ class Lab:
             for b in cfg.backends:
                 host_ctrs.wait_ready(cfg, self.names, b, self.pod_nets[b.name].netns_path, timeout=timeout,
                                      machine=self.machine_of(b))
+                if cfg.backend.ballast_mib:
+                    check_ballast_held(self.machine_of(b).podman("logs", self.names.server(b.name)).stdout,
+                                       cfg.backend.ballast_mib, self.names.server(b.name))
             report.phases["servers_listening"] = time.monotonic() - t0
         except BaseException:
             self.down()
@@ -355,11 +369,13 @@ class Lab:
         return self._connect().move_slot(index, mac, ip, port)
 
     def migrate(self, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
-                nudge: bool = True, on_phase: Callable[[str], None] | None = None) -> MigrationRecord:
-        """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`)."""
+                nudge: bool = True, on_phase: Callable[[str], None] | None = None,
+                mode: str | None = None) -> MigrationRecord:
+        """Live-migrate the backend on host `src` to host `dst` (see `p4cf_kit.migration`);
+        `mode` ("stop-and-copy", "lazy", "pre-copy") defaults to the config's migration.mode."""
         from p4cf_kit.migration import migrate
         return migrate(self, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
-                       on_phase=on_phase)
+                       on_phase=on_phase, mode=mode)
 
     def _ensure_servers(self, targets: Sequence[HostConfig]) -> None:
         for h in targets:

@@ -28,13 +28,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="p4cf doctor's checks 
 
 EXPECTED_CHECKS = {
     "root", "pycriu", "podman", "podman-api", "oci-runtime", "containers-conf", "criu", "criu-check",
-    "criu-fast-migration",
+    "criu-fast-migration", "migration-modes",
     "netns", "veth", "af-packet", "ebpf-fastpath", "tcp-repair", "firewall", "ethtool", "busybox-static",
     "kit-images", "bmv2", "p4c",
     *(f"python:{d}" for d in ("jupyterlab", "ipywidgets", "podman", "p4runtime-shell", "p4runtime",
                               "protobuf", "grpcio", "pandas", "matplotlib", "scapy")),
 }
-OPTIONAL_CHECKS = {"podman-api", "criu-fast-migration", "ebpf-fastpath", "kit-images", "bmv2", "p4c",
+OPTIONAL_CHECKS = {"podman-api", "criu-fast-migration", "migration-modes", "ebpf-fastpath", "kit-images", "bmv2", "p4c",
                    "python:jupyterlab", "python:scapy"}
 
 

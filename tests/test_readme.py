@@ -170,7 +170,8 @@ def test_every_config_key_readme_names_is_accepted(tmp_path: Path) -> None:
     from p4cf_kit.config import parse_config
     default = default_document()
     files = {"log", "py", "json", "toml", "txt", "csv", "img"}  # `switch.log` is a file, not a key
-    dotted = {(s, k) for s, k in re.findall(r"`(lab|switch|images)\.([a-z_]+)`", README) if k not in files}
+    sections = r"`(lab|switch|images|backend|migration)\.([a-z_]+)`"
+    dotted = {(s, k) for s, k in re.findall(sections, README) if k not in files}
     assert len(dotted) >= 10, dotted
     for section, key in sorted(dotted):
         assert key in default.get(section, {}), f"README names `{section}.{key}`, which the config does not have"

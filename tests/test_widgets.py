@@ -118,6 +118,7 @@ def test_migration_panel(lab: Any, traffic: Any, tmp_path: Any) -> None:
     assert serving_hosts(lab) == ["h2", "h3"]
     panel = MigrationPanel(lab, traffic=traffic, out_dir=tmp_path)
     assert list(panel.src.options) == ["h2", "h3"] and list(panel.dst.options) == ["h4"]
+    assert panel.mode.value == "stop-and-copy" and "stop-and-copy" in panel.mode.options
     reason = migration_unavailable_reason()
     if reason is not None:
         assert "migration needs" in panel.status.value

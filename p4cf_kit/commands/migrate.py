@@ -4,7 +4,9 @@ Checkpoint (CRIU via Podman, TCP connections kept) -> rewrite the sockets to DST
 address -> restore in DST's pod -> point the switch's slot at DST -> clean up.
 A failed phase is rolled back (the backend runs at SRC again) and reported.
 `--fail-at PHASE` (or P4CF_MIGRATION_FAIL_AT) makes that phase fail after its work,
-to see rollback happen.
+to see rollback happen. `--mode` chooses how memory moves (default: the lab config's
+migration.mode): stop-and-copy, lazy (pages follow after the restore), pre-copy (needs
+soft-dirty tracking; `p4cf doctor` says whether this kernel has it).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
                 machine = lab.machine_of(host)
                 set_rto_min(pod_net(lab.names, host, machine).netns_path, args.rto_min, machine)
         try:
-            rec = migrate(lab, args.src, args.dst, fail_at=args.fail_at)
+            rec = migrate(lab, args.src, args.dst, fail_at=args.fail_at, mode=args.mode)
         except MigrationError as exc:
             if args.json and exc.record is not None:
                 emit(args, exc.record.as_row(), "")
@@ -41,11 +43,13 @@ def _run(args: argparse.Namespace) -> int:
          f"(checkpoint {t.checkpoint:.3f} of which CRIU frozen {rec.criu_dump_s or 0:.3f}, rewrite {t.rewrite:.3f}, "
          f"restore {t.restore:.3f}, switch {t.switch:.3f}; before it prepare {t.prepare:.3f}, after it "
          f"cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
-         f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}")
+         f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}; mode {rec.mode}"
+         + (f", last page in {rec.pages_done_s:.3f} s after the switch" if rec.pages_done_s is not None else ""))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from p4cf_kit.config import MIGRATION_MODES
     from p4cf_kit.migration.record import PHASES
 
     p = subparsers.add_parser("migrate", help="live-migrate a backend container to another host",
@@ -53,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("src", help="host whose backend moves (e.g. h2)")
     p.add_argument("dst", help="host without a backend to move it to (e.g. h4)")
     p.add_argument("--fail-at", choices=PHASES, help="inject a failure after this phase (tests rollback)")
+    p.add_argument("--mode", choices=MIGRATION_MODES, default=None,
+                   help="how memory moves (default: the lab config's migration.mode, else stop-and-copy)")
     p.add_argument("--rto-min", type=int, default=0, metavar="MS",
                    help="set rto_min on every pod's gateway routes first (shorter TCP recovery)")
     add_lab_options(p)

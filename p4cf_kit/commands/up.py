@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.lab import Lab
     cfg = load_config(args.config)
-    if args.lab or args.hosts or args.target:
+    if args.lab or args.hosts or args.target or args.ballast_mib is not None:
         raw = dict(cfg.source)
         section = dict(raw.get("lab", {}))
         if args.lab:
@@ -26,6 +26,8 @@ def _run(args: argparse.Namespace) -> int:
         raw["lab"] = section
         if args.target:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
+        if args.ballast_mib is not None:
+            raw["backend"] = {**raw.get("backend", {}), "ballast_mib": args.ballast_mib}
         cfg = parse_config(raw)
     cfg = with_workload(cfg, args.workload)
     lab = Lab(cfg)
@@ -69,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
     p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
+    p.add_argument("--ballast-mib", type=int, metavar="MIB",
+                   help="memory each backend server holds and keeps dirty, overriding backend.ballast_mib")
     p.add_argument("--workload", choices=KINDS,
                    help="what the backends run, overriding the config's workload.kind (custom needs its "
                         "[workload] table in the config; README 'Workloads')")

@@ -34,17 +34,20 @@ so rollback is exercised from the real state after each phase.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError, RollbackError
 from p4cf_kit.lablock import lab_lock, note
+from p4cf_kit.migration import modes, phases
 from p4cf_kit.migration import nudge as nudging
-from p4cf_kit.migration import phases
 from p4cf_kit.migration.clock import FAIL_AT_ENV, PhaseClock
+from p4cf_kit.migration.lazy import PagesLost
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
-from p4cf_kit.migration.rollback import MigrationRun, return_to_source
+from p4cf_kit.migration.rollback import MigrationRun, restart_at_source, return_to_source
 
 __all__ = ["FAIL_AT_ENV", "InjectedFailure", "migrate"]
 
@@ -63,14 +66,15 @@ def _warm_up() -> None:
 
 def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, migration: int = 1,
             nudge: bool = True, on_phase: Callable[[str], None] | None = None,
-            timeout: float = phases.DEFAULT_TIMEOUT_S) -> MigrationRecord:
+            timeout: float = phases.DEFAULT_TIMEOUT_S, mode: str | None = None) -> MigrationRecord:
     """Move the backend running on host `src` to host `dst` while its TCP connections stay open.
 
     `nudge=False` leaves the clients to their own retransmission timers; `on_phase(name)`
     is called as each phase starts (progress displays; it must be quick). Returns the
     timed MigrationRecord; raises ConfigError for a refused request and
     MigrationError(phase=...) after rolling back a failed one. Runs holding the lab's lock
-    (p4cf_kit.lablock), so a second migration waits rather than collide in Podman.
+    (p4cf_kit.lablock), so a second migration waits rather than collide in Podman. `mode`
+    (migration/modes.py) defaults to the lab config's migration.mode.
     """
     state = lab.names.state
     with lab_lock(state, lab.config.name, f"migrating {src}'s backend to {dst}"):
@@ -79,19 +83,20 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
             if on_phase is not None:
                 on_phase(phase)
         return _migrate(lab, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
-                        on_phase=phase_started, timeout=timeout)
+                        on_phase=phase_started, timeout=timeout, mode=mode or lab.config.migration.mode)
 
 
 def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration: int,
-             nudge: bool, on_phase: Callable[[str], None] | None, timeout: float) -> MigrationRecord:
+             nudge: bool, on_phase: Callable[[str], None] | None, timeout: float, mode: str) -> MigrationRecord:
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
+    memory = modes.transfer_for(mode, plan)
     _warm_up()
     if inject == "transfer" and not plan.across_machines:
         raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
                           "no transfer phase; inject another phase or migrate across machines")
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
-                             container=plan.src_container)
+                             container=plan.src_container, mode=mode)
     clock = PhaseClock(record, on_phase, inject)
     if plan.across_machines:
         from p4cf_kit.migration.across import migrate_across
@@ -100,36 +105,68 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
     clients: list[nudging.ClientSeq] = []
     run = MigrationRun()
+    resumed = False            # the backend runs at the destination (lazy: its pages follow)
     try:
         with clock.phase("prepare"):
+            memory.arm()
             run.staged = phases.prepare(lab, plan)
+            memory.staged(run.staged)
         with clock.phase("checkpoint"):
             run.dump = phases.start_checkpoint(plan.src_container)
-            phases.wait_dumped(run.dump, plan.src_pid, timeout)
+            memory.wait_dumped(run.dump, timeout)
         with clock.phase("rewrite"):
             record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
             report = phases.rewrite(run.staged.images, str(plan.src.ip), str(plan.dst.ip))
             record.sockets_rewritten = report.sockets
         with clock.phase("restore"):
+            memory.serve(run.staged, timeout)
             phases.open_gate(run.staged, timeout)
             if raw is not None:   # read while runc and CRIU start (CRIU only reads the images too)
                 clients = nudging.client_connections(run.staged.images)
             phases.wait_resumed(run.staged, timeout)
+            resumed = True
         with clock.phase("switch"):
             record.nudged = phases.switch_over(lab, plan, raw, clients)
         with clock.phase("cleanup"):
             record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
-            record.criu_dump_s = phases.finish_checkpoint(run.dump, timeout).criu_s
+            memory.complete(run.staged, run.dump, timeout)
+            if mode != "stop-and-copy":
+                record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
+            dumped = phases.finish_checkpoint(run.dump, timeout).criu_s
+            # A lazy dump's CRIU statistics do not time the freeze (its tasks stay frozen until the
+            # last page is served, and the figure Podman reports is not a duration): left unset.
+            record.criu_dump_s = dumped if mode == "stop-and-copy" else None
             run.dump = None
             phases.cleanup(plan.src_container, plan.src_pod.netns_path)
+    except PagesLost as exc:   # the page source died: the restored copy was stopped, none is whole
+        _restart(lab, plan, run, record, clock.current, exc, memory, timeout)
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
+        if memory.source_held() and not resumed:
+            _restart(lab, plan, run, record, clock.current, exc, memory, timeout)
         _roll_back(lab, plan, run, record, clock.current, exc, timeout)
     finally:
+        memory.close()
         if raw is not None:
             raw.close()
     record.ok = True
     record.container = plan.dst_container
     return record
+
+
+def _restart(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord, phase: str,
+             exc: BaseException, memory: modes.MemoryTransfer, timeout: float) -> NoReturn:
+    """A lazy migration failed while the backend's memory was only behind its page source:
+    restart it fresh at the source (rollback.restart_at_source) and raise MigrationError saying
+    that its memory and connections were lost."""
+    record.fail(phase, exc)
+    try:
+        record.rollback_s = restart_at_source(lab, plan, run, memory.stop_source, timeout)
+        record.rolled_back = True
+        outcome = (f"its memory was lost with the page source, so a FRESH server runs at {plan.src.name} "
+                   f"(backend {plan.backend}, its connections closed) and the switch points there")
+    except RollbackError as rb:
+        outcome = f"RESTART FAILED: {rb}"
+    raise MigrationError(phase, f"{exc}; {outcome}", record=record) from exc
 
 
 def _roll_back(lab: LabLike, plan: MigrationPlan, run: MigrationRun, record: MigrationRecord,

@@ -65,6 +65,8 @@ class MigrationRecord:
     nudged: int = 0                # ICMP nudges sent to clients after the switch update
     criu_dump_s: float | None = None     # CRIU's own share (Podman --print-stats): tasks frozen
     criu_restore_s: float | None = None  # ... and CRIU's restore; their sum is the floor
+    mode: str = "stop-and-copy"          # how memory moved (migration/modes.py)
+    pages_done_s: float | None = None    # lazy: switch update end -> last page at the destination
     failed_phase: str | None = None
     error: str = ""
     rolled_back: bool = False
@@ -104,4 +106,5 @@ class MigrationRecord:
             "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
             "data_keys": self.data_keys, "data_missing": self.data_missing, "data_wrong": self.data_wrong,
             "data_ok": self.data_ok,
+            "mode": self.mode, "pages_done_s": self.pages_done_s,
         }

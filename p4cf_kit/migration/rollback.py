@@ -16,18 +16,32 @@ move, keeping the client's connections wherever the backend still has them:
 3. The landing container is removed, the switch's slot is pointed at the source (if it
    pointed elsewhere), the restored connections are nudged out of their backoff
    (nudge.py), and any CRIU lock left at the destination is lifted.
+
+A lazy migration (lazy.py) is the exception: until every page has arrived, the backend's
+memory exists only behind the source's page server, and Podman holds the source container
+until that checkpoint ends, so a failure there restarts the backend fresh at the source
+(`restart_at_source`) and says so, rather than leave a backend with holes in its memory.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from p4cf_kit.errors import KitError, RollbackError
 from p4cf_kit.migration import nudge, phases
 from p4cf_kit.migration.netns_lock import release_lock
-from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state, images_of
+from p4cf_kit.migration.plan import (
+    BACKEND_LABEL,
+    LOCATION_LABEL,
+    LabLike,
+    MigrationPlan,
+    container_state,
+    images_of,
+)
+from p4cf_kit.topology.hosts import start_server, wait_listening
 
 
 @dataclass
@@ -98,4 +112,42 @@ def return_to_source(lab: LabLike, plan: MigrationPlan, run: MigrationRun,
         raise
     except (KitError, OSError) as exc:
         raise RollbackError(f"rollback failed at '{step}': {exc}") from exc
+    return time.monotonic() - t0
+
+
+def restart_at_source(lab: LabLike, plan: MigrationPlan, run: MigrationRun, stop_source: Callable[[], None],
+                      timeout: float = phases.DEFAULT_TIMEOUT_S) -> float:
+    """After a lazy migration lost its page source (or failed while the source's memory was only
+    behind its page server): no copy of the backend's memory is left to put back, so the lab is
+    returned to its layout with a *fresh* server at `plan.src` (same backend id; its old
+    connections are gone) and the switch pointing there. Nothing half-restored is left: the
+    landing container, the frozen source, the checkpoint commands and CRIU's locks are removed.
+    Returns seconds taken; RollbackError naming the step that failed."""
+    t0 = time.monotonic()
+    step = "stop the page server"
+    try:
+        stop_source()
+        step = "end the restore and the checkpoint"
+        if run.staged is not None:
+            phases.abort(run.staged)
+        if run.dump is not None and run.dump.poll() is None:
+            try:
+                run.dump.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                run.dump.kill()
+                run.dump.communicate()
+        step = "remove both containers"
+        phases.remove_container(plan.dst_container)
+        phases.remove_container(plan.src_container)
+        release_lock(plan.src_pod.netns_path)
+        release_lock(plan.dst_pod.netns_path)
+        step = "start a fresh server at the source"
+        start_server(lab.config, lab.names, plan.src, backend=plan.backend,
+                     labels={LOCATION_LABEL: plan.src.name, BACKEND_LABEL: plan.backend})
+        wait_listening(plan.src_pod.netns_path, lab.config.port, plan.src_container, timeout=timeout)
+        step = "switch back to source"
+        if plan.dst.name in lab.pool():
+            phases.point_switch_back(lab, str(plan.dst.ip), plan.src_hop)
+    except (KitError, OSError) as exc:
+        raise RollbackError(f"restart at {plan.src.name} failed at '{step}': {exc}") from exc
     return time.monotonic() - t0

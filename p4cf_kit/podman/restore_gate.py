@@ -38,13 +38,19 @@ def _runc_path() -> str:
 
 
 def render_gated_runtime(runc: str, gates_dir: Path = GATES_DIR, timeout_s: int = GATE_TIMEOUT_S) -> str:
-    """The runtime script: runc, with the restore gate in front of a real restore."""
+    """The runtime script: runc, with the restore gate in front of a real restore, and the
+    extra runc options a migration left for one container's checkpoint or restore in
+    GATES_DIR/ID.checkpoint-args or ID.restore-args (one line; a lazy migration's
+    `--lazy-pages --page-server ADDR:PORT`, see migration/lazy.py)."""
     return f"""#!/bin/bash
 # Written by P4ContainerFlow Kit (p4cf_kit.podman.restore_gate): runc with a restore gate.
 # `restore ... --image-path ... ID` waits for a verdict on the FIFO {gates_dir}/ID if it exists.
+# `checkpoint`/`restore` of ID get the options in {gates_dir}/ID.checkpoint-args/.restore-args.
+action=
 if [ "${{1:-}}" != "--help" ]; then
   case " $* " in
     *" restore "*" --image-path "*)
+      action=restore
       id=${{!#}}
       gate={gates_dir}/$id
       if [ -p "$gate" ]; then
@@ -56,10 +62,25 @@ if [ "${{1:-}}" != "--help" ]; then
           exit 1
         fi
       fi ;;
+    *" checkpoint "*)
+      action=checkpoint ;;
   esac
+fi
+if [ -n "$action" ] && [ -f "{gates_dir}/${{!#}}.$action-args" ]; then
+  id=${{!#}}
+  read -r -a extra < "{gates_dir}/$id.$action-args"
+  set -- "${{@:1:$#-1}}" "${{extra[@]}}" "$id"
 fi
 exec {runc} "$@"
 """
+
+
+def extra_args_file(container_id: str, action: str, gates_dir: Path = GATES_DIR) -> Path:
+    """Where the gated runtime looks for extra runc options of `action` ("checkpoint" or
+    "restore") of container `container_id` (its full ID, as Podman hands it to runc)."""
+    if action not in ("checkpoint", "restore"):
+        raise ValueError(f"action {action!r}: the gated runtime adds options to checkpoint or restore only")
+    return gates_dir / f"{container_id}.{action}-args"
 
 
 def gated_runtime_path() -> Path:

@@ -49,13 +49,20 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
     return ["--pod", names.pod(host.name), "--name", names.server(host.name), *names.labels("backend"),
             *extra, *_criu_options(machine), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
+            "-e", f"P4CF_BALLAST_MIB={cfg.backend.ballast_mib}",
             app.server_image(cfg.workload, cfg.images.server), *app.server_command(cfg.workload)]
 
 
-def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL) -> str:
+def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL,
+                 backend: str | None = None, labels: dict[str, str] | None = None) -> str:
     """Run the TCP server in `host`'s pod (on `machine`); returns the container name. It carries
-    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep."""
-    machine.podman("run", "-d", *_server_args(cfg, names, host, host.name, machine=machine))
+    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep, and on this
+    machine the kit's gated runtime (runc unless a migration asks for more: a lazy migration
+    hands runc its page-server options through it, podman/restore_gate.py). `backend` and
+    `labels`: a fresh copy of a backend that had moved (migration/rollback.py)."""
+    runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
+    machine.podman("run", "-d", *runtime, *_server_args(cfg, names, host, backend or host.name, labels,
+                                                        machine=machine))
     return names.server(host.name)
 
 

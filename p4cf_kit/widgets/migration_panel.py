@@ -1,4 +1,4 @@
-"""Migration panel: pick a backend and a destination host, Migrate, watch the phases, read the result.
+"""Migration panel: pick a backend, a destination host and a mode, Migrate, watch the phases, read the result.
 
 Migrate calls `lab.migrate(src, dst, on_phase=...)` in a background thread, so the
 chips follow the phases live while the kernel stays responsive. With a
@@ -39,8 +39,22 @@ TABLE_COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "survived": ("connections kept", table.plain), "ok": ("ok", table.yes_no)}
 
 
+def _mode_dropdown(default: str) -> widgets.Dropdown:
+    """The migration modes this machine can run (migration/modes.py); the others are named in
+    the tooltip with the reason, rather than offered and refused."""
+    from p4cf_kit.migration import modes
+    usable = [m for m in modes.MODES if modes.support(m).available]
+    refused = [f"{m}: {modes.support(m).reason}" for m in modes.MODES if m not in usable]
+    return widgets.Dropdown(description="mode", options=usable,
+                            value=default if default in usable else modes.DEFAULT_MODE,
+                            tooltip="how memory moves: stop-and-copy (all while frozen) or lazy (pages "
+                                    "follow after the restore)" + ("; not here: " + "; ".join(refused)
+                                                                   if refused else ""),
+                            layout=widgets.Layout(width="220px"))
+
+
 class MigrationPanel:
-    """Source and destination dropdowns, Migrate button, phase progress, result table, timeline plot."""
+    """Source, destination and mode dropdowns, Migrate button, phase progress, result table, timeline plot."""
 
     def __init__(self, lab: Lab, traffic: TrafficRun | None = None, out_dir: str | Path | None = None,
                  margin_s: float = 2.0) -> None:
@@ -53,6 +67,7 @@ class MigrationPanel:
         self.figures: list[Any] = []
         self.src = widgets.Dropdown(description="backend", layout=widgets.Layout(width="180px"))
         self.dst = widgets.Dropdown(description="to host", layout=widgets.Layout(width="180px"))
+        self.mode = _mode_dropdown(lab.config.migration.mode)
         self.migrate_button = widgets.Button(description="Migrate", button_style="warning", icon="truck",
                                              tooltip="checkpoint the backend, restore it on the destination "
                                                      "host, repoint the switch")
@@ -63,12 +78,12 @@ class MigrationPanel:
         self.table = widgets.HTML()
         self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="900px",
                                                                       display="none"))
-        self.runner = TaskRunner(self.status, [self.src, self.dst, self.migrate_button])
+        self.runner = TaskRunner(self.status, [self.src, self.dst, self.mode, self.migrate_button])
         self.runner.after_each = self._refresh_choices
         self.migrate_button.on_click(lambda _b: self.migrate())
         self.widget = widgets.VBox([
             widgets.HTML("<b>Live migration of a backend</b>"),
-            widgets.HBox([self.src, widgets.HTML("&nbsp;→&nbsp;"), self.dst, self.migrate_button]),
+            widgets.HBox([self.src, widgets.HTML("&nbsp;→&nbsp;"), self.dst, self.mode, self.migrate_button]),
             self.progress.widget, self.status, self.table, self.plot,
         ])
         self.unavailable = migration_unavailable_reason()
@@ -135,7 +150,7 @@ class MigrationPanel:
 
     def _migrate(self, number: int, src: str, dst: str) -> dict[str, Any]:
         with lab_lock(self.lab):
-            record = record_dict(self.lab.migrate(src, dst, on_phase=self._on_phase))
+            record = record_dict(self.lab.migrate(src, dst, on_phase=self._on_phase, mode=self.mode.value))
         record.setdefault("migration", number)
         record["migration"] = number  # numbered per panel: m1, m2, ... as in the figures
         self.records.append(record)

@@ -29,11 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the checker reads it as the package module it also is
+if TYPE_CHECKING:  # the checker reads them as the package modules they also are
     from p4cf_kit.workload import protocol
-else:  # in a container the scripts run alone: the sibling module, imported by path on purpose
+    from p4cf_kit.workload.ballast import TOUCH_EVERY_S, Ballast
+else:  # in a container the scripts run alone: the sibling modules, imported by path on purpose
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import protocol
+    from ballast import TOUCH_EVERY_S, Ballast
 
 DEFAULT_PORT = 8000
 POLL_S = 0.2  # how late a stop request may be noticed
@@ -60,8 +62,9 @@ def log(event: str, **fields: object) -> None:
 class Server:
     """The accept/read/reply loop; `stop()` may be called from a signal handler."""
 
-    def __init__(self, bind: str, port: int, host_id: str) -> None:
+    def __init__(self, bind: str, port: int, host_id: str, ballast_mib: int = 0) -> None:
         self.host_id = host_id
+        self.ballast = Ballast(ballast_mib)   # before listening: "listening" means resident
         self.selector = selectors.PollSelector()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,6 +74,7 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self.conns: dict[int, Connection] = {}
         self.stopping = False
+        self.check_due = False
         self.total_messages = 0
 
     @property
@@ -81,11 +85,26 @@ class Server:
     def stop(self, *_: object) -> None:
         self.stopping = True
 
+    def ask_check(self, *_: object) -> None:
+        """SIGUSR1: check the ballast at the next turn of the loop and log the result."""
+        self.check_due = True
+
+    def _check_ballast(self) -> None:
+        self.check_due = False
+        bad = self.ballast.check()
+        log("ballast", host=self.host_id, mib=self.ballast.mib, pages=self.ballast.pages, bad_pages=bad,
+            ok=bad == 0)
+
     def serve(self) -> None:
         host, port = self.address
-        log("listening", host=self.host_id, addr=f"{host}:{port}", pid=os.getpid())
+        log("listening", host=self.host_id, addr=f"{host}:{port}", pid=os.getpid(),
+            ballast_mib=self.ballast.mib)
+        timeout = TOUCH_EVERY_S if self.ballast.mib else POLL_S
         while not self.stopping:
-            for key, mask in self.selector.select(POLL_S):
+            self.ballast.touch()
+            if self.check_due:
+                self._check_ballast()
+            for key, mask in self.selector.select(timeout):
                 if key.data is None:
                     self._accept()
                 else:
@@ -156,7 +175,8 @@ class Server:
         self.selector.unregister(self.listener)
         self.listener.close()
         self.selector.close()
-        log("stopped", host=self.host_id, messages=self.total_messages)
+        log("stopped", host=self.host_id, messages=self.total_messages,
+            ballast_bad_pages=self.ballast.check())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,14 +186,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bind", default=os.environ.get("P4CF_BIND", "0.0.0.0"), help="address to listen on")
     parser.add_argument("--host-id", default=os.environ.get("P4CF_HOST_ID") or socket.gethostname(),
                         help="identity put in every reply (env P4CF_HOST_ID, e.g. h2)")
+    parser.add_argument("--ballast-mib", type=int, default=int(os.environ.get("P4CF_BALLAST_MIB") or 0),
+                        help="MiB of memory to hold, written and kept dirty (env P4CF_BALLAST_MIB; see ballast.py)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    server = Server(args.bind, args.port, args.host_id)
+    server = Server(args.bind, args.port, args.host_id, args.ballast_mib)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
+    signal.signal(signal.SIGUSR1, server.ask_check)
     server.serve()
     return 0
 

@@ -30,6 +30,7 @@ from p4cf_kit.doctor.checks.criu import (
     check_criu_deep,
     check_criu_fast_migration,
     check_criu_version,
+    check_migration_modes,
 )
 from p4cf_kit.doctor.checks.kernel import (
     check_af_packet,
@@ -90,7 +91,7 @@ def all_checks(deep: bool = False) -> list[Check]:
     checks: list[Check] = [check_root, *python_package_checks(), check_pycriu,
                            check_podman_version, check_podman_api, check_oci_runtime,
                            check_containers_conf, check_criu_version, check_criu_check,
-                           check_criu_fast_migration]
+                           check_criu_fast_migration, check_migration_modes]
     if deep:
         checks.append(check_criu_deep)
     checks += [check_netns, check_veth, check_af_packet, check_ebpf_fastpath, check_tcp_repair,

@@ -109,3 +109,17 @@ def check_criu_fast_migration() -> CheckResult:
     return CheckResult(name, ok, False, "; ".join(notes),
                        "" if ok else "rebuild with `make criu` "
                                      "(installs libnftables-dev, applies scripts/criu-patches/)")
+
+
+def check_migration_modes() -> CheckResult:
+    """Optional: which migration modes (migration/modes.py) this kernel and CRIU allow. Lazy
+    needs userfaultfd; pre-copy needs soft-dirty page tracking, which many kernels lack."""
+    from p4cf_kit.migration import modes  # late: the migration package is not needed otherwise
+    found = [modes.support(mode) for mode in modes.MODES]
+    usable = [s.mode for s in found if s.available]
+    refused = [f"{s.mode} refused: {s.reason}" for s in found if not s.available]
+    lazy = modes.support("lazy")
+    return CheckResult("migration-modes", lazy.available, False,
+                       "; ".join([f"usable: {', '.join(usable)}", *refused]),
+                       "" if lazy.available else "use a kernel with CONFIG_USERFAULTFD (Linux >= 4.11) for lazy "
+                                                 "migration; stop-and-copy works without it")
