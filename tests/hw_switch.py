@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from p4cf_kit.children import stop_child
 from p4cf_kit.switch.bmv2.toolchain import find_simple_switch_grpc
 
 BOX = "p4cf-t-box"                 # the switch's namespace
@@ -105,12 +106,7 @@ def hardware_switch(pki: Pki, front: dict[int, str], cables: dict[int, str], log
         yield proc.pid
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_child(proc)
         for iface in cables.values():  # hand the cables back before the box goes
             sh("ip", "-n", BOX, "link", "set", iface, "down", "netns", "1", check=False)
         sh("ip", "netns", "del", BOX, check=False)

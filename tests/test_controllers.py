@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from p4cf_kit.children import stop_child
 from p4cf_kit.paths import P4INFO_TXT, REPO_ROOT
 
 VENVS = REPO_ROOT / ".venv-controllers"
@@ -50,12 +51,7 @@ def switch_addr(tmp_path: Path) -> Iterator[str]:
             grpc.channel_ready_future(channel).result(timeout=20)
         yield addr
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc)
 
 
 def drive(name: str, addr: str) -> dict:

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from p4cf_kit.errors import PodmanError
@@ -133,26 +134,24 @@ class RestoreGate:
     def wait_reached(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
         """Return once the restore waits at the gate, so none of Podman's preparation is left for
         the downtime; PodmanError when the restore ended first (its error) or on timeout."""
+        self._until_at_gate(self.reached_marker.exists, restore, timeout, 0.001)
+
+    def _until_at_gate(self, done: Callable[[], bool], restore: subprocess.Popen[str], timeout: float,
+                       pause: float) -> None:
+        """Poll `done` until true; PodmanError when the restore ended first, or on timeout."""
         deadline = time.monotonic() + timeout
-        while not self.reached_marker.exists():
+        while not done():
             if restore.poll() is not None:
                 raise PodmanError(f"the staged restore ended (exit {restore.returncode}) before reaching "
                                   f"its gate: {(restore.stderr.read() if restore.stderr else '').strip()}")
             if time.monotonic() > deadline:
                 raise PodmanError(f"the staged restore did not reach its gate {self.path} within {timeout:.0f} s")
-            time.sleep(0.001)
+            time.sleep(pause)
 
     def answer(self, verdict: str, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
         """Write `verdict` to the waiting restore. Waits for it to reach the gate (it may still be
         preparing); PodmanError when the restore ended before reaching it or never does."""
-        deadline = time.monotonic() + timeout
-        while not _send_verdict(self.path, verdict):
-            if restore.poll() is not None:
-                raise PodmanError(f"the staged restore ended (exit {restore.returncode}) before reaching "
-                                  f"its gate: {(restore.stderr.read() if restore.stderr else '').strip()}")
-            if time.monotonic() > deadline:
-                raise PodmanError(f"the staged restore did not reach its gate {self.path} within {timeout:.0f} s")
-            time.sleep(0.0005)
+        self._until_at_gate(lambda: _send_verdict(self.path, verdict), restore, timeout, 0.0005)
         self.answered = True
 
     def wait_resumed(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> bool:

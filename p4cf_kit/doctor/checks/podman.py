@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from p4cf_kit.children import stop_child
 from p4cf_kit.doctor.checks.probes import dotted, version_tuple
 from p4cf_kit.doctor.checks.result import CheckResult
 from p4cf_kit.errors import KitError
@@ -62,13 +63,7 @@ def kit_podman_service(sock: Path, idle_seconds: int = 5) -> Iterator[subprocess
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_child(proc)
         if proc.stderr is not None:
             proc.stderr.close()
         sock.unlink(missing_ok=True)
