@@ -47,7 +47,7 @@ lint: python
 	@.venv/bin/mypy
 
 test: lint setup test-system controllers images
-	@$(PYTEST) -ra tests
+	@$(PYTEST) -ra --tb=native tests
 
 bench: setup images
 	@for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

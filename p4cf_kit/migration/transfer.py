@@ -137,6 +137,7 @@ class ImageStream:
         TransferError when the stream breaks (the caller removes what reached the destination)."""
         report = TransferReport()
         t0 = time.monotonic()
+        out_tar: tarfile.TarFile | None = None
         try:
             sock: socket.socket | None = None
             if self.reader is None:
@@ -151,7 +152,6 @@ class ImageStream:
                 self.reader.stdin.write(b"go\n")
                 self.reader.stdin.close()
                 members = _stream_members(self.reader.stdout)
-            out_tar = None
             sink: IO[bytes] | None = None
             if self.writer is not None and self.receiver_port:
                 sock = direct_tcp.connect(self.dst.address, self.receiver_port, self.token)
@@ -182,6 +182,11 @@ class ImageStream:
             if self.reader is not None:
                 _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})")
         except (OSError, tarfile.TarError, ValueError) as exc:
+            if out_tar is not None:              # marks it closed, so its finaliser does not
+                try:                             # write to the broken pipe again
+                    out_tar.close()
+                except (OSError, ValueError, tarfile.TarError):
+                    pass
             why = self.abort()
             raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}") from exc
         report.seconds = time.monotonic() - t0 - report.rewrite_s
