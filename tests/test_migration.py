@@ -17,13 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from migration_labs import home, migration_lab
 from p4cf_kit.analysis import downtime_for_record, load_client_log
 from p4cf_kit.analysis.client_log import error_events, replies
-from p4cf_kit.config import parse_config
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lab import Lab
 from p4cf_kit.migration import PHASES, MigrationRecord, migrate
-from p4cf_kit.migration.experiment import tune_routes
 from p4cf_kit.migration.netns_lock import lock_present
 from p4cf_kit.migration.plan import container_state
 from p4cf_kit.netns import call_in_netns_path
@@ -50,20 +49,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    cfg = parse_config({"lab": {"name": LAB, "hosts": 4, "vip": f"10.{OCTET}.0.100",
-                                "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"}})
-    lab = Lab(cfg)
-    lab.up()
-    try:
-        tune_routes(lab, 5)
-        yield lab
-    finally:
-        lab.down()
-
-
-def _home(lab: Lab) -> tuple[str, str]:
-    """(where the moving backend is now, where it goes next): h2 <-> h4."""
-    return ("h2", "h4") if "h2" in lab.pool() else ("h4", "h2")
+    with migration_lab(LAB, OCTET) as made:
+        yield made
 
 
 class Traffic:
@@ -110,7 +97,7 @@ def _assert_backend_at(lab: Lab, host: str, away: str) -> None:
 
 
 def test_migration_keeps_connections_and_server_state(lab: Lab, tmp_path: Path) -> None:
-    src, dst = _home(lab)
+    src, dst = home(lab)
     traffic = Traffic(lab, tmp_path)
     time.sleep(0.5)
     seen: list[str] = []
@@ -142,7 +129,7 @@ def test_ten_migrations_back_and_forth_without_drops(lab: Lab, tmp_path: Path) -
     traffic = Traffic(lab, tmp_path)
     records: list[MigrationRecord] = []
     for k in range(10):
-        src, dst = _home(lab)
+        src, dst = home(lab)
         records.append(migrate(lab, src, dst, migration=k + 1))
         time.sleep(0.7)
     log = traffic.stop()
@@ -159,7 +146,7 @@ def test_ten_migrations_back_and_forth_without_drops(lab: Lab, tmp_path: Path) -
 
 @pytest.mark.parametrize("phase", [p for p in PHASES if p != "transfer"])  # transfer: test_machines.py
 def test_failure_in_each_phase_rolls_back(lab: Lab, tmp_path: Path, phase: str) -> None:
-    src, dst = _home(lab)
+    src, dst = home(lab)
     traffic = Traffic(lab, tmp_path, connections=6)
     with pytest.raises(MigrationError) as info:
         migrate(lab, src, dst, fail_at=phase)
@@ -186,7 +173,7 @@ def _listener_in(netns_path: str, port: int) -> socket.socket:
 def test_real_restore_failure_rolls_back(lab: Lab, tmp_path: Path) -> None:
     """Not injected: the destination's service port is taken, so CRIU cannot bind the server's
     listening socket back and the restore fails for real."""
-    src, dst = _home(lab)
+    src, dst = home(lab)
     squatter = _listener_in(pod_net(lab.names, lab.config.host(dst)).netns_path, lab.config.port)
     traffic = Traffic(lab, tmp_path, connections=6)
     try:
@@ -202,7 +189,7 @@ def test_real_restore_failure_rolls_back(lab: Lab, tmp_path: Path) -> None:
 
 
 def test_failure_injected_through_the_environment(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    src, dst = _home(lab)
+    src, dst = home(lab)
     monkeypatch.setenv("P4CF_MIGRATION_FAIL_AT", "rewrite")
     with pytest.raises(MigrationError, match="phase 'rewrite'"):
         migrate(lab, src, dst)
@@ -220,8 +207,8 @@ def test_failure_injected_through_the_environment(lab: Lab, monkeypatch: pytest.
     ("h2", "h1", "client host"),
 ])
 def test_refusals(lab: Lab, src: str, dst: str, match: str) -> None:
-    home, idle = _home(lab)
-    src, dst = (home if h == "h2" else idle if h == "h4" else h for h in (src, dst))
+    here, idle = home(lab)
+    src, dst = (here if h == "h2" else idle if h == "h4" else h for h in (src, dst))
     before = lab.pool()
     with pytest.raises(ConfigError, match=match):
         migrate(lab, src, dst)
@@ -229,9 +216,9 @@ def test_refusals(lab: Lab, src: str, dst: str, match: str) -> None:
 
 
 def test_source_without_backend_is_refused(lab: Lab) -> None:
-    home, idle = _home(lab)
+    here, idle = home(lab)
     with pytest.raises(ConfigError, match="does not run a backend"):
-        migrate(lab, idle, "h3" if idle != "h3" else home)
+        migrate(lab, idle, "h3" if idle != "h3" else here)
 
 
 def test_experiment_writes_a_results_folder_that_plots(lab: Lab, tmp_path: Path) -> None:
@@ -326,7 +313,7 @@ def test_down_calls_off_a_restore_waiting_at_its_gate(lab: Lab) -> None:
     from p4cf_kit.migration.plan import plan_migration
     from p4cf_kit.topology.cleanup import down
 
-    src, dst = _home(lab)
+    src, dst = home(lab)
     staged = phases.prepare(lab, plan_migration(lab, src, dst))
     assert staged.process.poll() is None                      # waiting at the gate
     removed = down(LAB)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from migration_labs import home, migration_lab
 from p4cf_kit.analysis import downtime_for_record, load_client_log
 from p4cf_kit.analysis.client_log import error_events
 from p4cf_kit.config import parse_config
@@ -25,7 +26,6 @@ from p4cf_kit.doctor.checks.criu import check_migration_modes
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lab import Lab
 from p4cf_kit.migration import migrate, modes
-from p4cf_kit.migration.experiment import tune_routes
 from p4cf_kit.migration.lazy import LazyTransfer
 from p4cf_kit.migration.netns_lock import lock_present
 from p4cf_kit.migration.plan import MigrationPlan, container_state
@@ -112,20 +112,8 @@ lab_only = [pytest.mark.podman, pytest.mark.criu, pytest.mark.netns, pytest.mark
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     build_workload(WORKLOAD_IMAGES[0])     # the server of this checkout (ballast, SIGUSR1 check)
-    cfg = parse_config({"lab": {"name": LAB, "hosts": 4, "vip": f"10.{OCTET}.0.100",
-                                "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"},
-                        "backend": {"ballast_mib": BALLAST_MIB}})
-    lab = Lab(cfg)
-    lab.up()
-    try:
-        tune_routes(lab, 5)
-        yield lab
-    finally:
-        lab.down()
-
-
-def _home(lab: Lab) -> tuple[str, str]:
-    return ("h2", "h4") if "h2" in lab.pool() else ("h4", "h2")
+    with migration_lab(LAB, OCTET, backend={"ballast_mib": BALLAST_MIB}) as made:
+        yield made
 
 
 def _ballast_lines(container: str) -> list[str]:
@@ -159,7 +147,7 @@ class TestOnALab:
     pytestmark = lab_only
 
     def test_lazy_migration_keeps_connections_and_every_page(self, lab: Lab, tmp_path: Path) -> None:
-        src, dst = _home(lab)
+        src, dst = home(lab)
         assert _ballast_report(lab, src)["ok"] == "True"
         run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
         run.wait_rows(5 * CONNECTIONS)
@@ -181,7 +169,7 @@ class TestOnALab:
         _clean(lab, dst, src)
 
     def test_stop_and_copy_with_a_ballast_keeps_every_page(self, lab: Lab, tmp_path: Path) -> None:
-        src, dst = _home(lab)
+        src, dst = home(lab)
         rec = migrate(lab, src, dst, mode="stop-and-copy")
         assert rec.ok and rec.mode == "stop-and-copy" and rec.checkpoint_bytes > BALLAST_MIB * 2**20
         assert _ballast_report(lab, dst)["bad_pages"] == "0"
@@ -189,7 +177,7 @@ class TestOnALab:
 
     def test_lazy_page_source_killed_mid_way_fails_loudly_and_restarts_at_the_source(
             self, lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        src, dst = _home(lab)
+        src, dst = home(lab)
         backend = "h2"
         killed: list[int] = []
         transfers: list[modes.MemoryTransfer] = []
@@ -228,13 +216,13 @@ class TestOnALab:
         assert error_events(load_client_log(after.csv_path)).empty
 
     def test_lazy_failure_before_the_restore_restarts_at_the_source(self, lab: Lab) -> None:
-        src, dst = _home(lab)
+        src, dst = home(lab)
         with pytest.raises(MigrationError, match="FRESH server runs at"):
             migrate(lab, src, dst, mode="lazy", fail_at="rewrite")
         _clean(lab, src, dst)
 
     def test_lazy_failure_after_the_restore_rolls_back_with_state(self, lab: Lab) -> None:
-        src, dst = _home(lab)
+        src, dst = home(lab)
         with pytest.raises(MigrationError, match="rolled back: the backend runs at"):
             migrate(lab, src, dst, mode="lazy", fail_at="switch")
         _clean(lab, src, dst)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -35,13 +34,20 @@ if TYPE_CHECKING:  # the checker reads them as the package modules they also are
     from p4cf_kit.workload.frame_session import FrameSession
     from p4cf_kit.workload.http_session import HttpSession
     from p4cf_kit.workload.redis_session import RedisSession
-    from p4cf_kit.workload.tcp_client import COLUMNS, CsvLog, error_kind
+    from p4cf_kit.workload.tcp_client import (
+        COLUMNS,
+        CsvLog,
+        connection_totals,
+        error_kind,
+        run_until_stopped,
+        summary_path,
+    )
 else:  # in a container the scripts run alone: sibling modules, imported by path on purpose
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from frame_session import FrameSession
     from http_session import HttpSession
     from redis_session import RedisSession
-    from tcp_client import COLUMNS, CsvLog, error_kind
+    from tcp_client import COLUMNS, CsvLog, connection_totals, error_kind, run_until_stopped, summary_path
 
 MODES = ("redis", "http", "lines", "length")
 VERIFY_POLL_S = 0.05
@@ -259,11 +265,7 @@ class Client:
             "connections_requested": self.args.connections, "rate_per_connection": self.args.rate,
             "duration_s": self.args.duration,
             "totals": {
-                "opened": sum(1 for c in self.conns if c.src[1]),
-                "failed_to_open": sum(1 for c in self.conns if not c.src[1]),
-                "broken": sum(1 for c in self.conns if c.error and c.src[1]),
-                "sent": sum(c.sent for c in self.conns),
-                "received": sum(c.received for c in self.conns),
+                **connection_totals(self.conns),
                 "stalls": 0,
                 "unanswered": sum(1 for c in self.conns if c.in_flight_ns),
                 "mismatches": sum(c.mismatches for c in self.conns),
@@ -307,21 +309,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--vip is required (or set P4CF_VIP)")
     if args.connections < 1 or args.rate <= 0:
         parser.error("--connections must be at least 1 and --rate positive")
-    if not args.summary:
-        stem = args.csv.removesuffix(".csv")
-        args.summary = stem + ".summary.json"
+    args.summary = args.summary or summary_path(args.csv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    client = Client(args)
-    signal.signal(signal.SIGTERM, client.stop)
-    signal.signal(signal.SIGINT, client.stop)
-    try:
-        return client.run()
-    finally:
-        client.finish()
+    return run_until_stopped(Client(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the checker reads it as the package module it also is
     from p4cf_kit.workload import protocol
@@ -335,11 +336,7 @@ class Client:
             "rate_per_connection": self.args.rate,
             "duration_s": self.args.duration,
             "totals": {
-                "opened": sum(1 for c in self.conns if c.src[1]),
-                "failed_to_open": sum(1 for c in self.conns if not c.src[1]),
-                "broken": sum(1 for c in self.conns if c.error and c.src[1]),
-                "sent": sum(c.sent for c in self.conns),
-                "received": sum(c.received for c in self.conns),
+                **connection_totals(self.conns),
                 "stalls": sum(c.stalls for c in self.conns),
                 "unanswered": sum(len(c.in_flight) for c in self.conns),
                 "replies_stopped": sum(1 for v in stopped.values() if v is not None),
@@ -390,21 +387,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.rate = args.total_rate / args.connections
     if args.rate <= 0:
         parser.error("the rate must be positive")
-    if not args.summary:
-        stem = args.csv[:-4] if args.csv.endswith(".csv") else args.csv
-        args.summary = stem + ".summary.json"
+    args.summary = args.summary or summary_path(args.csv)
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    client = Client(args)
+class Counted(Protocol):
+    src: tuple[str, int]
+    error: str | None
+    sent: int
+    received: int
+
+
+def connection_totals(conns: Sequence[Counted]) -> dict[str, int]:
+    """The totals every workload's client reports the same way (a connection whose source port
+    is 0 never opened; one with an error after opening broke)."""
+    return {"opened": sum(1 for c in conns if c.src[1]),
+            "failed_to_open": sum(1 for c in conns if not c.src[1]),
+            "broken": sum(1 for c in conns if c.error and c.src[1]),
+            "sent": sum(c.sent for c in conns),
+            "received": sum(c.received for c in conns)}
+
+
+def summary_path(csv: str) -> str:
+    """Where a client's summary JSON goes by default: beside its CSV log."""
+    return csv.removesuffix(".csv") + ".summary.json"
+
+
+class Runnable(Protocol):
+    def run(self) -> int: ...
+
+    def stop(self, *_: object) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def run_until_stopped(client: Runnable) -> int:
+    """Run a client until its duration ends or SIGTERM/SIGINT, then write its summary (every
+    workload's client ends the same way, so a stopped run still leaves its log complete)."""
     signal.signal(signal.SIGTERM, client.stop)
     signal.signal(signal.SIGINT, client.stop)
     try:
         return client.run()
     finally:
         client.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_until_stopped(Client(parse_args(argv)))
 
 
 if __name__ == "__main__":
