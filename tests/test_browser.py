@@ -208,7 +208,9 @@ def drive_pool_panel(page: Any, url: str) -> None:
     image = panel.locator("img")
     assert image.evaluate("img => img.naturalWidth") > 300
     panel.screenshot(path=str(artifacts_dir() / "browser-02_pool-after-run-all.png"))
-    # a change: the hint says before Apply what it will do to the open connections
+    # a change: the hint says before Apply what it will do to the open connections (the last cell
+    # waited for the live client's connections, so the panel sees them all)
+    expect(panel).to_contain_text("client traffic attached (16 connections open)")
     checkbox(panel, "h3").uncheck()
     expect(panel).to_contain_text("Apply (h2 h3 h4 → h2 h4) will break")  # h3's connections at least
     expect(panel).to_contain_text("open connections")

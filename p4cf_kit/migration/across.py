@@ -25,6 +25,7 @@ source container is restored in place from its own images.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -72,7 +73,11 @@ def _raw_sender(plan: MigrationPlan) -> nudging.RawSender | None:
     if plan.dst_machine.is_local:
         return nudging.raw_socket_in(plan.dst_pod.netns_path)
     if plan.src_machine.is_local:
-        return nudging.RemoteRawSocket(plan.dst_machine, plan.dst_pod.netns_path)
+        try:
+            return nudging.RemoteRawSocket(plan.dst_machine, plan.dst_pod.netns_path)
+        except OSError as exc:   # the nudge only shortens the gap: migrate without it, and say so
+            print(f"p4cf: no nudge from machine {plan.dst_machine.name!r} ({exc}); clients resume at "
+                  "their next retransmission", file=sys.stderr)
     return None
 
 
@@ -155,7 +160,7 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
     record.fail(phase, exc)
     t0 = time.monotonic()
     src_m = plan.src_machine
-    step = "remove the landing container"
+    step = "restore at source"
     left = ""
     try:
         pool = lab.pool()
@@ -164,13 +169,11 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
             # so the source's older images must not come back; keep the backend where it runs.
             raise MigrationError(phase, f"{exc}; the switch already points at {plan.dst.name}, where the "
                                  "backend runs: not rolled back")
-        if landing is not None:
-            try:
-                landing.remove()
-            except (KitError, OSError) as gone:   # the destination cannot be reached now: the
-                left = (f"; the landing container {landing.container[:12]} stays on machine "  # source
-                        f"{landing.machine.name!r} ({gone}) until `p4cf down` or the next "    # comes
-                        "migration there removes it")                                          # first
+        # the source first: the backend serves again before any wait on a destination that
+        # may be gone (SSH's timeouts would otherwise keep it frozen)
+        if landing is not None and landing.stream is not None:
+            landing.stream.abort()          # this machine's ends of the transfer: quick
+            landing.stream = None
         if dumped or container_state(plan.src_container, src_m) != "running":
             step = "restore at source"
             clients: list[nudging.ClientSeq] = []
@@ -184,7 +187,15 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
             if clients:                    # after the lock: it would drop them
                 with nudging.raw_socket_in(plan.src_pod.netns_path) as raw:
                     nudging.nudge(raw, clients, str(lab.config.vip))
-        record.rollback_s = time.monotonic() - t0
+        record.rollback_s = time.monotonic() - t0      # the backend serves again
+        if landing is not None:
+            step = "remove the landing container"
+            try:
+                landing.remove()
+            except (KitError, OSError) as gone:   # the destination cannot be reached now
+                left = (f"; the landing container {landing.container[:12]} stays on machine "
+                        f"{landing.machine.name!r} ({gone}) until `p4cf down` or the next "
+                        "migration there removes it")
         record.rolled_back = True
         outcome = f"rolled back: the backend runs at {plan.src.name} again and the switch points there{left}"
     except MigrationError:

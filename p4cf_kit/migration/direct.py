@@ -88,8 +88,8 @@ def listen(host: str) -> socket.socket:
     return srv
 
 
-def accept(srv: socket.socket, token: bytes) -> IO[bytes]:
-    """Accept the sender's connection; its stream after a matching token (ValueError else)."""
+def accept(srv: socket.socket, token: bytes) -> tuple[socket.socket, IO[bytes]]:
+    """Accept the sender's connection; it and its stream after a matching token (ValueError else)."""
     conn, _ = srv.accept()
     conn.settimeout(ACCEPT_TIMEOUT_S)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -97,4 +97,4 @@ def accept(srv: socket.socket, token: bytes) -> IO[bytes]:
     if stream.read(len(token)) != token:
         conn.close()
         raise ValueError("the connection did not start with the transfer's token: not our sender")
-    return stream
+    return conn, stream

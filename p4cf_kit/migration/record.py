@@ -70,7 +70,7 @@ class MigrationRecord:
     failed_phase: str | None = None
     error: str = ""
     rolled_back: bool = False
-    rollback_s: float | None = None
+    rollback_s: float | None = None  # from the failure until the backend serves at the source again
     data_keys: int | None = None         # redis workload: keys the client read back after this migration
     data_missing: int | None = None      # ... of them missing,
     data_wrong: int | None = None        # ... or with another value than written

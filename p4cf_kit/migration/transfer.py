@@ -30,6 +30,7 @@ from p4cf_kit.errors import TransferError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.migration import direct as direct_tcp
 from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
+from p4cf_kit.migration.stall import STALL_S, Watchdog, watched
 
 CHUNK = 1 << 20
 
@@ -80,6 +81,19 @@ def _rewritten(info: tarfile.TarInfo, data: IO[bytes], old_ip: str, new_ip: str,
     return io.BytesIO(new)
 
 
+def _available(pipe: IO[bytes] | None) -> bytes:
+    """What a pipe holds now, without waiting for its end: an SSH session multiplexed over a
+    master connection lends its stderr to the master, which keeps it open until it notices a dead
+    machine (15-20 s of keep-alives)."""
+    if pipe is None:
+        return b""
+    os.set_blocking(pipe.fileno(), False)
+    try:
+        return pipe.read() or b""
+    except (BlockingIOError, OSError, ValueError):
+        return b""
+
+
 def _check(proc: subprocess.Popen[bytes], what: str) -> None:
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     if proc.wait(timeout=60) != 0:
@@ -93,9 +107,13 @@ class ImageStream:
     more; started in the migration's prepare phase they wait, the source's `tar` for a "go"
     line and the destination's for data, so the transfer phase is the bytes alone."""
 
-    def __init__(self, src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, direct: bool = False) -> None:
-        """`direct`: the other machine's end is a TCP stream (direct.py) instead of SSH."""
+    def __init__(self, src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, direct: bool = False,
+                 stall_s: float = STALL_S) -> None:
+        """`direct`: the other machine's end is a TCP stream (direct.py) instead of SSH; `stall_s`:
+        seconds without a byte moved after which the path is taken for down (stall.py)."""
         self.src, self.src_dir, self.dst, self.dst_dir = src, src_dir, dst, dst_dir
+        self.stall_s = stall_s
+        self.sockets: list[socket.socket] = []
         self.reader: subprocess.Popen[bytes] | None = None
         self.writer: subprocess.Popen[bytes] | None = None
         self.token = direct_tcp.new_token()
@@ -138,6 +156,7 @@ class ImageStream:
         report = TransferReport()
         t0 = time.monotonic()
         out_tar: tarfile.TarFile | None = None
+        dog = Watchdog(self._cut, self.stall_s)
         try:
             sock: socket.socket | None = None
             if self.reader is None:
@@ -146,18 +165,22 @@ class ImageStream:
                 assert self.reader.stdin is not None
                 self.reader.stdin.write(b"go\n")
                 self.reader.stdin.close()
-                members = _stream_members(direct_tcp.accept(self.listener, self.token))
+                conn, incoming = direct_tcp.accept(self.listener, self.token)
+                self.sockets.append(conn)
+                members = _stream_members(watched(incoming, dog, counts=self.writer is None))
             else:
                 assert self.reader.stdin is not None and self.reader.stdout is not None
                 self.reader.stdin.write(b"go\n")
                 self.reader.stdin.close()
-                members = _stream_members(self.reader.stdout)
+                members = _stream_members(watched(self.reader.stdout, dog, counts=self.writer is None))
             sink: IO[bytes] | None = None
             if self.writer is not None and self.receiver_port:
                 sock = direct_tcp.connect(self.dst.address, self.receiver_port, self.token)
-                sink = sock.makefile("wb")
+                self.sockets.append(sock)
+                sink = watched(sock.makefile("wb"), dog)
             elif self.writer is not None:
-                sink = self.writer.stdin
+                assert self.writer.stdin is not None
+                sink = watched(self.writer.stdin, dog)
             if sink is not None:
                 out_tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK)
             for info, data in members:
@@ -188,11 +211,28 @@ class ImageStream:
                 except (OSError, ValueError, tarfile.TarError):
                     pass
             why = self.abort()
+            if dog.stalled:
+                raise TransferError(f"the images did not reach machine {self.dst.name!r}: no byte moved "
+                                    f"for {self.stall_s:g} s after {dog.moved / 1e6:.1f} MB (the path "
+                                    f"between the machines is down?){why}") from exc
             raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}") from exc
+        finally:
+            dog.stop()
         report.seconds = time.monotonic() - t0 - report.rewrite_s
         if report.files == 0:
             raise TransferError(f"no images found in {self.src_dir} on machine {self.src.name!r}")
         return report
+
+    def _cut(self) -> None:
+        """The watchdog's act (another thread): end both ends so the blocked read or write fails."""
+        for proc in (self.writer, self.reader):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def abort(self) -> str:
         """End both ends (rollback); returns what they said on stderr, for the error."""
@@ -200,13 +240,14 @@ class ImageStream:
             self.listener.close()
         why = ""
         for proc, where in ((self.writer, self.dst.name), (self.reader, self.src.name)):
-            if proc is not None and proc.poll() is None:
+            if proc is None:
+                continue
+            if proc.poll() is None:
                 proc.kill()
-            if proc is not None:
-                proc.wait()
-                err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-                if err:
-                    why += f" ({where}: {err})"
+            proc.wait()
+            err = _available(proc.stderr).decode(errors="replace").strip()
+            if err:
+                why += f" ({where}: {err})"
         return why
 
 
