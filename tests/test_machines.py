@@ -36,6 +36,7 @@ from probes import tcp_probe
 MACHINE = "tm"
 P4CF = [sys.executable, "-m", "p4cf_kit"]
 SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
+DISK_MIB = 1024  # the emulated machine's disk: a tmpfs, so a full disk can be tried
 
 
 def _ready() -> bool:
@@ -67,7 +68,7 @@ def two_machine_config(name: str, octet: int, **machine: object) -> dict[str, ob
 def machine() -> Iterator[RemoteMachine]:
     """The emulated machine, made through the CLI as a user would, with the images pushed."""
     emulated.remove(MACHINE)
-    out = p4cf("machine", "emulate", MACHINE, "--link-gbit", "10", "--json")
+    out = p4cf("machine", "emulate", MACHINE, "--link-gbit", "10", "--disk-mib", str(DISK_MIB), "--json")
     assert json.loads(out.stdout)["uplinks"] == ["up0", "up1"]
     pushed = p4cf("images", "push", MACHINE)
     assert "tcp-server" in pushed.stdout
@@ -285,6 +286,49 @@ def test_a_transfer_cut_midway_leaves_the_backend_at_the_source(machine: RemoteM
         subprocess.run([*inside, "ip", "link", "set", emulated.INSIDE_MGMT, "up"], check=False)
         emulated.shape(emulated.mgmt_iface(MACHINE), 10)
         emulated.shape(emulated.INSIDE_MGMT, 10, netns=rec.netns)
+        lab.down()
+    assert not any(remote_leftovers(machine, "tx").values())
+
+
+def test_a_full_disk_at_the_destination_leaves_the_backend_at_the_source(machine: RemoteMachine) -> None:
+    """The destination's disk fills up (a file takes all but 4 MiB, the checkpoint is about
+    13 MB): the migration fails in `transfer` with an error that says so, the backend serves at
+    the source with every connection alive, the destination keeps nothing; with space freed the
+    next migration succeeds."""
+    graphroot = machine.podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
+    fill = f"{graphroot}/p4cf-test-fill"
+    cfg = parse_config(two_machine_config("tx", 213))
+    lab = Lab(cfg)
+    cleanup.down("tx")
+    lab.up()
+    try:
+        run = lab.traffic(connections=8, rate=20, duration=0)
+        time.sleep(1.5)
+        machine.run(["sh", "-c", f"avail=$(df -k --output=avail {graphroot} | tail -1); "
+                     f"fallocate -l $(( (avail - 4096) * 1024 )) {fill}"], check=True)
+        with pytest.raises(MigrationError) as failed:
+            lab.migrate("h2", "h4")
+        out = failed.value.record  # type: ignore[attr-defined]
+        print(f"\ndisk-full: {failed.value}")
+        assert out.failed_phase == "transfer" and out.rolled_back, (out, failed.value)
+        assert "disk" in str(failed.value) and "full" in str(failed.value), str(failed.value)
+        assert podman("container", "inspect", "--format", "{{.State.Status}}",
+                      "p4cf-tx-h2-srv").stdout.strip() == "running"
+        assert lab.pool() == ["h2", "h3"]
+        landing = machine.podman("ps", "-a", "--filter", "name=p4cf-tx-h4-srv", "--format", "{{.Names}}")
+        assert landing.stdout.split() == [], "landing left on the destination"
+        left = machine.run(["sh", "-c", f"ls -d {graphroot}/overlay-containers/*/userdata/checkpoint "
+                            "2>/dev/null | head -3"]).stdout
+        assert not left.strip(), left
+        machine.run(["rm", "-f", fill], check=True)
+        again = lab.migrate("h2", "h4")
+        assert again.ok and again.machines == f"local->{MACHINE}", again
+        time.sleep(2)
+        assert run.stop() == 0
+        totals = run.summary()["totals"]
+        assert totals["broken"] == 0 and totals["received"] == totals["sent"], totals
+    finally:
+        machine.run(["rm", "-f", fill])
         lab.down()
     assert not any(remote_leftovers(machine, "tx").values())
 

@@ -11,11 +11,13 @@ from p4cf_kit.commands._labargs import emit
 
 def _emulate(args: argparse.Namespace) -> int:
     from p4cf_kit.machines import emulated
-    rec = emulated.emulate(args.name, link_gbit=args.link_gbit, uplinks=args.uplinks)
+    rec = emulated.emulate(args.name, link_gbit=args.link_gbit, uplinks=args.uplinks, disk_mib=args.disk_mib)
     rate = f"{rec.link_gbit:g} Gbit/s (tbf)" if rec.link_gbit else "unshaped"
     emit(args, {"machine": rec.name, "podman": rec.podman_url, "identity": rec.identity,
-                "known_hosts": rec.known_hosts, "uplinks": list(rec.uplinks), "link_gbit": rec.link_gbit},
+                "known_hosts": rec.known_hosts, "uplinks": list(rec.uplinks), "link_gbit": rec.link_gbit,
+                "disk_mib": rec.disk_mib},
          f"emulated machine {rec.name}: ssh root@{rec.machine_addr}:{rec.ssh_port}, link {rate}, "
+         f"{f'disk {rec.disk_mib} MiB, ' if rec.disk_mib else ''}"
          f"uplinks {', '.join(rec.uplinks)}\nuse it in a lab config as\n\n{rec.config_toml()}"
          f"(or simply: [machines.{rec.name}] emulated = true)")
     return 0
@@ -60,6 +62,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="rate-limit the link between the machines to R Gbit/s (tbf; default: unshaped)")
     em.add_argument("--uplinks", type=int, default=2, metavar="N",
                     help="NICs toward the switch, one per host placed there (default 2)")
+    em.add_argument("--disk-mib", type=int, default=None, metavar="N",
+                    help="give the machine a disk of N MiB (a tmpfs under its Podman storage), to try a "
+                         "full disk; default: unbounded")
     em.add_argument("--json", action="store_true", help="print machine-readable JSON")
     em.set_defaults(func=_emulate)
     ls = actions.add_parser("ls", help="list emulated machines")

@@ -37,6 +37,7 @@ SSH_PORT = 22
 MGMT_BASE = "10.250"  # 10.250.K.0/30 per machine, K = 1..250
 INSIDE_MGMT = "eth0"
 RECORD = "machine.json"
+MIN_DISK_MIB, MAX_DISK_MIB = 128, 65536
 
 
 @dataclass
@@ -54,6 +55,7 @@ class EmulatedMachine:
     podman_socket: str
     uplinks: dict[str, str] = field(default_factory=dict)  # uplink inside -> cable end here
     link_gbit: float | None = None
+    disk_mib: int | None = None    # its Podman storage on a tmpfs this big (a small disk); None: unbounded
     sshd_pid: int = 0
     podman_pid: int = 0
 
@@ -238,15 +240,25 @@ def _start_sshd(rec: EmulatedMachine) -> int:
     return int(pidfile.read_text().split()[0])
 
 
-def emulate(name: str, link_gbit: float | None = None, uplinks: int = 2) -> EmulatedMachine:
-    """Create emulated machine `name` (or return it, reshaped, when it already runs)."""
+def emulate(name: str, link_gbit: float | None = None, uplinks: int = 2,
+            disk_mib: int | None = None) -> EmulatedMachine:
+    """Create emulated machine `name` (or return it, reshaped, when it already runs).
+    `disk_mib`: the machine's disk (its Podman storage, where images and checkpoints land) is
+    a tmpfs of this size, so a full disk can be tried the way it happens on a server."""
     check_name(name)
     if link_gbit is not None and not 0.001 <= link_gbit <= 400:
         raise ConfigError(f"--link-gbit {link_gbit}: use a rate between 0.001 and 400 Gbit/s")
     if not 1 <= uplinks <= 8:
         raise ConfigError(f"--uplinks {uplinks}: use 1..8")
+    if disk_mib is not None and not MIN_DISK_MIB <= disk_mib <= MAX_DISK_MIB:
+        raise ConfigError(f"--disk-mib {disk_mib}: use {MIN_DISK_MIB}..{MAX_DISK_MIB} (the kit's images "
+                          f"alone take about {MIN_DISK_MIB // 2} MiB there)")
     existing = load(name)
     if existing is not None and alive(existing.sshd_pid) and alive(existing.podman_pid):
+        if existing.disk_mib != disk_mib:
+            raise ConfigError(f"emulated machine {name!r} runs with "
+                              f"{f'a {existing.disk_mib} MiB disk' if existing.disk_mib else 'an unbounded disk'};"
+                              f" a disk is not resized: `p4cf machine rm {name}` first")
         if existing.link_gbit != link_gbit:
             shape(mgmt_iface(name), link_gbit)
             shape(INSIDE_MGMT, link_gbit, netns=existing.netns)
@@ -263,8 +275,12 @@ def emulate(name: str, link_gbit: float | None = None, uplinks: int = 2) -> Emul
         name=name, netns=netns_name(name), mgmt_index=k,
         local_addr=f"{MGMT_BASE}.{k}.1", machine_addr=f"{MGMT_BASE}.{k}.2", ssh_port=SSH_PORT,
         identity=str(d / "id_ed25519"), known_hosts=str(d / "known_hosts"),
-        podman_socket=str(r / "podman.sock"), link_gbit=link_gbit)
+        podman_socket=str(r / "podman.sock"), link_gbit=link_gbit, disk_mib=disk_mib)
     try:
+        if disk_mib is not None:
+            (d / "storage").mkdir(exist_ok=True)
+            run(["mount", "-t", "tmpfs", "-o", f"size={disk_mib}m,mode=0700", f"{NAME_PREFIX}disk-{name}",
+                 str(d / "storage")])
         _keygen(d / "id_ed25519", f"p4cf-controller@{name}")
         _keygen(d / "ssh_host_ed25519_key", f"p4cf-host@{name}")
         shutil.copyfile(d / "id_ed25519.pub", d / "authorized_keys")
@@ -315,7 +331,7 @@ def _unmount_storage(name: str) -> None:
     """Unmount what the machine's Podman left mounted under its storage (overlay layers, shm)."""
     storage = str(machine_dir(name) / "storage")
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if line.split()[4].startswith(storage + "/")]
+              if line.split()[4].startswith(storage + "/") or line.split()[4] == storage]  # its disk last
     for mount in sorted(mounts, key=len, reverse=True):
         run(["umount", "-l", mount], check=False)
 

@@ -14,6 +14,7 @@ TransferError; the caller removes the half-filled landing container.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -94,10 +95,19 @@ def _available(pipe: IO[bytes] | None) -> bytes:
         return b""
 
 
-def _check(proc: subprocess.Popen[bytes], what: str) -> None:
+NO_SPACE = "No space left on device"
+
+
+def _check(proc: subprocess.Popen[bytes], what: str, machine: Machine, folder: Path) -> None:
     err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     if proc.wait(timeout=60) != 0:
-        raise TransferError(f"{what} failed (exit {proc.returncode}): {err or 'no message'}")
+        lines = err.splitlines()
+        lines = [ln for ln in lines if NO_SPACE in ln][:1] + [ln for ln in lines if NO_SPACE not in ln]
+        shown = "\n".join(lines[:3] + ([f"... ({len(lines) - 3} more lines)"] if len(lines) > 3 else []))
+        hint = (f"; machine {machine.name!r}'s disk is full where the images land ({folder}): free space "
+                "there (`df` on that folder), or give its Podman storage a larger disk"
+                if NO_SPACE in err else "")
+        raise TransferError(f"{what} failed (exit {proc.returncode}): {shown or 'no message'}{hint}")
 
 
 class ImageStream:
@@ -201,9 +211,11 @@ class ImageStream:
                 if sock is not None:
                     sock.shutdown(socket.SHUT_WR)
                     sock.close()
-                _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})")
+                _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})",
+                       self.dst, self.dst_dir)
             if self.reader is not None:
-                _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})")
+                _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
+                       self.src, self.src_dir)
         except (OSError, tarfile.TarError, ValueError) as exc:
             if out_tar is not None:              # marks it closed, so its finaliser does not
                 try:                             # write to the broken pipe again
@@ -215,7 +227,9 @@ class ImageStream:
                 raise TransferError(f"the images did not reach machine {self.dst.name!r}: no byte moved "
                                     f"for {self.stall_s:g} s after {dog.moved / 1e6:.1f} MB (the path "
                                     f"between the machines is down?){why}") from exc
-            raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}") from exc
+            full = (f"; this machine's disk is full where the images land ({self.dst_dir}): free space there"
+                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else "")
+            raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}{full}") from exc
         finally:
             dog.stop()
         report.seconds = time.monotonic() - t0 - report.rewrite_s
