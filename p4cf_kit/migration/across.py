@@ -5,7 +5,9 @@ Order, and what differs from a migration within one machine (migrate.py):
                  and its restore staged behind the gate as within one machine (on another
                  machine with the kit's runtime files there: machines/runtime_files.py, and
                  the gate driven over SSH: podman/remote_gate.py).
-  1. checkpoint  CRIU dump in place on the source machine (its Podman, over SSH when remote).
+  1. checkpoint  CRIU dump in place on the source machine (its Podman, over SSH when remote);
+                 the phase ends when the images are written (dump_watch.py), the command
+                 itself is finished in cleanup.
   2. rewrite + transfer
                  one tar stream carries the images from the source's checkpoint folder to the
                  landing container's, with files.img rewritten on the way (transfer.py). The
@@ -25,6 +27,7 @@ source container is restored in place from its own images.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,10 +37,12 @@ from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
+from p4cf_kit.migration.dump_watch import DumpWatch
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.transfer import ImageStream, remove_images
+from p4cf_kit.podman.runner import finish
 
 End = Callable[[MigrationRecord, str, float], None]
 
@@ -88,11 +93,13 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
     record.machines = f"{src_m.name}->{dst_m.name}"
     raw = _raw_sender(plan) if nudge else None
     landing: _Landing | None = None
-    dumped = False
+    watch: DumpWatch | None = None
+    dump: subprocess.Popen[str] | None = None
     phase = "prepare"
     try:
         started(phase)
         t0 = time.monotonic()
+        watch = DumpWatch(src_m, plan.src_pid)
         landing = _Landing(lab, plan)
         direct = "tcp" in (src_m.transfer, dst_m.transfer)
         stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images, direct=direct)
@@ -103,10 +110,8 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         started(phase)
         t_start = t0 = time.monotonic()
         record.t_start_ns = time.time_ns()
-        dump = src_m.podman("container", "checkpoint", "--tcp-established", "--print-stats",
-                            plan.src_container, timeout=timeout)
-        dumped = True
-        record.criu_dump_s = phases.parse_stats(dump.stdout, "checkpoint").criu_s
+        dump = watch.start(plan.src_container)
+        watch.wait(dump, timeout)
         end(record, phase, t0)
 
         phase = "transfer"
@@ -141,12 +146,15 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         started(phase)
         t0 = time.monotonic()
         record.criu_restore_s = landing.finish(timeout).criu_s
+        record.criu_dump_s = phases.parse_stats(finish(dump, timeout).stdout, "checkpoint").criu_s
         src_m.podman("rm", "-f", "-t", "0", plan.src_container, check=False)
         release_lock(plan.src_pod.netns_path, src_m)
         end(record, phase, t0)
     except (KitError, OSError, KeyboardInterrupt) as exc:
-        _roll_back(lab, plan, record, landing, phase, exc, dumped=dumped, timeout=timeout)
+        _roll_back(lab, plan, record, landing, phase, exc, dump=dump, timeout=timeout)
     finally:
+        if watch is not None:
+            watch.close()
         if raw is not None:
             raw.close()
     record.ok = True
@@ -155,7 +163,8 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
 
 
 def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landing: _Landing | None,
-               phase: str, exc: BaseException, *, dumped: bool, timeout: float) -> None:
+               phase: str, exc: BaseException, *, dump: subprocess.Popen[str] | None,
+               timeout: float) -> None:
     """Back to the source from its own images; MigrationError(phase) with the record attached."""
     record.fail(phase, exc)
     t0 = time.monotonic()
@@ -174,7 +183,13 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
         if landing is not None and landing.stream is not None:
             landing.stream.abort()          # this machine's ends of the transfer: quick
             landing.stream = None
-        if dumped or container_state(plan.src_container, src_m) != "running":
+        if dump is not None and dump.poll() is None:   # Podman still tidying up after CRIU
+            try:
+                dump.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                dump.kill()
+                dump.communicate()
+        if dump is not None or container_state(plan.src_container, src_m) != "running":
             step = "restore at source"
             clients: list[nudging.ClientSeq] = []
             if container_state(plan.src_container, src_m) != "running":

@@ -56,7 +56,7 @@ if sys.stdin.readline().strip() != "go":
     sys.exit("called off")
 conn = socket.create_connection((host, int(port)), timeout=60)
 conn.sendall(bytes.fromhex(token))
-tar = subprocess.Popen(["tar", "-C", folder, "-cf", "-", "."], stdout=subprocess.PIPE)
+tar = subprocess.Popen(["tar", "-C", folder, "--exclude=stats-dump", "-cf", "-", "."], stdout=subprocess.PIPE)
 while True:
     data = tar.stdout.read(1 << 20)
     if not data:

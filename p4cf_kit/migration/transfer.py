@@ -34,6 +34,10 @@ from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
 from p4cf_kit.migration.stall import STALL_S, Watchdog, watched
 
 CHUNK = 1 << 20
+# CRIU's statistics of the dump: written after the server exits, which is when the transfer
+# starts (dump_watch.py), and not needed by the restore; `tar` would fail on a file changing
+# under it, so it stays behind.
+STATS_DUMP = "stats-dump"
 
 
 @dataclass
@@ -53,7 +57,7 @@ class TransferReport:
 
 def _local_members(folder: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file(follow_symlinks=False):
+        if entry.is_file(follow_symlinks=False) and entry.name != STATS_DUMP:
             info = tarfile.TarInfo(entry.name)
             st = entry.stat(follow_symlinks=False)
             info.size, info.mode, info.mtime = st.st_size, st.st_mode & 0o7777, int(st.st_mtime)
@@ -138,8 +142,8 @@ class ImageStream:
                 self.reader.stdin.write(f"{back} {self.listener.getsockname()[1]} {self.token.hex()}\n".encode())
                 self.reader.stdin.flush()
             elif not src.is_local:
-                self.reader = src.popen(["sh", "-c", f"read go && exec tar -C {src_dir} -cf - ."],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                pack = f"read go && exec tar -C {src_dir} --exclude={STATS_DUMP} -cf - ."
+                self.reader = src.popen(["sh", "-c", pack], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             if dst.is_local:
                 dst_dir.mkdir(parents=True, exist_ok=True)
             elif direct:
@@ -216,7 +220,7 @@ class ImageStream:
             if self.reader is not None:
                 _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
                        self.src, self.src_dir)
-        except (OSError, tarfile.TarError, ValueError) as exc:
+        except Exception as exc:                 # a malformed image too (struct.error): never half-open
             if out_tar is not None:              # marks it closed, so its finaliser does not
                 try:                             # write to the broken pipe again
                     out_tar.close()
