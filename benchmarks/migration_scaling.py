@@ -181,7 +181,8 @@ def figure(summary: pd.DataFrame, path: Path, note: str = "", workload: str = "e
     what = "redis data" if workload == "redis" else "resident ballast"
     ax.set_xlabel(f"{what} per backend (MiB, log scale)")
     ax.set_ylabel("milliseconds (log scale)")
-    ax.set_title("Migration downtime against backend memory, per mode" + (f"\n{note}" if note else ""),
+    memory = "redis data" if workload == "redis" else "backend memory"
+    ax.set_title(f"Migration downtime against {memory}, per mode" + (f"\n{note}" if note else ""),
                  fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=[*gaps, *phases], fontsize=8, loc="upper left")
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(pd.DataFrame(rows), pd.DataFrame(gaps))
     summary.to_csv(folder.raw("summary.csv"), index=False)
     figure(summary, folder.figures_dir / "gap_vs_size.png",
-           note=f"{args.workload}: over the migrated connections of {args.migrations} migrations per point "
+           note=f"over the migrated connections of {args.migrations} migrations per point "
                 f"({CONNECTIONS} connections at {RATE:.0f} req/s)", workload=args.workload)
     checks = goals(summary)
     folder.finish(summary=summary.to_dict("records"),
