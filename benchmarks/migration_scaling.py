@@ -1,8 +1,11 @@
 """Migration cost as the backend's memory grows, per migration mode.
 
-For each resident size (--sizes, MiB of ballast per backend server, workload/ballast.py) the
-benchmark brings up its own lab (`scale`, subnets 10.172.N.0/24) whose backends hold that
-ballast, starts traffic from h1, and moves h2's backend h2 <-> h4 --migrations times per mode,
+For each resident size (--sizes, MiB per backend: backend.memory_mib) the benchmark brings up
+its own lab (`scale`, subnets 10.172.N.0/24) whose backends hold that memory: with
+--workload echo (the default) the echo server's ballast (workload/ballast.py), with --workload
+redis that many MiB of data loaded into redis (apps/bulk.py; after each migration every key is
+read back from the backend that moved, and so are the client's own keys). It starts traffic
+from h1, and moves h2's backend h2 <-> h4 --migrations times per mode,
 the modes interleaved (stop-and-copy, lazy, stop-and-copy, ...) so both see the same lab and
 load. Per migration it records the client gap of every migrated connection, CRIU's frozen
 time (stop-and-copy only: a lazy dump keeps its tasks frozen until the last page is served,
@@ -24,7 +27,7 @@ raw/summary.csv (one row per size and mode) and figures/gap_vs_size.png (client
 gap against resident size, log-log, median with p95 whiskers; checkpoint phase dashed).
 
     .venv/bin/python benchmarks/migration_scaling.py [--sizes 16,64,256,1024] [--migrations 4]
-                                                     [--modes stop-and-copy,lazy] [--json]
+                                                     [--modes stop-and-copy,lazy] [--workload redis] [--json]
 
 Pre-copy is not in the default modes: it needs soft-dirty page tracking (`p4cf doctor`).
 """
@@ -48,9 +51,9 @@ from p4cf_kit.config import parse_config  # noqa: E402
 from p4cf_kit.errors import MigrationError  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
 from p4cf_kit.migration import modes  # noqa: E402
-from p4cf_kit.migration.experiment import tune_routes  # noqa: E402
+from p4cf_kit.migration.experiment import check_bulk, tune_routes  # noqa: E402
 from p4cf_kit.migration.record import MigrationRecord  # noqa: E402
-from p4cf_kit.podman.images import WORKLOAD_IMAGES, build_workload  # noqa: E402
+from p4cf_kit.podman.images import build_all  # noqa: E402
 from p4cf_kit.results import ResultsFolder  # noqa: E402
 
 OCTET = 172
@@ -59,13 +62,16 @@ RATE = 50.0
 SETTLE_S = 2.0          # traffic between migrations, so each gap is measured from steady state
 
 
-def run_size(mib: int, mode_list: list[str], migrations: int,
-             folder: ResultsFolder) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+WORKLOADS = ("echo", "redis")
+
+
+def run_size(mib: int, mode_list: list[str], migrations: int, folder: ResultsFolder,
+             workload: str = "echo") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """One lab with `mib` MiB per backend; `migrations` per mode, interleaved. Returns rows per
     migration, per migrated connection (its gap) and the migrations' own records."""
     lab = Lab(parse_config({"lab": {"name": "scale", "hosts": 4, "vip": f"10.{OCTET}.0.100",
                                     "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"},
-                            "backend": {"ballast_mib": mib}}))
+                            "workload": {"kind": workload}, "backend": {"memory_mib": mib}}))
     t0 = time.monotonic()
     lab.up()
     print(f"{mib} MiB: lab up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
@@ -89,10 +95,14 @@ def run_size(mib: int, mode_list: list[str], migrations: int,
                         if exc.record is None:
                             raise
                         rec = exc.record
+                    if rec.ok and lab.config.workload.verifies_data:   # redis: every key still there?
+                        check_bulk(lab, rec)
+                        rec.set_data_check(run.verify(k))
                     records.append(rec)
+                    data = "" if rec.data_ok is None else f" data {'ok' if rec.data_ok else 'LOST'}"
                     print(f"  {mib} MiB {mode:>13} m{k}: ok={rec.ok} total {rec.total_s:.3f} s "
                           f"checkpoint {rec.timings.checkpoint or 0:.3f} restore {rec.criu_restore_s or 0:.3f} "
-                          f"{rec.checkpoint_bytes / 1e6:.0f} MB" + (f" {rec.error}" if not rec.ok else ""),
+                          f"{rec.checkpoint_bytes / 1e6:.0f} MB{data}" + (f" {rec.error}" if not rec.ok else ""),
                           file=sys.stderr)
                     time.sleep(SETTLE_S)
         finally:
@@ -112,7 +122,8 @@ def run_size(mib: int, mode_list: list[str], migrations: int,
                          "frozen_s": rec.criu_dump_s, "checkpoint_s": rec.timings.checkpoint,
                          "restore_s": rec.criu_restore_s,
                          "restore_phase_s": rec.timings.restore, "total_s": rec.total_s,
-                         "bytes_written": rec.checkpoint_bytes, "pages_done_s": rec.pages_done_s})
+                         "bytes_written": rec.checkpoint_bytes, "pages_done_s": rec.pages_done_s,
+                         "data_ok": rec.data_ok, "bulk_keys": rec.bulk_keys})
         errors = an.error_events(log)
         if len(errors):
             print(f"  {mib} MiB: {len(errors)} client error events", file=sys.stderr)
@@ -134,11 +145,12 @@ def summarize(rows: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
                     "restore_s": ok["restore_s"].median(),
                     "total_s": ok["total_s"].median(), "mb_written": ok["bytes_written"].median() / 1e6,
                     "pages_done_s": ok["pages_done_s"].median() if ok["pages_done_s"].notna().any() else float("nan"),
-                    "broken": int(grp["broken"].sum())})
+                    "broken": int(grp["broken"].sum()),
+                    "data_lost": int((grp["data_ok"] == False).sum())})  # noqa: E712  (None: not checked)
     return pd.DataFrame(out)
 
 
-def figure(summary: pd.DataFrame, path: Path, note: str = "") -> None:
+def figure(summary: pd.DataFrame, path: Path, note: str = "", workload: str = "echo") -> None:
     """Client gap against resident size, log-log, one line per mode; checkpoint phase dashed."""
     import matplotlib
     matplotlib.use("Agg")
@@ -166,9 +178,11 @@ def figure(summary: pd.DataFrame, path: Path, note: str = "") -> None:
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.set_yticks(ticks, [str(t) for t in ticks])
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("resident ballast per backend (MiB, log scale)")
+    what = "redis data" if workload == "redis" else "resident ballast"
+    ax.set_xlabel(f"{what} per backend (MiB, log scale)")
     ax.set_ylabel("milliseconds (log scale)")
-    ax.set_title("Migration downtime against backend memory, per mode" + (f"\n{note}" if note else ""),
+    memory = "redis data" if workload == "redis" else "backend memory"
+    ax.set_title(f"Migration downtime against {memory}, per mode" + (f"\n{note}" if note else ""),
                  fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=[*gaps, *phases], fontsize=8, loc="upper left")
@@ -197,7 +211,11 @@ def goals(summary: pd.DataFrame) -> list[tuple[str, float, float, bool]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="16,64,256,1024", help="ballast sizes in MiB, comma-separated")
+    parser.add_argument("--sizes", default="16,64,256,1024",
+                        help="MiB per backend (backend.memory_mib), comma-separated")
+    parser.add_argument("--workload", choices=WORKLOADS, default="echo",
+                        help="echo (a ballast the server keeps dirty; default) or redis (loaded with that much "
+                             "data, every key read back after each migration)")
     parser.add_argument("--modes", default="stop-and-copy,lazy", help="migration modes, comma-separated")
     parser.add_argument("--migrations", type=int, default=4, help="migrations per size and mode")
     parser.add_argument("--out", default=str(REPO / "results"), help="parent of the results folder")
@@ -213,14 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--modes: {mode} cannot run here: {found.reason}")
     folder = ResultsFolder.create("migration-scaling", parent=args.out,
                                   config={"benchmark": {"sizes_mib": sizes, "modes": mode_list,
-                                                        "migrations": args.migrations,
+                                                        "workload": args.workload, "migrations": args.migrations,
                                                         "connections": CONNECTIONS, "rate": RATE}})
-    build_workload(WORKLOAD_IMAGES[0])    # the server of this checkout (its ballast), unless current
+    build_all()    # this checkout's images (the server's ballast, redis, the client), unless current
     rows: list[dict[str, Any]] = []
     gaps: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     for mib in sizes:
-        size_rows, size_gaps, size_records = run_size(mib, mode_list, args.migrations, folder)
+        size_rows, size_gaps, size_records = run_size(mib, mode_list, args.migrations, folder, args.workload)
         rows, gaps, records = rows + size_rows, gaps + size_gaps, records + size_records
         pd.DataFrame(rows).to_csv(folder.raw("scaling.csv"), index=False)   # kept if a later size fails
         pd.DataFrame(gaps).to_csv(folder.raw("gaps.csv"), index=False)
@@ -229,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.to_csv(folder.raw("summary.csv"), index=False)
     figure(summary, folder.figures_dir / "gap_vs_size.png",
            note=f"over the migrated connections of {args.migrations} migrations per point "
-                f"({CONNECTIONS} connections at {RATE:.0f} req/s)")
+                f"({CONNECTIONS} connections at {RATE:.0f} req/s)", workload=args.workload)
     checks = goals(summary)
     folder.finish(summary=summary.to_dict("records"),
                   goals=[{"goal": g, "ratio": r, "limit": lim, "met": ok} for g, r, lim, ok in checks])
@@ -237,17 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"folder": str(folder.path), "summary": summary.to_dict("records"),
                           "goals": [{"goal": g, "ratio": r, "limit": lim, "met": ok} for g, r, lim, ok in checks]},
                          indent=2, default=float))
-        return 0
+        return 1 if int(summary["data_lost"].sum()) else 0
     print(f"results: {folder.path}")
     print(f"{'MiB':>5} {'mode':>13} {'ok':>5} {'gap med':>8} {'gap p95':>8} {'frozen':>8} {'ckpt':>8} {'restore':>8} "
-          f"{'MB written':>10} {'last page':>9} {'broken':>6}")
+          f"{'MB written':>10} {'last page':>9} {'broken':>6} {'data lost':>9}")
     for r in summary.itertuples():
         frozen = "-" if pd.isna(r.frozen_s) else f"{r.frozen_s * 1000:.0f}ms"
         last = "-" if pd.isna(r.pages_done_s) else f"{r.pages_done_s:.2f}s"
         print(f"{r.size_mib:>5} {r.mode:>13} {r.ok:>2}/{r.migrations:<2} {r.gap_median_ms:>6.0f}ms "
               f"{r.gap_p95_ms:>6.0f}ms {frozen:>8} {r.checkpoint_s * 1000:>6.0f}ms "
               f"{r.restore_s * 1000:>6.0f}ms "
-              f"{r.mb_written:>10.1f} {last:>9} {r.broken:>6}")
+              f"{r.mb_written:>10.1f} {last:>9} {r.broken:>6} {r.data_lost if args.workload == 'redis' else '-':>9}")
     baseline = {int(r.size_mib): float(r.gap_median_ms) for r in summary.itertuples() if r.mode == "stop-and-copy"}
     for r in summary.itertuples():
         if r.mode != "stop-and-copy" and int(r.size_mib) in baseline:
@@ -257,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"goal {goal} = {ratio:.2f} (limit {limit}): {'met' if met else 'NOT met'}")
     print(f"medians over {args.migrations} migrations per size and mode; "
           f"figure: {folder.figures_dir / 'gap_vs_size.png'}")
-    return 0
+    lost = int(summary["data_lost"].sum())
+    if lost:
+        print(f"DATA LOST after {lost} migration(s): see raw/migrations.csv (bulk_*, data_*)", file=sys.stderr)
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     kind = "echo"
 
     [backend]
-    ballast_mib = 0           # memory each backend server holds, written and kept dirty (MiB)
+    memory_mib = 0            # MiB each backend holds: echo's ballast, redis's bulk data (was ballast_mib)
 
     [migration]
     mode = "stop-and-copy"    # or "lazy" (pages follow on demand) or "pre-copy"; see migration/modes.py
@@ -174,14 +174,21 @@ class ImagesConfig:
 
 
 MIGRATION_MODES = ("stop-and-copy", "lazy", "pre-copy")   # p4cf_kit.migration.modes
-MAX_BALLAST_MIB = 64 * 1024
+MAX_MEMORY_MIB = 64 * 1024
+MEMORY_KINDS = ("echo", "redis")   # the workloads that can hold backend.memory_mib
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """What each backend server holds: a ballast of memory (p4cf_kit/workload/ballast.py)."""
+    """The memory each backend holds beyond its own: the echo server's ballast
+    (workload/ballast.py) or the data loaded into redis (apps/bulk.py)."""
 
-    ballast_mib: int = 0
+    memory_mib: int = 0
+
+    @property
+    def ballast_mib(self) -> int:
+        """The older name of `memory_mib` (configs and code from before redis could hold memory)."""
+        return self.memory_mib
 
 
 @dataclass(frozen=True)
@@ -557,15 +564,23 @@ def _images(raw: dict[str, Any]) -> ImagesConfig:
 
 
 def _backend(raw: dict[str, Any]) -> BackendConfig:
-    _check_keys("backend", raw, {"ballast_mib"})
-    return BackendConfig(ballast_mib=_int("backend", "ballast_mib", raw.get("ballast_mib", 0), 0, MAX_BALLAST_MIB))
+    """`memory_mib`, or its older name `ballast_mib` (old configs keep working; both must agree)."""
+    _check_keys("backend", raw, {"memory_mib", "ballast_mib"})
+    values = {key: _int("backend", key, raw[key], 0, MAX_MEMORY_MIB) for key in ("memory_mib", "ballast_mib")
+              if key in raw}
+    if len(set(values.values())) > 1:
+        raise ConfigError(f"backend.memory_mib = {values['memory_mib']} and backend.ballast_mib = "
+                          f"{values['ballast_mib']} disagree; ballast_mib is the older name of memory_mib: "
+                          "keep memory_mib only")
+    return BackendConfig(memory_mib=next(iter(values.values()), 0))
 
 
-def check_ballast_kind(ballast_mib: int, kind: str) -> None:
-    """The ballast is the echo server's (workload/ballast.py): refuse it for another workload."""
-    if ballast_mib and kind != "echo":
-        raise ConfigError(f"backend.ballast_mib = {ballast_mib} applies to the echo workload only (its server "
-                          f"holds the ballast); workload.kind is {kind!r}: set backend.ballast_mib = 0")
+def check_memory_kind(memory_mib: int, kind: str) -> None:
+    """Only the echo server (its ballast) and redis (loaded with data) hold a set memory size."""
+    if memory_mib and kind not in MEMORY_KINDS:
+        raise ConfigError(f"backend.memory_mib = {memory_mib} applies to the echo workload (a ballast its server "
+                          f"holds) and to redis (data loaded into it) only; workload.kind is {kind!r}: "
+                          "set backend.memory_mib = 0")
 
 
 def _migration(raw: dict[str, Any]) -> MigrationConfig:
@@ -601,7 +616,7 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     if workload.port is not None:  # the application's port is the VIP's (it overrides lab.port)
         port = workload.port
     backend = _backend(_section(raw, "backend"))
-    check_ballast_kind(backend.ballast_mib, workload.kind)
+    check_memory_kind(backend.memory_mib, workload.kind)
     machines = _machines(_section(raw, "machines"))
     hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
     switch = _switch(_section(raw, "switch"))
@@ -683,7 +698,7 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
                        "tls": cfg.switch.tls.__dict__ if cfg.switch.tls else None,
                        "insecure": cfg.switch.insecure} if cfg.switch.remote else {})},
         "images": {"server": cfg.images.server, "client": cfg.images.client},
-        "backend": {"ballast_mib": cfg.backend.ballast_mib},
+        "backend": {"memory_mib": cfg.backend.memory_mib},
         "migration": {"mode": cfg.migration.mode},
         "hosts": [{"name": h.name, "role": h.role, "subnet": str(h.subnet), "ip": str(h.ip), "mac": h.mac,
                    "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port,
@@ -700,11 +715,24 @@ def with_workload(cfg: LabConfig, workload: str | Mapping[str, Any] | None) -> L
 
     A kind other than the config's own replaces its `[workload]` table (its custom fields would
     not apply); asking for "custom" needs the table itself."""
-    if workload is None or workload == cfg.workload.kind:
+    return with_choices(cfg, workload=workload)
+
+
+def with_choices(cfg: LabConfig, workload: str | Mapping[str, Any] | None = None,
+                 memory_mib: int | None = None) -> LabConfig:
+    """`cfg` with another workload (as `with_workload`) and/or backend.memory_mib; None keeps each.
+    Both in one validation, so a redis workload with memory replaces an echo config without it."""
+    new_workload = workload is not None and workload != cfg.workload.kind
+    new_memory = memory_mib is not None and memory_mib != cfg.backend.memory_mib
+    if not new_workload and not new_memory:
         return cfg
-    table = {"kind": workload} if isinstance(workload, str) else dict(workload)
     raw = dict(cfg.source) if cfg.source else {}
     if not raw:
         from p4cf_kit.lab import config_to_dict_source  # late: lab imports this module
         raw = config_to_dict_source(cfg)
-    return parse_config({**raw, "workload": table})
+    if new_workload:
+        raw["workload"] = {"kind": workload} if isinstance(workload, str) else dict(workload or {})
+    if new_memory:
+        backend = {k: v for k, v in dict(raw.get("backend") or {}).items() if k != "ballast_mib"}
+        raw["backend"] = {**backend, "memory_mib": memory_mib}
+    return parse_config(raw)

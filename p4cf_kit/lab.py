@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from p4cf_kit.apps import bulk
 from p4cf_kit.apps import containers as app
 from p4cf_kit.config import (
     DEFAULT_LAB,
     HostConfig,
     LabConfig,
-    check_ballast_kind,
+    check_memory_kind,
     config_to_dict,
     default_config,
     parse_config,
@@ -52,13 +53,14 @@ from p4cf_kit.paths import P4INFO_TXT
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, isolation, networks, pods, wiring
 from p4cf_kit.topology import hosts as host_ctrs
-from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
+from p4cf_kit.topology.memory import check_ballast_held, check_memory_fits
 from p4cf_kit.topology.names import ROLE_LABEL_KEY, LabNames
 from p4cf_kit.topology.pods import PodNet
 from p4cf_kit.topology.traffic import TrafficRun
 
 if TYPE_CHECKING:
     from p4cf_kit.migration import MigrationRecord
+    from p4cf_kit.migration.experiment import ExperimentResult
 
 STATE_FILE = "lab.json"
 
@@ -125,8 +127,8 @@ class Lab:
             raise KitError(f"lab {self.config.name!r} is already up; `p4cf down` first")
         self._require_images([self.server_image] if self.config.backends else [])
         check_machines(self.config, self.machines)  # refused before anything is made
-        check_ballast_kind(self.config.backend.ballast_mib, self.config.workload.kind)   # --workload too
-        check_ballast_fits(self.config.backend.ballast_mib, len(self.config.backends))
+        check_memory_kind(self.config.backend.memory_mib, self.config.workload.kind)   # --workload too
+        check_memory_fits(self.config.backend.memory_mib, len(self.config.backends))
         cleanup.down(self.config.name, self.machines)  # leftovers of a crashed run, if any
         report = UpReport()
         t0 = time.monotonic()
@@ -155,10 +157,12 @@ class Lab:
             for b in cfg.backends:
                 host_ctrs.wait_ready(cfg, self.names, b, self.pod_nets[b.name].netns_path, timeout=timeout,
                                      machine=self.machine_of(b))
-                if cfg.backend.ballast_mib:
-                    check_ballast_held(self.machine_of(b).podman("logs", self.names.server(b.name)).stdout,
-                                       cfg.backend.ballast_mib, self.names.server(b.name))
             report.phases["servers_listening"] = time.monotonic() - t0
+            if cfg.backend.memory_mib:
+                with ThreadPoolExecutor(max_workers=len(cfg.backends)) as pool:
+                    for fut in [pool.submit(self._hold_memory, b) for b in cfg.backends]:
+                        fut.result()
+                report.phases["memory_held"] = time.monotonic() - t0
         except BaseException:
             self.down()
             raise
@@ -377,16 +381,38 @@ class Lab:
         return migrate(self, src, dst, fail_at=fail_at, migration=migration, nudge=nudge,
                        on_phase=on_phase, mode=mode)
 
+    def experiment(self, migrations: int, *, mode: str | None = None, out: str | Path | None = None,
+                   **options: Any) -> ExperimentResult:
+        """`migrations` live migrations under traffic, into a results folder (migration/experiment.py);
+        `mode` as `migrate`'s, for every migration; `options`: ExperimentOptions' other fields."""
+        from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment
+        return run_experiment(self, ExperimentOptions(migrations=migrations, mode=mode, **options), out=out)
+
     def _ensure_servers(self, targets: Sequence[HostConfig]) -> None:
+        started = set()
         for h in targets:
             name = self.names.server(h.name)
             machine = self.machine_of(h)
             if not host_ctrs.container_running(name, machine):
                 machine.podman("rm", "-f", "-t", "0", name, check=False)
                 host_ctrs.start_server(self.config, self.names, h, machine)
+                started.add(h.name)
         for h in targets:
             net = self.pod_nets.get(h.name) or pods.pod_net(self.names, h, self.machine_of(h))
             host_ctrs.wait_ready(self.config, self.names, h, net.netns_path, machine=self.machine_of(h))
+            if h.name in started:   # a running one already holds its memory (maybe another backend's data)
+                self._hold_memory(h)
+
+    def _hold_memory(self, host: HostConfig) -> None:
+        """The fresh backend on `host` holds backend.memory_mib: redis is loaded with that much data
+        now (apps/bulk.py); the echo server allocated its ballast before listening and says so."""
+        mib, name, machine = self.config.backend.memory_mib, self.names.server(host.name), self.machine_of(host)
+        if not mib:
+            return
+        if self.config.workload.kind == "redis":
+            bulk.load(machine, name, host.name, self.config.port, mib)
+        else:
+            check_ballast_held(machine.podman("logs", name).stdout, mib, name)
 
     # --- traffic and counters ----------------------------------------------------------------
 
@@ -435,7 +461,8 @@ def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
     """A parse_config-able document equivalent to `cfg` (when it was not built from one)."""
     d = config_to_dict(cfg)
     out: dict[str, Any] = {"lab": {k: d["lab"][k] for k in ("name", "vip", "port", "hosts", "client", "backends")},
-                           "switch": d["switch"], "images": d["images"], "workload": d["workload"]}
+                           "switch": d["switch"], "images": d["images"], "workload": d["workload"],
+                           "backend": d["backend"], "migration": d["migration"]}
     if cfg.machines:
         out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False, "ssh")}
                            for name, m in d["machines"].items()}

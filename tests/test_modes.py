@@ -32,7 +32,7 @@ from p4cf_kit.migration.plan import MigrationPlan, container_state
 from p4cf_kit.podman.images import WORKLOAD_IMAGES, build_workload
 from p4cf_kit.podman.restore_gate import GATES_DIR
 from p4cf_kit.podman.runner import podman
-from p4cf_kit.topology.memory import check_ballast_fits, check_ballast_held
+from p4cf_kit.topology.memory import check_ballast_held, check_memory_fits
 from p4cf_kit.topology.pods import pod_net
 from p4cf_kit.workload.ballast import PAGE, Ballast
 
@@ -56,8 +56,8 @@ def test_ballast_check_finds_a_lost_page() -> None:
 def test_ballast_the_machine_cannot_hold_is_refused_with_the_numbers() -> None:
     with pytest.raises(ConfigError, match=r"need 4608 MiB \(1024 x 4 \+ 512 MiB headroom\).*has 2000 MiB"
                                           r".*at most 372"):
-        check_ballast_fits(1024, 3, available=2000)
-    check_ballast_fits(256, 3, available=2000)
+        check_memory_fits(1024, 3, available=2000)
+    check_memory_fits(256, 3, available=2000)
 
 
 def test_a_server_without_the_ballast_is_refused() -> None:
@@ -67,15 +67,21 @@ def test_a_server_without_the_ballast_is_refused() -> None:
         check_ballast_held("2026-12-07T12:00:00.000Z listening host=h2 addr=0.0.0.0:8000 pid=1", 64, "p4cf-x-h2-srv")
 
 
-def test_mode_and_ballast_in_the_config() -> None:
-    cfg = parse_config({"backend": {"ballast_mib": 64}, "migration": {"mode": "lazy"}})
-    assert cfg.backend.ballast_mib == 64 and cfg.migration.mode == "lazy"
+def test_mode_and_memory_in_the_config() -> None:
+    cfg = parse_config({"backend": {"memory_mib": 64}, "migration": {"mode": "lazy"}})
+    assert cfg.backend.memory_mib == 64 and cfg.migration.mode == "lazy"
+    old = parse_config({"backend": {"ballast_mib": 64}})     # the older name still reads
+    assert old.backend.memory_mib == old.backend.ballast_mib == 64
+    assert parse_config({"backend": {"memory_mib": 16}, "workload": {"kind": "redis"}}).backend.memory_mib == 16
     with pytest.raises(ConfigError, match="migration.mode = 'fast'.*stop-and-copy, lazy, pre-copy"):
         parse_config({"migration": {"mode": "fast"}})
     with pytest.raises(ConfigError, match="ballast_mib"):
         parse_config({"backend": {"ballast_mib": -1}})
-    with pytest.raises(ConfigError, match="applies to the echo workload only.*'redis'"):
-        parse_config({"backend": {"ballast_mib": 16}, "workload": {"kind": "redis"}})
+    with pytest.raises(ConfigError, match="memory_mib = 32 and backend.ballast_mib = 16 disagree.*keep memory_mib"):
+        parse_config({"backend": {"memory_mib": 32, "ballast_mib": 16}})
+    with pytest.raises(ConfigError, match="applies to the echo workload .* and to redis .* only; workload.kind is "
+                                          "'http': set backend.memory_mib = 0"):
+        parse_config({"backend": {"memory_mib": 16}, "workload": {"kind": "http"}})
 
 
 @pytest.mark.skipif(not modes.support("pre-copy").available, reason=modes.support("pre-copy").reason)
@@ -112,7 +118,7 @@ lab_only = [pytest.mark.podman, pytest.mark.criu, pytest.mark.netns, pytest.mark
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     build_workload(WORKLOAD_IMAGES[0])     # the server of this checkout (ballast, SIGUSR1 check)
-    with migration_lab(LAB, OCTET, backend={"ballast_mib": BALLAST_MIB}) as made:
+    with migration_lab(LAB, OCTET, backend={"memory_mib": BALLAST_MIB}) as made:
         yield made
 
 

@@ -120,38 +120,6 @@ def test_latency_figure_names_each_migration_with_its_data_check(tmp_path: Path)
 
 # --- the redis client against a real redis-server on loopback --------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[int]:
-    binary = redis_binary()
-    if binary is None:
-        pytest.skip("no redis-server here: apt-get install redis-tools (README 'Workloads')")
-    port = _free_port()
-    exe = tmp_path / "redis-server"
-    exe.symlink_to(binary)  # the multi-call binary picks its role from its name
-    conf = tmp_path / "redis-h9.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {tmp_path}\n")
-    proc = subprocess.Popen([str(exe), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def _redis(port: int, *args: str) -> bytes:
     sys.path.insert(0, str(WORKLOAD_DIR))
     import resp  # the client's own RESP module

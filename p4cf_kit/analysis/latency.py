@@ -49,7 +49,7 @@ def _count(record: pd.Series, column: str) -> int:
 def checked_label(record: pd.Series) -> str:
     """`m1 h2→h4` plus the data check after it when there was one (`1,392 keys ok`,
     `2 lost, 1 wrong of 1,392 keys`, `data check failed`): a figure that shows the latency shows the data too."""
-    label = migration_label(record)
+    label = migration_label(record) + _bulk_label(record)
     keys = record.get("data_keys")
     if keys is None or pd.isna(keys):
         return label
@@ -59,6 +59,17 @@ def checked_label(record: pd.Series) -> str:
     if str(record.get("data_ok", True)).strip().lower() in ("false", "0"):
         return f"{label}, data check failed ({int(keys):,} keys)"
     return f"{label}, {int(keys):,} keys ok"
+
+
+def _bulk_label(record: pd.Series) -> str:
+    """`, bulk 8,192 ok` (or what was lost of it) when the backend's bulk data was checked."""
+    keys = record.get("bulk_keys")
+    if keys is None or pd.isna(keys):
+        return ", bulk data NOT checked" if str(record.get("bulk_ok")).strip().lower() in ("false", "0") else ""
+    lost, wrong = _count(record, "bulk_missing"), _count(record, "bulk_wrong")
+    if lost or wrong or str(record.get("bulk_ok")).strip().lower() in ("false", "0"):
+        return f", bulk {lost} lost, {wrong} wrong of {int(keys):,}"
+    return f", bulk {int(keys):,} ok"
 
 
 def latency_bins_around(log: pd.DataFrame, phases: pd.DataFrame, bin_s: float = DEFAULT_BIN_S,

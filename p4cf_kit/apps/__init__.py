@@ -4,4 +4,5 @@
   containers  each workload's server image and command, and its client's container arguments
   readiness   waiting for a backend to be ready: its own check, then its TCP port
   datacheck   asking the client to read back every value it wrote; the answer (DataCheck)
+  bulk        redis loaded with backend.memory_mib of data at bring-up, read back after migrations
 """

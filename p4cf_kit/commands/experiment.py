@@ -5,7 +5,10 @@ first backend back and forth between its home and the first idle host every
 --interval seconds, and writes raw/ (client.csv, migrations.json/.csv with the
 phase timings, downtime.csv per connection, migration_downtime.csv per migration,
 switch_counters.csv, server logs), config.toml, versions.json (tools, packages,
-kernel) and the figures (`p4cf plot DIR` redraws them).
+kernel) and the figures (`p4cf plot DIR` redraws them). `--mode` says how every
+migration of this experiment moves memory (default: the config's migration.mode);
+`--memory-mib` how much each backend holds when this command brings the lab up
+(redis: data loaded into it, every key read back after each migration).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _lab(args: argparse.Namespace) -> tuple[Lab, bool]:
-    from p4cf_kit.config import load_config, with_workload
+    from p4cf_kit.config import load_config, with_choices
     from p4cf_kit.errors import ConfigError
     from p4cf_kit.lab import STATE_FILE, Lab
     from p4cf_kit.topology.names import LabNames
@@ -33,8 +36,12 @@ def _lab(args: argparse.Namespace) -> tuple[Lab, bool]:
             lab.close()
             raise ConfigError(f"lab {name!r} is up with workload {lab.config.workload.kind!r}, not "
                               f"{args.workload!r}; `p4cf down --lab {name}` first, or leave out --workload")
+        if args.memory_mib is not None and args.memory_mib != lab.config.backend.memory_mib:
+            lab.close()
+            raise ConfigError(f"lab {name!r} is up with {lab.config.backend.memory_mib} MiB per backend, not "
+                              f"{args.memory_mib}; `p4cf down --lab {name}` first, or leave out --memory-mib")
         return lab, False
-    lab = Lab(with_workload(load_config(args.config), args.workload))
+    lab = Lab(with_choices(load_config(args.config), args.workload, args.memory_mib))
     lab.up()
     return lab, True
 
@@ -43,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment
 
     opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval, connections=args.connections,
-                             rate=args.rate, rto_min_ms=args.rto_min or None, fail_at=args.fail_at)
+                             rate=args.rate, rto_min_ms=args.rto_min or None, fail_at=args.fail_at, mode=args.mode)
     lab, started = _lab(args)
     try:
         result = run_experiment(lab, opts, out=args.out,
@@ -57,8 +64,11 @@ def _run(args: argparse.Namespace) -> int:
     checked = (f"\ndata: {data['checks_ok']}/{data['checks']} checks ok, {data['keys_last']} keys at the last, "
                f"{data['keys_missing']} missing, {data['keys_wrong']} wrong, {data['read_mismatches']} wrong reads"
                if data else "")
+    if data and "bulk_checks" in data:
+        checked += (f"; bulk data: {data['bulk_checks_ok']}/{data['bulk_checks']} checks ok, {data['bulk_keys']} "
+                    f"keys each, {data['bulk_missing']} missing, {data['bulk_wrong']} wrong")
     emit(args, {"folder": str(result.folder), **s},
-         f"{s['succeeded']}/{s['migrations']} migrations ok; "
+         f"{s['succeeded']}/{s['migrations']} {s.get('mode', '')} migrations ok; "
          f"client gap median {gap.get('median', float('nan')):.0f} ms, "
          f"p95 {gap.get('p95', float('nan')):.0f} ms over {s['connections_migrated']} migrated connections, "
          f"{s['connections_broken']} broken, {s['client_errors']} client errors{checked}\nresults: {result.folder}")
@@ -67,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from p4cf_kit.apps.settings import KINDS
+    from p4cf_kit.config import MIGRATION_MODES
     from p4cf_kit.migration.record import PHASES
     from p4cf_kit.migration.tuning import DEFAULT_RTO_MIN_MS
 
@@ -83,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--workload", choices=KINDS,
                    help="what the backends run when this command brings the lab up (default: the config's); "
                         "redis checks every key after each migration and fails (exit 1) on a lost or wrong one")
+    p.add_argument("--mode", choices=MIGRATION_MODES, default=None,
+                   help="how every migration moves memory (default: the lab config's migration.mode, "
+                        "else stop-and-copy); as `p4cf migrate --mode`")
+    p.add_argument("--memory-mib", type=int, metavar="MIB",
+                   help="MiB each backend holds when this command brings the lab up (echo: a ballast; redis: "
+                        "data loaded into it, checked after each migration), overriding backend.memory_mib")
     p.add_argument("--down", action="store_true", help="take the lab down afterwards if this command brought it up")
     add_lab_options(p, with_config=True)
     p.set_defaults(func=_run)

@@ -6,7 +6,9 @@ A failed phase is rolled back (the backend runs at SRC again) and reported.
 `--fail-at PHASE` (or P4CF_MIGRATION_FAIL_AT) makes that phase fail after its work,
 to see rollback happen. `--mode` chooses how memory moves (default: the lab config's
 migration.mode): stop-and-copy, lazy (pages follow after the restore), pre-copy (needs
-soft-dirty tracking; `p4cf doctor` says whether this kernel has it).
+soft-dirty tracking; `p4cf doctor` says whether this kernel has it). A redis backend
+loaded with data (backend.memory_mib) has every bulk key read back afterwards; one
+missing or wrong makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.errors import MigrationError
     from p4cf_kit.lab import Lab
     from p4cf_kit.migration import migrate
+    from p4cf_kit.migration.experiment import check_bulk
     from p4cf_kit.migration.tuning import set_rto_min
     from p4cf_kit.topology.pods import pod_net
 
@@ -35,17 +38,23 @@ def _run(args: argparse.Namespace) -> int:
             if args.json and exc.record is not None:
                 emit(args, exc.record.as_row(), "")
             raise
+        check_bulk(lab, rec)
     finally:
         lab.close()
     t = rec.timings
+    bulk = "" if rec.bulk_ok is None else (
+        f"; bulk data: {rec.bulk_keys} keys read back, all right" if rec.bulk_ok else
+        f"; BULK DATA LOST: {rec.bulk_missing} of {rec.bulk_keys} keys missing, {rec.bulk_wrong} wrong"
+        if rec.bulk_keys is not None else f"; BULK DATA NOT CHECKED: {rec.error}")
     emit(args, rec.as_row(),
          f"{rec.backend} moved {rec.src} -> {rec.dst} in {rec.total_s:.3f} s "
          f"(checkpoint {t.checkpoint:.3f} of which CRIU frozen {rec.criu_dump_s or 0:.3f}, rewrite {t.rewrite:.3f}, "
          f"restore {t.restore:.3f}, switch {t.switch:.3f}; before it prepare {t.prepare:.3f}, after it "
          f"cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
          f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}; mode {rec.mode}"
-         + (f", last page in {rec.pages_done_s:.3f} s after the switch" if rec.pages_done_s is not None else ""))
-    return 0
+         + (f", last page in {rec.pages_done_s:.3f} s after the switch" if rec.pages_done_s is not None else "")
+         + bulk)
+    return 1 if rec.bulk_ok is False else 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

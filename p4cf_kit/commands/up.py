@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from p4cf_kit.apps.settings import KINDS
 from p4cf_kit.commands._labargs import add_lab_options, emit
-from p4cf_kit.config import TARGETS, load_config, parse_config, with_workload
+from p4cf_kit.config import TARGETS, load_config, parse_config, with_choices
 
 if TYPE_CHECKING:
     from p4cf_kit.lab import Lab
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.lab import Lab
     cfg = load_config(args.config)
-    if args.lab or args.hosts or args.target or args.ballast_mib is not None:
+    if args.lab or args.hosts or args.target:
         raw = dict(cfg.source)
         section = dict(raw.get("lab", {}))
         if args.lab:
@@ -26,10 +26,8 @@ def _run(args: argparse.Namespace) -> int:
         raw["lab"] = section
         if args.target:
             raw["switch"] = {**raw.get("switch", {}), "target": args.target}
-        if args.ballast_mib is not None:
-            raw["backend"] = {**raw.get("backend", {}), "ballast_mib": args.ballast_mib}
         cfg = parse_config(raw)
-    cfg = with_workload(cfg, args.workload)
+    cfg = with_choices(cfg, args.workload, args.memory_mib)
     lab = Lab(cfg)
     if not args.rebuild and _switch_only_down(lab):
         return _restart_switch(args, lab)
@@ -40,9 +38,11 @@ def _run(args: argparse.Namespace) -> int:
     data = {"lab": cfg.name, "up_s": round(report.total_s, 3),
             "phases": {k: round(v, 3) for k, v in report.phases.items()}}
     data["workload"] = cfg.workload.kind
+    data["memory_mib"] = cfg.backend.memory_mib
+    memory = f", {cfg.backend.memory_mib} MiB per backend" if cfg.backend.memory_mib else ""
     emit(args, data, f"lab {cfg.name} up in {report.total_s:.1f} s "
                      f"(hosts {', '.join(h.name + '=' + h.role for h in cfg.hosts)}; VIP {cfg.vip}:{cfg.port}; "
-                     f"workload {cfg.workload.kind})")
+                     f"workload {cfg.workload.kind}{memory})")
     return 0
 
 
@@ -71,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_lab_options(p, with_config=True)
     p.add_argument("--hosts", type=int, help="number of hosts (2..8), overriding the config")
     p.add_argument("--target", choices=TARGETS, help="switch target, overriding the config's switch.target")
-    p.add_argument("--ballast-mib", type=int, metavar="MIB",
-                   help="memory each backend server holds and keeps dirty, overriding backend.ballast_mib")
+    p.add_argument("--memory-mib", "--ballast-mib", dest="memory_mib", type=int, metavar="MIB",
+                   help="MiB each backend holds (echo: a ballast it keeps dirty; redis: data loaded into it "
+                        "and checked after each migration), overriding backend.memory_mib")
     p.add_argument("--workload", choices=KINDS,
                    help="what the backends run, overriding the config's workload.kind (custom needs its "
                         "[workload] table in the config; README 'Workloads')")

@@ -12,6 +12,10 @@ connection resumes right after the restore instead of at the next backoff step.
 Switch counters are read between migrations (the P4Runtime session of this
 process is a single one, so no reads run concurrently with a switch write).
 A failed migration is recorded (ok=False, rolled back) and the run goes on.
+Every migration of one experiment moves memory the same way: `mode`, else the
+lab config's migration.mode. With redis, after each migration the client reads back
+every key it wrote and, when the backends hold bulk data (backend.memory_mib), the
+kit reads back every bulk key of the backend that moved (apps/bulk.py).
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import pandas as pd
 
 from p4cf_kit import analysis as an
 from p4cf_kit import results
+from p4cf_kit.apps import bulk
 from p4cf_kit.apps.datacheck import DataLossError
 from p4cf_kit.config import config_to_dict
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lablock import lab_lock
+from p4cf_kit.migration import modes
 from p4cf_kit.migration.migrate import migrate
 from p4cf_kit.migration.plan import LabLike, backend_id
 from p4cf_kit.migration.record import MigrationRecord
@@ -57,6 +63,7 @@ class ExperimentOptions:
     spare: str | None = None       # the other host it alternates with (default: the first idle host)
     what: str = "migration"
     fail_at: str | None = None
+    mode: str | None = None        # how every migration moves memory (default: the config's migration.mode)
 
 
 @dataclass
@@ -109,6 +116,7 @@ def run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None = N
     under a running experiment."""
     if opts.migrations < 1:
         raise ConfigError(f"migrations = {opts.migrations}: use 1 or more")
+    modes.require(opts.mode or lab.config.migration.mode)   # refused before any traffic, with the reason
     with lab_lock(lab.names.state, lab.config.name,
                   f"running an experiment ({opts.migrations} migrations)"):
         return _run_experiment(lab, opts, out, progress)
@@ -119,12 +127,13 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
     home, spare = _hosts(lab, opts)
     if home not in lab.pool() and spare in lab.pool():   # a previous run left it away from home
         home, spare = spare, home
+    mode = opts.mode or lab.config.migration.mode
     resolved = config_to_dict(lab.config)
     config = {**{k: v for k, v in resolved.items() if k != "hosts"},
               "hosts": {h["name"]: h for h in resolved["hosts"]},
-              "experiment": {k: v for k, v in asdict(opts).items() if v is not None}}
+              "experiment": {k: v for k, v in asdict(opts).items() if v is not None} | {"mode": mode}}
     folder = results.ResultsFolder.create(opts.what, config=config, parent=out,
-                                          notes=f"{opts.migrations} migrations {home}<->{spare}")
+                                          notes=f"{opts.migrations} {mode} migrations {home}<->{spare}")
     if opts.rto_min_ms:
         tune_routes(lab, opts.rto_min_ms)
     where = {h: backend_id(lab.names.server(h), lab.machine_of(h)) for h in lab.pool()}   # location -> backend id
@@ -137,9 +146,10 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
         for k in range(1, opts.migrations + 1):
             src, dst = (home, spare) if k % 2 else (spare, home)
             try:
-                rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at)
+                rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at, mode=mode)
                 where[dst] = where.pop(src, rec.backend)
                 if lab.config.workload.verifies_data:
+                    check_bulk(lab, rec)
                     rec.set_data_check(run.verify(k))
             except MigrationError as exc:
                 rec = exc.record or MigrationRecord(src=src, dst=dst, backend=where.get(src, src),
@@ -165,18 +175,39 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
     return result
 
 
+def check_bulk(lab: Any, rec: MigrationRecord) -> None:
+    """Read back the bulk data of the backend that moved (backend.memory_mib of a redis lab), into
+    its record; one that cannot be asked counts as failed (raise_on_data_loss says so)."""
+    mib = lab.config.backend.memory_mib
+    if not mib or lab.config.workload.kind != "redis":
+        return
+    try:
+        rec.set_bulk_check(bulk.verify(lab.machine_of(rec.dst), lab.names.server(rec.dst), rec.backend,
+                                       lab.config.port, mib, request=rec.migration))
+    except DataLossError as exc:
+        rec.set_bulk_check(None)
+        rec.error = str(exc)
+
+
+def _loss(r: MigrationRecord) -> str:
+    """What one migration's data checks found, in words: the client's keys, then the bulk data."""
+    client = (f"{r.data_missing} of {r.data_keys} keys missing, {r.data_wrong} wrong" if r.data_keys is not None
+              else "not checked")
+    if r.bulk_ok is not False:
+        return client
+    return client + ("; bulk data: " + (f"{r.bulk_missing} of {r.bulk_keys} keys missing, {r.bulk_wrong} wrong"
+                                        if r.bulk_keys is not None else f"not checked ({r.error})"))
+
+
 def raise_on_data_loss(result: ExperimentResult) -> None:
     """DataLossError naming each migration after which a key was missing or wrong (or unchecked),
-    and reads that did not return what was written."""
+    client keys and bulk data alike, and reads that did not return what was written."""
     bad = [r for r in result.records if r.ok and r.data_ok is not True]
     data = result.summary.get("data", {})
     mismatches = int(data.get("read_mismatches", 0))
     if not bad and not mismatches:
         return
-    lines = [f"m{r.migration} {r.src}->{r.dst}: " + (f"{r.data_missing} of {r.data_keys} keys missing, "
-                                                     f"{r.data_wrong} wrong" if r.data_keys is not None
-                                                     else "not checked")
-             for r in bad]
+    lines = [f"m{r.migration} {r.src}->{r.dst}: {_loss(r)}" for r in bad]
     if mismatches:
         lines.append(f"{mismatches} GET(s) read another value than the one written (client log, detail 'mismatch')")
     raise DataLossError("data lost or wrong after migration:\n  " + "\n  ".join(lines) +
@@ -187,9 +218,9 @@ def _line(rec: MigrationRecord) -> str:
     t = rec.timings
     if not rec.ok:
         return f"m{rec.migration} {rec.src}->{rec.dst} FAILED in {rec.failed_phase}: {rec.error}"
+    bulk = f" and {rec.bulk_keys} bulk keys" if rec.bulk_ok else ""
     data = "" if rec.data_ok is None else (
-        f"; {rec.data_keys} keys verified" if rec.data_ok else
-        f"; DATA LOST: {rec.data_missing} of {rec.data_keys} keys missing, {rec.data_wrong} wrong")
+        f"; {rec.data_keys} keys{bulk} verified" if rec.data_ok else f"; DATA LOST: {_loss(rec)}")
     return (f"m{rec.migration} {rec.src}->{rec.dst}: checkpoint {t.checkpoint:.3f} rewrite {t.rewrite:.3f} "
             f"restore {t.restore:.3f} switch {t.switch:.3f} total {rec.total_s:.3f} s{data}")
 
@@ -244,6 +275,7 @@ def summarize(folder: results.ResultsFolder | str | Path) -> dict[str, Any]:
         "gap_ms": {"median": gaps["median"], "p95": gaps["p95"], "max": gaps["max"], "n": gaps["n"]},
         "phase_median_s": {c: float(ok[c].median()) for c in (*an.PHASE_COLUMNS, "total_s")} if len(ok) else {},
         "checkpoint_mb_median": float(ok["checkpoint_bytes"].median()) / 1e6 if len(ok) else float("nan"),
+        **({"mode": ",".join(sorted(set(phases["mode"].dropna().astype(str))))} if "mode" in phases else {}),
         **({"data": data_summary(phases, folder)} if "data_ok" in phases and phases["data_ok"].notna().any() else {}),
         **({"latency_ms": latency} if (latency := an.latency_summary(log, phases)) else {}),
     }
@@ -255,8 +287,15 @@ def data_summary(phases: pd.DataFrame, folder: results.ResultsFolder) -> dict[st
     checked = phases[phases["data_ok"].notna()]
     client = folder.raw(results.CLIENT_LOG).with_suffix(".summary.json")
     totals = json.loads(client.read_text()).get("totals", {}) if client.exists() else {}
-    return {"checks": len(checked), "checks_ok": int(checked["data_ok"].astype(bool).sum()),
-            "keys_last": int(checked["data_keys"].iloc[-1]) if len(checked) else 0,
-            "keys_missing": int(checked["data_missing"].fillna(0).sum()),
-            "keys_wrong": int(checked["data_wrong"].fillna(0).sum()),
-            "read_mismatches": int(totals.get("mismatches", 0))}
+    out = {"checks": len(checked), "checks_ok": int(checked["data_ok"].astype(bool).sum()),
+           "keys_last": int(checked["data_keys"].fillna(0).iloc[-1]) if len(checked) else 0,
+           "keys_missing": int(checked["data_missing"].fillna(0).sum()),
+           "keys_wrong": int(checked["data_wrong"].fillna(0).sum()),
+           "read_mismatches": int(totals.get("mismatches", 0))}
+    if "bulk_ok" in phases and phases["bulk_ok"].notna().any():
+        bulk_checked = phases[phases["bulk_ok"].notna()]
+        out |= {"bulk_checks": len(bulk_checked), "bulk_checks_ok": int(bulk_checked["bulk_ok"].astype(bool).sum()),
+                "bulk_keys": int(bulk_checked["bulk_keys"].fillna(0).max()),
+                "bulk_missing": int(bulk_checked["bulk_missing"].fillna(0).sum()),
+                "bulk_wrong": int(bulk_checked["bulk_wrong"].fillna(0).sum())}
+    return out

@@ -74,12 +74,26 @@ class MigrationRecord:
     data_keys: int | None = None         # redis workload: keys the client read back after this migration
     data_missing: int | None = None      # ... of them missing,
     data_wrong: int | None = None        # ... or with another value than written
-    data_ok: bool | None = None          # all there and right (digest equal); None: not checked
+    data_ok: bool | None = None          # all there and right (digest equal), bulk data too; None: not checked
+    bulk_keys: int | None = None         # redis with backend.memory_mib: bulk keys read back from the backend,
+    bulk_missing: int | None = None      # ... of them missing,
+    bulk_wrong: int | None = None        # ... or wrong;
+    bulk_ok: bool | None = None          # all there and right (digest equal); None: not checked
 
     def set_data_check(self, check: Any) -> None:
         """Record the client's data check after this migration (apps/datacheck.DataCheck)."""
         self.data_keys, self.data_missing, self.data_wrong = check.keys, check.missing, check.wrong
-        self.data_ok = bool(check.ok)
+        self.data_ok = bool(check.ok) and self.bulk_ok is not False
+
+    def set_bulk_check(self, check: Any | None) -> None:
+        """Record the check of the backend's bulk data (apps/bulk.verify); None: it could not be
+        asked, which counts as a failed check. `data_ok` then covers both checks."""
+        if check is None:
+            self.bulk_ok = False
+        else:
+            self.bulk_keys, self.bulk_missing, self.bulk_wrong = check.keys, check.missing, check.wrong
+            self.bulk_ok = bool(check.ok)
+        self.data_ok = self.bulk_ok and self.data_ok is not False
 
     def fail(self, phase: str, exc: BaseException) -> None:
         """Mark this migration failed in `phase`: the error, and times that span what ran."""
@@ -105,6 +119,7 @@ class MigrationRecord:
             "rollback_s": self.rollback_s, "transfer_s": t.transfer, "transfer_bytes": self.transfer_bytes,
             "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
             "data_keys": self.data_keys, "data_missing": self.data_missing, "data_wrong": self.data_wrong,
-            "data_ok": self.data_ok,
+            "data_ok": self.data_ok, "bulk_keys": self.bulk_keys, "bulk_missing": self.bulk_missing,
+            "bulk_wrong": self.bulk_wrong, "bulk_ok": self.bulk_ok,
             "mode": self.mode, "pages_done_s": self.pages_done_s,
         }

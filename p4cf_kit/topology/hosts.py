@@ -49,7 +49,7 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
     return ["--pod", names.pod(host.name), "--name", names.server(host.name), *names.labels("backend"),
             *extra, *_criu_options(machine), "--security-opt", "unmask=" + ":".join(UNMASKED_FOR_MIGRATION),
             "-e", f"P4CF_HOST_ID={backend}", "-e", f"P4CF_PORT={cfg.port}",
-            "-e", f"P4CF_BALLAST_MIB={cfg.backend.ballast_mib}",
+            "-e", f"P4CF_BALLAST_MIB={cfg.backend.memory_mib}",
             app.server_image(cfg.workload, cfg.images.server), *app.server_command(cfg.workload)]
 
 

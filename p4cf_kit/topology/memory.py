@@ -1,9 +1,11 @@
-"""Refuse a backend ballast the machine cannot hold, before any server starts.
+"""Refuse backend memory the machine cannot hold, before any server starts.
 
 Why: a server that allocates more than the machine has is killed by the OOM killer in the
 middle of bring-up (or, worse, takes other processes with it). A migration briefly needs
 one more copy (the restored backend, and in stop-and-copy the images in the page cache),
 so the check counts one copy per backend plus one, and a margin for everything else.
+The same holds for the echo server's ballast and for redis's bulk data (apps/bulk.py sizes
+its values so that redis holds N MiB of data in about N MiB: 3 % more, within the margin).
 """
 
 from __future__ import annotations
@@ -20,21 +22,21 @@ def available_mib(meminfo: Path = Path("/proc/meminfo")) -> int:
     for line in meminfo.read_text().splitlines():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) // 1024
-    raise ConfigError(f"{meminfo} has no MemAvailable line; cannot check the backend ballast")
+    raise ConfigError(f"{meminfo} has no MemAvailable line; cannot check the backends' memory")
 
 
-def check_ballast_fits(ballast_mib: int, backends: int, available: int | None = None) -> None:
-    """ConfigError with the numbers when `backends` servers of `ballast_mib` MiB each, plus one
+def check_memory_fits(memory_mib: int, backends: int, available: int | None = None) -> None:
+    """ConfigError with the numbers when `backends` backends of `memory_mib` MiB each, plus one
     copy for a migration and HEADROOM_MIB, exceed the machine's available memory."""
-    if ballast_mib <= 0:
+    if memory_mib <= 0:
         return
     free = available_mib() if available is None else available
-    need = ballast_mib * (backends + 1) + HEADROOM_MIB
+    need = memory_mib * (backends + 1) + HEADROOM_MIB
     if need > free:
         raise ConfigError(
-            f"backend.ballast_mib = {ballast_mib}: {backends} backends plus one migrating copy need "
-            f"{need} MiB ({ballast_mib} x {backends + 1} + {HEADROOM_MIB} MiB headroom), but this machine "
-            f"has {free} MiB available; lower backend.ballast_mib to at most "
+            f"backend.memory_mib = {memory_mib}: {backends} backends plus one migrating copy need "
+            f"{need} MiB ({memory_mib} x {backends + 1} + {HEADROOM_MIB} MiB headroom), but this machine "
+            f"has {free} MiB available; lower backend.memory_mib (or --memory-mib) to at most "
             f"{max(0, (free - HEADROOM_MIB) // (backends + 1))}")
 
 
@@ -50,5 +52,5 @@ def check_ballast_held(server_log: str, ballast_mib: int, container: str) -> Non
             if f"ballast_mib={ballast_mib}" in words:
                 return
             break
-    raise ConfigError(f"{container} does not hold the {ballast_mib} MiB ballast backend.ballast_mib asks for "
+    raise ConfigError(f"{container} does not hold the {ballast_mib} MiB ballast backend.memory_mib asks for "
                       f"(its image predates it, or another checkout rebuilt it): run `p4cf images build`")
