@@ -229,6 +229,9 @@ class Lab:
         restarted = self.conn is not None and not self.conn.alive()
         if restarted:
             self.close()  # the switch restarted or went away: open a fresh session, state is read back
+        elif self.conn is not None and self.conn.connected and not self.conn.still_primary():
+            self.close()  # another controller took the primary role and this session is a backup:
+            #              a fresh session with a newer election id takes it back (lab changes hold the lab lock)
         if self.conn is None or not self.conn.connected:
             files = switch_targets.target_of(self.config.switch).pipeline() if push_pipeline \
                 else switch_targets.PipelineFiles(P4INFO_TXT)

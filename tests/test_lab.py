@@ -174,6 +174,17 @@ def test_pool_change_shows_in_traffic(lab4: Lab) -> None:
     assert lab4.pool(["h2", "h3"]) == ["h2", "h3"]
 
 
+def test_the_lab_takes_the_primary_role_back_from_another_controller(lab4: Lab) -> None:
+    """Another controller (here the CLI, as beside an open notebook) takes the primary role and
+    leaves; the lab's own session, a backup since, opens a newer one at its next change
+    instead of failing with "not the primary"."""
+    assert lab4.pool(["h2", "h3"]) == ["h2", "h3"]      # the lab's session: open, primary
+    out = subprocess.run([sys.executable, "-m", "p4cf_kit", "pool", "--lab", "t4", "add", "h4", "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert lab4.remove_backend("h4") == ["h2", "h3"]    # a write: it needs the primary role
+
+
 def test_32_connections_at_a_high_offered_rate_lose_nothing(lab4: Lab) -> None:
     """As many requests as the client can send on 32 connections: each one answered. The rate
     reached is recorded (lab-timings.json), not judged: speed is the benchmarks' business."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import queue
 import threading
 import time
 from pathlib import Path
@@ -167,6 +168,22 @@ class SwitchConnection:
         client = getattr(_shell(), "client", None)
         thread = getattr(client, "stream_recv_thread", None)
         return bool(self.connected and thread is not None and thread.is_alive())
+
+    def still_primary(self) -> bool:
+        """False once the switch said another controller took the primary role (a newer session,
+        e.g. `p4cf experiment` run beside a notebook): the arbitration updates the switch sends
+        every controller when the primary changes, read without waiting."""
+        client = getattr(_shell(), "client", None)
+        updates = getattr(client, "stream_in_q", {}).get("arbitration") if client is not None else None
+        while updates is not None:
+            try:
+                update = updates.get_nowait()
+            except queue.Empty:
+                break
+            if update is None:         # the stream ended: alive() says so
+                break
+            self.primary = update.arbitration.status.code == 0
+        return self.primary
 
     def require(self) -> None:
         if not self.connected:
