@@ -317,6 +317,9 @@ def test_a_full_disk_at_the_destination_leaves_the_backend_at_the_source(machine
         assert lab.pool() == ["h2", "h3"]
         landing = machine.podman("ps", "-a", "--filter", "name=p4cf-tx-h4-srv", "--format", "{{.Names}}")
         assert landing.stdout.split() == [], "landing left on the destination"
+        in_storage = machine.run(["podman", "ps", "-a", "--external", "--filter", "name=p4cf-tx-h4-srv",
+                                  "--format", "{{.Names}}"]).stdout   # the storage library's own list too
+        assert in_storage.split() == [], "the landing's name is still taken in the destination's storage"
         left = machine.run(["sh", "-c", f"ls -d {graphroot}/overlay-containers/*/userdata/checkpoint "
                             "2>/dev/null | head -3"]).stdout
         assert not left.strip(), left

@@ -32,6 +32,17 @@ class RemoteMachine(Machine):
     def address(self) -> str:
         return self.url.host
 
+    def answers(self, timeout: float = 2.0) -> bool:
+        """Whether the machine's sshd greets within `timeout` (its "SSH-" banner, not just a TCP
+        connection: a proxy on the way may accept any connection): a quick look before work that
+        would otherwise wait out SSH's own timeouts on a machine that is gone."""
+        try:
+            with socket.create_connection((self.url.host, self.url.port), timeout=timeout) as conn:
+                conn.settimeout(timeout)
+                return conn.recv(4) == b"SSH-"
+        except OSError:
+            return False
+
     def peer_address(self) -> str:
         """From SSH's own record of the session (SSH_CONNECTION: client address first)."""
         out = self.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()

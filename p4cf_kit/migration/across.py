@@ -42,6 +42,7 @@ from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.transfer import ImageStream, remove_images
+from p4cf_kit.podman.remote_gate import RemoteGate
 from p4cf_kit.podman.runner import finish
 
 End = Callable[[MigrationRecord, str, float], None]
@@ -64,12 +65,24 @@ class _Landing:
         return phases.finish_restore(self.staged, timeout)
 
     def remove(self) -> None:
-        """Call off and remove the landing container and whatever images reached it."""
+        """Call off and remove the landing container and whatever images reached it; OSError at
+        once (its local ends dropped) when the machine does not answer, instead of waiting out
+        SSH's timeouts on each step."""
         if self.stream is not None:
             self.stream.abort()
+        if isinstance(self.machine, RemoteMachine) and not self.machine.answers():
+            if self.staged.process.poll() is None:
+                self.staged.process.kill()
+            self.staged.process.wait()
+            if isinstance(self.staged.gate, RemoteGate):
+                self.staged.gate.drop()
+            raise OSError(f"machine {self.machine.name!r} does not answer at "
+                          f"{self.machine.url.host}:{self.machine.url.port}")
         phases.abort(self.staged)
+        remove_images(self.machine, self.images)   # first: on a full disk this frees what Podman needs
         self.machine.podman("rm", "-f", "-t", "0", self.container, check=False)
-        remove_images(self.machine, self.images)
+        if isinstance(self.machine, RemoteMachine):
+            phases.forget_in_storage(self.machine, self.container)
 
 
 def _raw_sender(plan: MigrationPlan) -> nudging.RawSender | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from p4cf_kit.config import HostConfig
 from p4cf_kit.control.loadbalancer import NextHop
-from p4cf_kit.errors import PodmanError
+from p4cf_kit.errors import KitError, PodmanError
 from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.netns_lock import release_lock
@@ -132,12 +132,27 @@ def _clear_stale_landing(machine: RemoteMachine, name: str) -> None:
         machine.podman("rm", "-f", "-t", "0", name, check=False)
 
 
+def forget_in_storage(machine: RemoteMachine, name: str) -> None:
+    """Free a container name that Podman forgot but its storage library still holds: on a full
+    disk `podman rm` drops the container from Podman's records, yet the storage library cannot
+    rewrite its own list, and the name stays taken. `--storage` (the machine's own podman, over
+    SSH: the remote API has no such flag) removes just that record."""
+    machine.run(["podman", "rm", "--storage", name], check=False)
+
+
 def prepare_remote(lab: LabLike, plan: MigrationPlan, machine: RemoteMachine) -> StagedRestore:
     """`prepare` on another machine: the same landing container and gated restore, driven over
     its connection (Podman's API, and SSH for the gate and the placeholder)."""
-    _clear_stale_landing(machine, lab.names.server(plan.dst.name))
-    cid = create_landing(lab.config, lab.names, plan.dst, plan.backend,
-                         {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend}, machine=machine)
+    name = lab.names.server(plan.dst.name)
+    _clear_stale_landing(machine, name)
+    labels = {LOCATION_LABEL: plan.dst.name, BACKEND_LABEL: plan.backend}
+    try:
+        cid = create_landing(lab.config, lab.names, plan.dst, plan.backend, labels, machine=machine)
+    except KitError as exc:
+        if "already in use" not in str(exc):
+            raise
+        forget_in_storage(machine, name)     # then once more; a second refusal is Podman's own
+        cid = create_landing(lab.config, lab.names, plan.dst, plan.backend, labels, machine=machine)
     try:
         images = images_of(cid, machine)
         machine.run(["sh", "-c", f"mkdir -p {images} && : > {images / INVENTORY}"])
