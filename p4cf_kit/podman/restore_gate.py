@@ -112,24 +112,31 @@ class RestoreGate:
       .wait     asks the kit's CRIU action script (checkpoint/runc_conf.py) for .resumed,
                 which it creates when CRIU resumes the restored tasks;
       .reached  made by the gated runtime as it starts waiting: Podman's preparation is over,
-                so what is left of the restore is runc and CRIU."""
+                so what is left of the restore is runc and CRIU;
+      .idle     (with `idle`) asks the action script to run CRIU's restore at idle CPU priority
+                until it resumes the tasks (podman/idle_cpu.py says why)."""
 
-    def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR) -> None:
+    def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR,
+                 idle: bool = False) -> None:
         self.path = gates_dir / container_id
         self.owner_file = gates_dir / f"{container_id}.owner"
         self.wait_marker = gates_dir / f"{container_id}.wait"
         self.resumed_marker = gates_dir / f"{container_id}.resumed"
         self.reached_marker = gates_dir / f"{container_id}.reached"
+        self.idle_marker = gates_dir / f"{container_id}.idle"
         gates_dir.mkdir(parents=True, exist_ok=True)
         self.close()                                   # whatever an earlier run left
         os.mkfifo(self.path, 0o600)
         self.owner_file.write_text(owner)
         self.wait_marker.touch()
+        if idle:
+            self.idle_marker.touch()
         self.answered = False
 
     @property
     def files(self) -> tuple[Path, ...]:
-        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker, self.reached_marker)
+        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker, self.reached_marker,
+                self.idle_marker)
 
     def wait_reached(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
         """Return once the restore waits at the gate, so none of Podman's preparation is left for
