@@ -2,8 +2,8 @@
 
 Why: the connections a migration does not move slow down during it because their server and
 the client wait for a CPU. In a 0.3 s migration window (benchmarks/bystander_suspects.py, this
-2-core VM) h3's server was ready to run but not running for 52-123 ms and the client for
-123-248 ms, against 7-12 ms and 11-15 ms in a quiet 0.3 s; a P4Runtime write or the ICMP nudge
+2-core VM) h3's server was ready to run but not running for 33-123 ms and the client for
+119-248 ms, against 5-12 ms and 11-15 ms in a quiet 0.3 s; a P4Runtime write or the ICMP nudge
 alone changed nothing. Where that work runs, the kit's nice values cannot reach: the kit's
 session (its autogroup, or its systemd scope), conmon's cgroup, and for a restore the landing
 container's own cgroup, where runc puts CRIU. So the cgroup gets the priority:
@@ -13,9 +13,10 @@ container's own cgroup, where runc puts CRIU. So the cgroup gets the priority:
     pre-restore and normal again at pre-resume, before the backend runs (the kit's CRIU
     action script, checkpoint/runc_conf.py).
 An idle cgroup gets a CPU whenever nothing else wants one, and a waking task of any other
-cgroup preempts it. Measured against the same migrations without it (same run, interleaved):
-untouched connections' extra reply time p95 11.3 -> 7.8 ms and 9.0 -> 7.6 ms, the migration's
-own window unchanged (311 -> 307 ms, 354 -> 350 ms). Not all of it: the restore's runc runs
+cgroup preempts it. Measured against the same migrations without it (same run, interleaved,
+three runs): untouched connections' extra reply time p95 11.3 -> 7.8, 9.0 -> 7.6 and
+6.0 -> 5.3 ms, the migration's own window unchanged (311 -> 307, 354 -> 350, 284 -> 286 ms).
+Not all of it: the restore's runc runs
 under conmon, outside both groups, and the servers still wait (README, "Connections a
 migration does not move").
 
