@@ -16,9 +16,8 @@ An idle cgroup gets a CPU whenever nothing else wants one, and a waking task of 
 cgroup preempts it. Measured against the same migrations without it (same run, interleaved,
 three runs): untouched connections' extra reply time p95 11.3 -> 7.8, 9.0 -> 7.6 and
 6.0 -> 5.3 ms, the migration's own window unchanged (311 -> 307, 354 -> 350, 284 -> 286 ms).
-Not all of it: the restore's runc runs
-under conmon, outside both groups, and the servers still wait (README, "Connections a
-migration does not move").
+Not all of it: the restore's runc runs under conmon, outside both groups, and the servers
+still wait (README, "Connections a migration does not move").
 
 `P4CF_MIGRATION_IDLE=0` turns this off (for comparison: benchmarks/bystander_suspects.py).
 Without a cgroup cpu controller with cpu.idle (Linux < 5.15) the work runs as before.
@@ -100,5 +99,7 @@ def hook_lines(hierarchy: CpuHierarchy | None) -> str:
     pick = "$2 ~ /(^|,)cpu(,|$)/" if hierarchy.v1 else '$1 == "0"'
     return (f"idle() {{\n"
             f"  cg=$(awk -F: '{pick} {{print $3; exit}}' /proc/$PPID/cgroup)\n"
-            f"  case \"$cg\" in *\"$id\"*) echo \"$1\" > \"{hierarchy.root}$cg/cpu.idle\" 2>/dev/null ;; esac\n"
+            f"  [ -n \"$id\" ] && case \"$cg\" in\n"
+            f"    *\"$id\"*) echo \"$1\" > \"{hierarchy.root}$cg/cpu.idle\" 2>/dev/null ;;\n"
+            f"  esac\n"
             f"}}\n")
