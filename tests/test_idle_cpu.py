@@ -85,3 +85,4 @@ def test_hook_makes_the_restore_idle_until_resume(tmp_path: Path, container_cgro
     (gates / f"{cid}.wait").touch()
     assert run("pre-resume") == "0"
     assert (gates / f"{cid}.resumed").exists()
+
