@@ -303,6 +303,8 @@ def test_gated_runtime_is_runc_with_a_gate() -> None:
     text = render_gated_runtime("/usr/bin/runc", Path("/run/p4cf/gates"), 120)
     assert text.startswith("#!/bin/bash") and text.rstrip().endswith('exec /usr/bin/runc "$@"')
     assert "read -r -t 120 verdict" in text and "--image-path" in text
+    idle = render_gated_runtime("/usr/bin/runc", Path("/run/p4cf/gates"), 120, idle_procs=Path("/cg/cgroup.procs"))
+    assert '[ -e "$gate.idle" ] && echo $$ > /cg/cgroup.procs' in idle   # conmon's runc joins the idle group
 
 
 def test_down_calls_off_a_restore_waiting_at_its_gate(lab: Lab) -> None:

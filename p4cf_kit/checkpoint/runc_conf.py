@@ -24,6 +24,7 @@ from pathlib import Path
 
 from p4cf_kit.checkpoint.criu import NFT_LOCK_FEATURE, ensure_kdat_dir, has_feature
 from p4cf_kit.paths import state_dir, write_if_changed
+from p4cf_kit.podman.idle_cpu import CpuHierarchy, cpu_hierarchy, hook_lines
 from p4cf_kit.podman.restore_gate import GATES_DIR
 
 ANNOTATION = "org.criu.config"
@@ -36,16 +37,24 @@ def nftables_lock_supported() -> bool:
     return has_feature(NFT_LOCK_FEATURE)
 
 
-def render_hook(gates_dir: Path = GATES_DIR) -> str:
-    """The action script: quiet for every stage but pre-resume of an awaited restore (the last
-    stage that still knows the image folder, hence the container; the sockets are live by then
-    and CRIU resumes the tasks right after it returns)."""
+def render_hook(gates_dir: Path = GATES_DIR, cpu: CpuHierarchy | None = None) -> str:
+    """The action script: quiet for every stage but two of an awaited restore (GATES_DIR/<id>
+    files, the container id read from the image folder). pre-restore: with GATES_DIR/<id>.idle,
+    CRIU's cgroup (the landing container's, where runc put it) is made idle for the restore
+    (podman/idle_cpu.py says why). pre-resume (the last stage that still knows the image folder;
+    the sockets are live by then and CRIU resumes the tasks right after it returns): that cgroup
+    back to normal before the backend runs, then the marker that says it resumes."""
     return f"""#!/bin/sh
 # Written by P4ContainerFlow Kit (p4cf_kit.checkpoint.runc_conf): CRIU runs this at each stage.
-[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] || exit 0
+case "$CRTOOLS_SCRIPT_ACTION" in pre-restore|pre-resume) ;; *) exit 0 ;; esac
 images=$(readlink "$CRTOOLS_IMAGE_DIR" 2>/dev/null) || exit 0
 id=${{images%/userdata/checkpoint}}
 id=${{id##*/}}
+{hook_lines(cpu)}if [ "$CRTOOLS_SCRIPT_ACTION" = pre-restore ]; then
+  [ -e "{gates_dir}/$id.idle" ] && idle 1
+  exit 0
+fi
+[ -e "{gates_dir}/$id.idle" ] && idle 0
 [ -e "{gates_dir}/$id.wait" ] && : > "{gates_dir}/$id.resumed"
 exit 0
 """
@@ -65,7 +74,7 @@ def render_runc_conf(nftables: bool, hook: Path | None) -> str:
 def runc_conf_path() -> Path:
     """Write (if changed) and return the kit's CRIU configuration file."""
     ensure_kdat_dir()
-    hook = write_if_changed(state_dir() / "criu-hook", render_hook(), 0o755)
+    hook = write_if_changed(state_dir() / "criu-hook", render_hook(cpu=cpu_hierarchy()), 0o755)
     return write_if_changed(state_dir() / "criu-runc.conf", render_runc_conf(nftables_lock_supported(), hook))
 
 

@@ -33,6 +33,7 @@ from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
 from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir
+from p4cf_kit.podman.idle_cpu import idle_group, in_idle_group
 from p4cf_kit.podman.remote_gate import RemoteGate
 from p4cf_kit.podman.restore_gate import ABORT, GO, RestoreGate
 from p4cf_kit.podman.runner import finish, podman, podman_popen
@@ -105,8 +106,10 @@ def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
     images = images_of(cid)
     images.mkdir(parents=True, exist_ok=True)
     (images / INVENTORY).write_bytes(b"")
-    gate = RestoreGate(cid, owner=lab.config.name)
-    process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid)
+    group = idle_group()
+    gate = RestoreGate(cid, owner=lab.config.name, idle=group is not None)
+    process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid,
+                           via=in_idle_group(group))
     staged = StagedRestore(container_id=cid, images=images, gate=gate, process=process)
     _until_staged(staged, lambda: remove_container(cid))
     return staged
@@ -167,9 +170,11 @@ def prepare_remote(lab: LabLike, plan: MigrationPlan, machine: RemoteMachine) ->
 
 
 def start_checkpoint(container: str) -> subprocess.Popen[str]:
-    """Start the in-place CRIU dump of `container` with its established TCP connections. The
-    container stops; its netns stays locked (netns_lock.py) so no RST escapes."""
-    return podman_popen("container", "checkpoint", "--tcp-established", "--print-stats", container)
+    """Start the in-place CRIU dump of `container` with its established TCP connections, at idle
+    CPU priority (podman/idle_cpu.py). The container stops; its netns stays locked
+    (netns_lock.py) so no RST escapes."""
+    return podman_popen("container", "checkpoint", "--tcp-established", "--print-stats", container,
+                        via=in_idle_group(idle_group()))
 
 
 def wait_dumped(dump: subprocess.Popen[str], pid: int, timeout: float = DEFAULT_TIMEOUT_S) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.paths import state_dir, write_if_changed
+from p4cf_kit.podman.idle_cpu import GROUP, cpu_hierarchy
 from p4cf_kit.podman.runner import podman
 
 GATES_DIR = Path("/run/p4cf/gates")
@@ -38,11 +39,16 @@ def _runc_path() -> str:
     return shutil.which("runc") or "/usr/bin/runc"
 
 
-def render_gated_runtime(runc: str, gates_dir: Path = GATES_DIR, timeout_s: int = GATE_TIMEOUT_S) -> str:
+def render_gated_runtime(runc: str, gates_dir: Path = GATES_DIR, timeout_s: int = GATE_TIMEOUT_S,
+                         idle_procs: Path | None = None) -> str:
     """The runtime script: runc, with the restore gate in front of a real restore, and the
     extra runc options a migration left for one container's checkpoint or restore in
     GATES_DIR/ID.checkpoint-args or ID.restore-args (one line; a lazy migration's
-    `--lazy-pages --page-server ADDR:PORT`, see migration/lazy.py)."""
+    `--lazy-pages --page-server ADDR:PORT`, see migration/lazy.py). A restore let through whose
+    gate has the `.idle` side file moves into the idle cgroup `idle_procs` first (conmon starts
+    runc in its own cgroup, outside the migration's: podman/idle_cpu.py)."""
+    idle = (f'        [ -e "$gate.idle" ] && echo $$ > {idle_procs} 2>/dev/null\n'
+            if idle_procs is not None else "")
     return f"""#!/bin/bash
 # Written by P4ContainerFlow Kit (p4cf_kit.podman.restore_gate): runc with a restore gate.
 # `restore ... --image-path ... ID` waits for a verdict on the FIFO {gates_dir}/ID if it exists.
@@ -62,7 +68,7 @@ if [ "${{1:-}}" != "--help" ]; then
           echo "p4cf restore gate: restore of $id called off ($verdict)" >&2
           exit 1
         fi
-      fi ;;
+{idle}      fi ;;
     *" checkpoint "*)
       action=checkpoint ;;
   esac
@@ -86,7 +92,10 @@ def extra_args_file(container_id: str, action: str, gates_dir: Path = GATES_DIR)
 
 def gated_runtime_path() -> Path:
     """Write (if changed) and return the kit's gated runtime (Podman's `--runtime PATH`)."""
-    return write_if_changed(state_dir() / "runtime" / "p4cf-runc", render_gated_runtime(_runc_path()), 0o755)
+    cpu = cpu_hierarchy()
+    procs = cpu.root / GROUP / "cgroup.procs" if cpu is not None else None
+    return write_if_changed(state_dir() / "runtime" / "p4cf-runc",
+                            render_gated_runtime(_runc_path(), idle_procs=procs), 0o755)
 
 
 def _send_verdict(fifo: Path, verdict: str) -> bool:
@@ -112,24 +121,31 @@ class RestoreGate:
       .wait     asks the kit's CRIU action script (checkpoint/runc_conf.py) for .resumed,
                 which it creates when CRIU resumes the restored tasks;
       .reached  made by the gated runtime as it starts waiting: Podman's preparation is over,
-                so what is left of the restore is runc and CRIU."""
+                so what is left of the restore is runc and CRIU;
+      .idle     (with `idle`) asks the action script to run CRIU's restore at idle CPU priority
+                until it resumes the tasks (podman/idle_cpu.py says why)."""
 
-    def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR) -> None:
+    def __init__(self, container_id: str, owner: str, gates_dir: Path = GATES_DIR,
+                 idle: bool = False) -> None:
         self.path = gates_dir / container_id
         self.owner_file = gates_dir / f"{container_id}.owner"
         self.wait_marker = gates_dir / f"{container_id}.wait"
         self.resumed_marker = gates_dir / f"{container_id}.resumed"
         self.reached_marker = gates_dir / f"{container_id}.reached"
+        self.idle_marker = gates_dir / f"{container_id}.idle"
         gates_dir.mkdir(parents=True, exist_ok=True)
         self.close()                                   # whatever an earlier run left
         os.mkfifo(self.path, 0o600)
         self.owner_file.write_text(owner)
         self.wait_marker.touch()
+        if idle:
+            self.idle_marker.touch()
         self.answered = False
 
     @property
     def files(self) -> tuple[Path, ...]:
-        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker, self.reached_marker)
+        return (self.path, self.owner_file, self.wait_marker, self.resumed_marker, self.reached_marker,
+                self.idle_marker)
 
     def wait_reached(self, restore: subprocess.Popen[str], timeout: float = 30.0) -> None:
         """Return once the restore waits at the gate, so none of Podman's preparation is left for

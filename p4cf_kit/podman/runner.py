@@ -60,10 +60,11 @@ def podman_lines(args: Sequence[str], timeout: float | None = 60) -> list[str]:
     return [line for line in podman(*args, timeout=timeout).stdout.splitlines() if line.strip()]
 
 
-def podman_popen(*args: str) -> subprocess.Popen[str]:
+def podman_popen(*args: str, via: Sequence[str] = ()) -> subprocess.Popen[str]:
     """Start `podman ARGS...` with the kit's configuration without waiting (text pipes for
-    stdout and stderr); for work that overlaps other work, like a staged restore."""
-    return subprocess.Popen([podman_binary(), *args], env=podman_env(), stdout=subprocess.PIPE,
+    stdout and stderr); for work that overlaps other work, like a staged restore. `via` is a
+    command that execs it (a migration's: in an idle cgroup, podman/idle_cpu.py)."""
+    return subprocess.Popen([*via, podman_binary(), *args], env=podman_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

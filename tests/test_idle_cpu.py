@@ -1,0 +1,88 @@
+"""A migration's own work at idle CPU priority (podman/idle_cpu.py) and the CRIU action script that
+makes a restore's cgroup idle until the backend resumes (checkpoint/runc_conf.py): real cgroups
+and real processes, no lab."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p4cf_kit.checkpoint.runc_conf import render_hook
+from p4cf_kit.podman import idle_cpu
+
+HIERARCHY = idle_cpu.cpu_hierarchy()
+needs_cpu_cgroup = pytest.mark.skipif(HIERARCHY is None, reason="no cgroup cpu controller with cpu.idle here")
+
+
+def _cgroup_line(text: str) -> str:
+    """The cpu controller's path in a /proc/PID/cgroup text."""
+    assert HIERARCHY is not None
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (HIERARCHY.v1 and "cpu" in controllers.split(",")) or (not HIERARCHY.v1 and line.startswith("0::")):
+            return path
+    raise AssertionError(f"no cpu cgroup in {text!r}")
+
+
+@needs_cpu_cgroup
+def test_commands_start_in_the_idle_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(idle_cpu.ENV, raising=False)
+    group = idle_cpu.idle_group()
+    assert group is not None and group.name == idle_cpu.GROUP
+    assert (group / "cpu.idle").read_text().strip() == "1"
+    out = subprocess.run([*idle_cpu.in_idle_group(group), "cat", "/proc/self/cgroup"], check=True,
+                         capture_output=True, text=True).stdout
+    assert _cgroup_line(out) == f"/{idle_cpu.GROUP}"
+
+
+def test_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(idle_cpu.ENV, "0")
+    assert idle_cpu.idle_group() is None
+    assert idle_cpu.in_idle_group(None) == []
+
+
+@pytest.fixture
+def container_cgroup() -> Iterator[tuple[str, Path]]:
+    """A cgroup standing in for a landing container's: its path names the container id."""
+    assert HIERARCHY is not None
+    cid = "f" * 64
+    group = HIERARCHY.root / f"p4cf-test-{cid}"
+    group.mkdir(exist_ok=True)
+    try:
+        yield cid, group
+    finally:
+        group.rmdir()
+
+
+@needs_cpu_cgroup
+def test_hook_makes_the_restore_idle_until_resume(tmp_path: Path, container_cgroup: tuple[str, Path]) -> None:
+    """The action script run as CRIU runs it (its parent, here a shell placed in the container's
+    cgroup, is CRIU): idle at pre-restore, normal again at pre-resume, then the resumed marker."""
+    cid, group = container_cgroup
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    images = tmp_path / "containers" / cid / "userdata" / "checkpoint"
+    images.mkdir(parents=True)
+    link = tmp_path / "imgdir"
+    link.symlink_to(images)
+    hook = tmp_path / "hook"
+    hook.write_text(render_hook(gates, HIERARCHY))
+    hook.chmod(0o755)
+
+    def run(action: str) -> str:
+        script = 'echo $$ > "$1/cgroup.procs" && "$0" && cat "$1/cpu.idle"'
+        return subprocess.run(["sh", "-c", script, str(hook), str(group)], check=True, capture_output=True,
+                              text=True, env={"PATH": "/usr/bin:/bin", "CRTOOLS_SCRIPT_ACTION": action,
+                                              "CRTOOLS_IMAGE_DIR": str(link)}).stdout.strip()
+
+    assert run("pre-restore") == "0"                      # not asked for (no .idle marker)
+    (gates / f"{cid}.idle").touch()
+    assert run("pre-restore") == "1"
+    assert run("pre-dump") == "1"                         # other stages leave it alone
+    (gates / f"{cid}.wait").touch()
+    assert run("pre-resume") == "0"
+    assert (gates / f"{cid}.resumed").exists()
+
