@@ -20,9 +20,11 @@ Order, and what differs from a migration within one machine (migrate.py):
   5. cleanup     the source's record (and with it its images) goes only now, then CRIU's lock
                  on the source pod is lifted.
 
-Rollback (any phase): a staged or half-made landing container is removed with whatever the
-stream left in it, a restored copy that the switch never pointed at is removed, and the
-source container is restored in place from its own images.
+Rollback (any phase): the source container is restored in place from its own images first
+(the backend serves again before anything waits on a destination that may be gone), then a
+staged or half-made landing container is removed with whatever the stream left in it; a
+destination that does not answer keeps it, named in the error, until the next migration
+there or `p4cf down`.
 """
 
 from __future__ import annotations
