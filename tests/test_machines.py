@@ -434,8 +434,12 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
             assert again.pid is None and again.pool == ["h3"] and lab.pool() == ["h3"], again
             assert probe(lab, "h1", str(cfg.vip)) == "connected"
         finally:
+            here = [b for h, b in lab.bridges.items() if h != "h3"]   # this machine's host bridges
             removed = lab.down()
         assert any("entries removed" in s for s in removed["switch"]), removed
+        # this machine's NICs cabled to the user's switch left their bridges, and the bridges went
+        assert not [nic for nic in front.values() if Path(f"/sys/class/net/{nic}/master").exists()]
+        assert here and not [b for b in here if Path(f"/sys/class/net/{b}").exists()], here
         assert Path(f"/proc/{pid}").exists()          # the user's switch still runs, emptied
         with SwitchConnection(GRPC_ADDR, tls=cfg.switch.tls) as conn:
             assert LoadBalancer(conn).state().vip is None

@@ -146,7 +146,7 @@ def _down_machine(names: LabNames, machine: Machine, removed: dict[str, list[str
     nets = _podman_objects(["network", "ls"], names, machine)
     bridges = network_bridges([n[1] for n in nets], machine)
     if machine.is_local:
-        return _down_local_links(names, nets, bridges, removed)
+        return _down_local_links(names, nets, bridges, removed, uplinks)
     if nets:
         machine.podman("network", "rm", "-f", *[n[1] for n in nets], check=False)
         removed["networks"] += [where + n[1] for n in nets]
@@ -210,7 +210,7 @@ def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list
             unreachable.append(f"{name}: {exc}")
     if unreachable:
         removed["unreachable"] = unreachable
-    _down_machine(names, LOCAL, removed)
+    _down_machine(names, LOCAL, removed, _local_uplinks(lab))
     cables = release_cables(names)
     if cables:
         removed["cables"] = cables
@@ -230,16 +230,30 @@ def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list
 
 
 def _down_local_links(names: LabNames, nets: list[tuple[str, str]], bridges: list[str],
-                      removed: dict[str, list[str]]) -> None:
-    """This machine's networks, the lab's veths and the bridges netavark left."""
+                      removed: dict[str, list[str]], uplinks: Sequence[str] = ()) -> None:
+    """This machine's networks, the lab's veths and the bridges netavark left; this machine's
+    uplinks (its NICs cabled to a switch the kit does not run) leave their bridges first, as on
+    other machines: a bridge with a port left is never deleted."""
     ifaces = lab_interfaces(names)
     with ThreadPoolExecutor(max_workers=8) as pool:
         if nets:
             pool.submit(podman, "network", "rm", "-f", *[n[1] for n in nets], check=False)
         for iface in ifaces:
             pool.submit(run, ["ip", "link", "del", iface], check=False)
+        for uplink in uplinks:
+            if Path(f"/sys/class/net/{uplink}/master").exists():
+                pool.submit(run, ["ip", "link", "set", uplink, "nomaster"], check=False)
     removed["networks"] += [n[1] for n in nets]
     removed["interfaces"] += ifaces + _remove_bridges(bridges)
+
+
+def _local_uplinks(lab: str) -> list[str]:
+    """This machine's NICs the lab enslaved to its host networks' bridges (hosts here cabled to a
+    switch the kit does not run), from its saved config."""
+    cfg = saved_config(lab)
+    if cfg is None:
+        return []
+    return [h.uplink for h in cfg.hosts if h.uplink and h not in cfg.remote_hosts]
 
 
 def known_labs() -> list[str]:
