@@ -20,6 +20,7 @@ Layout (all keys optional; the defaults are the classic four-host lab):
     device_id = 1
     netns = true              # switch ports live in a kit netns (no kernel path at all)
     datapath = "auto"         # embedded switch: "ebpf" (kernel fast path), "user", or auto
+    # machine = "b"           # run it on machine b (switch/elsewhere.py); hosts elsewhere need uplinks
 
     [images]
     server = "localhost/p4cf-tcp-server:latest"
@@ -106,6 +107,8 @@ class MachineConfig:
     uplinks: tuple[str, ...] = ()  # NICs toward the switch; hosts take them in index order
     emulated: bool = False        # the stand-in of `p4cf machine emulate NAME`
     transfer: str = "ssh"         # checkpoint images over SSH, or "tcp": a direct stream (plain text)
+    python: str = ""              # a Python with p4cf_kit there: runs the embedded switch on it
+    simple_switch_grpc: str = ""  # BMv2 there (default: found on its PATH or in /opt/p4lang/bin)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class SwitchConfig:
     netns: bool = True
     datapath: str = "auto"  # the embedded switch's --datapath
     ports: dict[int, str] = field(default_factory=dict)  # port -> NIC cabled to a remote machine
+    machine: str = LOCAL_MACHINE  # where the kit runs its switch (embedded or bmv2)
     # target = "remote" (a P4Runtime server the kit does not run): the user's pipeline files,
     # TLS files, and the port map's values as "MACHINE:NIC".
     p4info: str = ""
@@ -150,6 +154,11 @@ class SwitchConfig:
     @property
     def remote(self) -> bool:
         return self.target == "remote"
+
+    @property
+    def elsewhere(self) -> bool:
+        """The kit runs this switch on another machine of the lab (started and reached over SSH)."""
+        return not self.remote and self.machine != LOCAL_MACHINE
 
 
 @dataclass(frozen=True)
@@ -316,14 +325,20 @@ def _hosts(lab: dict[str, Any], name: str) -> tuple[HostConfig, ...]:
 
 def _switch(raw: dict[str, Any]) -> SwitchConfig:
     _check_keys("switch", raw, {"target", "grpc_addr", "device_id", "netns", "datapath", "ports",
-                                "p4info", "device_config", "tls", "insecure"})
+                                "p4info", "device_config", "tls", "insecure", "machine"})
     target = raw.get("target", "embedded")
     if target not in TARGETS:
         raise ConfigError(f"switch.target = {target!r} is not supported; use one of {', '.join(TARGETS)}")
     grpc_addr = raw.get("grpc_addr", "")
     if not isinstance(grpc_addr, str):
         raise ConfigError("switch.grpc_addr must be a string like \"127.0.0.1:9559\" or \"unix:/path\"")
+    machine = raw.get("machine", LOCAL_MACHINE)
+    if not isinstance(machine, str) or not machine:
+        raise ConfigError(f"switch.machine must name a machine of the lab (or \"local\"), got {machine!r}")
     if target == "remote":
+        if machine != LOCAL_MACHINE:
+            raise ConfigError("switch.machine applies to the kit's own switches; a remote switch is wherever "
+                              "its grpc_addr is: remove switch.machine")
         return _remote_switch(raw, grpc_addr)
     for key in ("p4info", "device_config", "tls", "insecure"):
         if key in raw:
@@ -361,8 +376,15 @@ def _switch(raw: dict[str, Any]) -> SwitchConfig:
             raise ConfigError(f"switch.ports: {key!r} = {iface!r}; write port number = \"interface\", "
                               "e.g. 4 = \"enp3s0f1\"")
         ports[int(key)] = iface
+    if machine != LOCAL_MACHINE:
+        if not netns:
+            raise ConfigError(f"switch.machine = {machine!r} needs switch.netns = true (the switch's ports "
+                              "live in a kit namespace on that machine)")
+        if grpc_addr:
+            raise ConfigError(f"switch.grpc_addr with switch.machine = {machine!r}: the switch serves "
+                              "P4Runtime on a unix socket there that the kit forwards over SSH; remove grpc_addr")
     return SwitchConfig(target=target, grpc_addr=grpc_addr, device_id=device_id, netns=netns,
-                        datapath=datapath, ports=ports)
+                        datapath=datapath, ports=ports, machine=machine)
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -481,7 +503,8 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} must be a table")
         _check_keys(f"machines.{name}", entry, {"podman", "identity", "known_hosts", "uplinks", "uplink",
-                                                "emulated", "password", "transfer"})
+                                                "emulated", "password", "transfer", "python",
+                                                "simple_switch_grpc"})
         transfer = entry.get("transfer", "ssh")
         if transfer not in TRANSFERS:
             raise ConfigError(f"machines.{name}.transfer = {transfer!r}: use \"ssh\" (encrypted) or \"tcp\" "
@@ -501,7 +524,7 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
         if podman == LOCAL_MACHINE:
             raise ConfigError(f"machines.{name}.podman = \"local\": this machine needs no [machines] entry; "
                               "give a remote URL such as \"ssh://root@HOST:22/run/podman/podman.sock\"")
-        for key in ("podman", "identity", "known_hosts"):
+        for key in ("podman", "identity", "known_hosts", "python", "simple_switch_grpc"):
             if not isinstance(entry.get(key, ""), str):
                 raise ConfigError(f"machines.{name}.{key} must be a string")
         if not emulated:
@@ -512,20 +535,23 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
                                   "e.g. identity = \"/root/.ssh/id_ed25519\"")
         out[name] = MachineConfig(name=name, podman=podman, identity=entry.get("identity", ""),
                                   known_hosts=entry.get("known_hosts", ""), uplinks=tuple(uplinks),
-                                  emulated=emulated, transfer=transfer)
+                                  emulated=emulated, transfer=transfer, python=entry.get("python", ""),
+                                  simple_switch_grpc=entry.get("simple_switch_grpc", ""))
     return out
 
 
 def _place_hosts(hosts: tuple[HostConfig, ...], raw: dict[str, Any],
-                 machines: dict[str, MachineConfig]) -> tuple[HostConfig, ...]:
-    """Put each host on its machine (`[hosts.hN] machine = "NAME"`) and give it an uplink there."""
+                 machines: dict[str, MachineConfig],
+                 switch_machine: str = LOCAL_MACHINE) -> tuple[HostConfig, ...]:
+    """Put each host on its machine (`[hosts.hN] machine = "NAME"`) and give it an uplink there:
+    every host but those on the switch's own machine reaches the switch through a NIC."""
     names = {h.name for h in hosts}
     for key, entry in raw.items():
         if key not in names:
             raise ConfigError(f"[hosts.{key}]: this lab has no host {key!r} ({', '.join(sorted(names))})")
         if not isinstance(entry, Mapping):
             raise ConfigError(f"[hosts.{key}] must be a table")
-        _check_keys(f"hosts.{key}", entry, {"machine"})
+        _check_keys(f"hosts.{key}", entry, {"machine", "uplink"})
     placed = []
     taken: dict[str, int] = {}
     for h in hosts:
@@ -534,7 +560,24 @@ def _place_hosts(hosts: tuple[HostConfig, ...], raw: dict[str, Any],
             raise ConfigError(f"hosts.{h.name}.machine = {machine!r} is not a machine of this lab; add "
                               f"[machines.{machine}] or use one of: local, {', '.join(machines) or '(none)'}")
         uplink = ""
-        if machine != LOCAL_MACHINE:
+        given = raw.get(h.name, {}).get("uplink", "")
+        if not isinstance(given, str):
+            raise ConfigError(f"hosts.{h.name}.uplink must be an interface name, e.g. uplink = \"enp1s0\"")
+        if machine == switch_machine:
+            if given:
+                raise ConfigError(f"hosts.{h.name}.uplink: {h.name} runs on the switch's own machine "
+                                  f"({machine!r}) and gets a port there; remove uplink")
+        elif given:
+            uplink = given
+        elif machine == LOCAL_MACHINE:  # the switch runs on another machine
+            i = taken.get(machine, 0)
+            taken[machine] = i + 1
+            if not machines[switch_machine].emulated:
+                raise ConfigError(f"{h.name} runs on this machine and the switch on {switch_machine!r}: name "
+                                  f"this machine's NIC cabled to it, [hosts.{h.name}] uplink = \"enp1s0\"")
+            from p4cf_kit.machines.emulated import cable_iface
+            uplink = cable_iface(switch_machine, i)  # the emulated machine's cables, in order
+        else:
             mc = machines[machine]
             i = taken.get(machine, 0)
             taken[machine] = i + 1
@@ -618,14 +661,21 @@ def parse_config(raw: Mapping[str, Any] | None = None) -> LabConfig:
     backend = _backend(_section(raw, "backend"))
     check_memory_kind(backend.memory_mib, workload.kind)
     machines = _machines(_section(raw, "machines"))
-    hosts = _place_hosts(hosts, _section(raw, "hosts"), machines)
     switch = _switch(_section(raw, "switch"))
+    if switch.machine != LOCAL_MACHINE and switch.machine not in machines:
+        raise ConfigError(f"switch.machine = {switch.machine!r} is not a machine of this lab; add "
+                          f"[machines.{switch.machine}] or use one of: local, {', '.join(machines) or '(none)'}")
+    hosts = _place_hosts(hosts, _section(raw, "hosts"), machines, switch.machine)
     if switch.remote:
         hosts = _cable_hosts(hosts, switch, machines)
     for h in hosts:
-        if switch.remote:
+        if switch.remote or h.machine == switch.machine or h.port in switch.ports:
             continue
-        if h.machine != LOCAL_MACHINE and not machines[h.machine].emulated and h.port not in switch.ports:
+        if switch.elsewhere and (h.machine != LOCAL_MACHINE or not machines[switch.machine].emulated):
+            raise ConfigError(f"{h.name} is on machine {h.machine!r}: name the NIC of the switch's machine "
+                              f"{switch.machine!r} cabled to its uplink {h.uplink}, e.g. [switch.ports] "
+                              f"{h.port} = \"enp3s0f1\"")
+        if not switch.elsewhere and not machines[h.machine].emulated:
             raise ConfigError(f"{h.name} is on machine {h.machine!r}: name the switch's NIC cabled to its "
                               f"uplink {h.uplink}, e.g. [switch.ports] {h.port} = \"enp3s0f1\"")
     client = next(h for h in hosts if h.role == "client")
@@ -694,6 +744,7 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
         "switch": {"target": cfg.switch.target, "grpc_addr": cfg.switch.grpc_addr,
                    "device_id": cfg.switch.device_id, "netns": cfg.switch.netns,
                    "datapath": cfg.switch.datapath, "ports": {str(k): v for k, v in cfg.switch.ports.items()},
+                   **({"machine": cfg.switch.machine} if cfg.switch.elsewhere else {}),
                    **({"p4info": cfg.switch.p4info, "device_config": cfg.switch.device_config,
                        "tls": cfg.switch.tls.__dict__ if cfg.switch.tls else None,
                        "insecure": cfg.switch.insecure} if cfg.switch.remote else {})},

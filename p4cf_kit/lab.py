@@ -50,6 +50,7 @@ from p4cf_kit.machines.preflight import check_machines
 from p4cf_kit.machines.registry import cable_end, machines_of
 from p4cf_kit.netns import netns_path
 from p4cf_kit.paths import P4INFO_TXT
+from p4cf_kit.switch import elsewhere
 from p4cf_kit.switch import targets as switch_targets
 from p4cf_kit.topology import cleanup, isolation, networks, pods, wiring
 from p4cf_kit.topology import hosts as host_ctrs
@@ -120,7 +121,9 @@ class Lab:
     @holds_lab_lock("bringing the lab up")
     def up(self, timeout: float = 30.0) -> UpReport:
         """Create networks, pods, servers, switch and entries; roll back on any failure."""
-        why_not = switch_targets.target_of(self.config.switch).unavailable()
+        # a switch on another machine needs its program there (checked with the machines) and
+        # only the compiler here
+        why_not = None if self.config.switch.elsewhere else switch_targets.target_of(self.config.switch).unavailable()
         if why_not:
             raise PrerequisiteError(f"switch.target = {self.config.switch.target!r}: {why_not}")
         if switch_targets.switch_up(self.names.state):
@@ -189,6 +192,9 @@ class Lab:
             wiring.attach_uplink(host, bridge, machine)  # its cable is the switch port
             return
         self._ports_ready.result()
+        if self.config.switch.elsewhere:  # a host on the switch's machine
+            elsewhere.attach_port(self.names, host, bridge, machine)
+            return
         wiring.attach_port(self.names, host, bridge)
 
     def _switch_chain(self, timeout: float) -> None:
@@ -197,6 +203,9 @@ class Lab:
             switch_targets.target_of(self.config.switch).start(self.names.state, {}, self.grpc_addr,
                                                                self.config.switch.device_id, timeout=timeout)
             self._install()
+            return
+        if self.config.switch.elsewhere:
+            self._switch_elsewhere(timeout)
             return
         try:
             in_ns = self.config.switch.netns
@@ -215,6 +224,20 @@ class Lab:
             container_name=f"{self.names.prefix}s1",
             labels=(LABEL, self.names.lab_label, f"{ROLE_LABEL_KEY}=switch"),
             datapath=self.config.switch.datapath)
+        self._install()
+
+    def _switch_elsewhere(self, timeout: float) -> None:
+        """The kit's switch on another machine (switch/elsewhere.py): ports there, then the process."""
+        cfg = self.config
+        machine = self.machines[cfg.switch.machine]
+        try:
+            cables = {h.name: cable_end(cfg, h) for h in cfg.hosts if h.machine != cfg.switch.machine}
+            ports = elsewhere.wire(cfg, self.names, machine, cables)
+        except BaseException as exc:
+            self._ports_ready.set_exception(exc)
+            raise
+        self._ports_ready.set_result(None)
+        elsewhere.start(cfg, self.names, machine, ports, timeout=timeout)
         self._install()
 
     def _install(self) -> None:

@@ -88,6 +88,12 @@ def start_switch_process(lab: Lab, timeout: float = 30.0) -> int | None:
     """Start the lab's switch process on its existing ports and address, as bring-up does (no
     entries). Returns its pid (None: a remote switch, not ours). KitError when the ports are gone."""
     cfg = lab.config
+    if cfg.switch.elsewhere:  # ours, on another machine: its ports there outlive it too
+        from p4cf_kit.switch import elsewhere
+        machine = lab.machines[cfg.switch.machine]
+        cables = {h.name: cable_end(cfg, h) for h in cfg.hosts if h.machine != cfg.switch.machine}
+        return elsewhere.start(cfg, lab.names, machine, elsewhere.ports_present(cfg, lab.names, machine, cables),
+                               timeout).pid
     target = switch_targets.target_of(cfg.switch)
     ports = {} if cfg.switch.remote else _ports(lab)  # a remote switch: only checked, not started
     started = target.start(lab.names.state, ports, lab.grpc_addr, cfg.switch.device_id,

@@ -165,3 +165,36 @@ def test_remote_pipeline_must_describe_the_load_balancer(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="table MyEgress.send_frame is missing"):
         RemoteTarget(cfg.switch).check_pipeline()
     RemoteTarget(parse_config(_remote(tmp_path)).switch).check_pipeline()  # the shipped one passes
+
+
+REAL_B = {"podman": "ssh://root@192.0.2.2:22/run/podman/podman.sock", "identity": "/root/.ssh/id_ed25519",
+          "uplinks": ["enp1s0"]}
+
+
+def test_the_switch_on_another_machine_cables_every_other_host() -> None:
+    """`[switch] machine = "b"`: hosts there get ports there; this machine's hosts reach it through
+    their own NICs (`[hosts.hN] uplink`) cabled to the NICs `[switch.ports]` names there."""
+    cfg = parse_config({"lab": {"hosts": 3},
+                        "switch": {"target": "bmv2", "machine": "b", "ports": {"1": "enp2s0", "2": "enp3s0"}},
+                        "machines": {"b": REAL_B},
+                        "hosts": {"h1": {"uplink": "eth1"}, "h2": {"uplink": "eth2"}, "h3": {"machine": "b"}}})
+    assert cfg.switch.elsewhere and cfg.switch.machine == "b"
+    assert [(h.machine, h.uplink) for h in cfg.hosts] == [("local", "eth1"), ("local", "eth2"), ("b", "")]
+    assert config_to_dict(cfg)["switch"]["machine"] == "b"
+
+
+@pytest.mark.parametrize(("switch", "hosts", "words"), [
+    ({"machine": "c"}, {}, "switch.machine = 'c' is not a machine of this lab"),
+    ({"machine": "b", "netns": False}, {}, "needs switch.netns = true"),
+    ({"machine": "b", "grpc_addr": "unix:/tmp/x.sock"}, {}, "remove grpc_addr"),
+    ({"machine": "b", "ports": {"2": "enp2s0"}}, {"h2": {"uplink": "eth2"}}, "[hosts.h1] uplink"),
+    ({"machine": "b", "ports": {"1": "a", "2": "b"}},
+     {"h1": {"uplink": "e1"}, "h2": {"uplink": "e2", "machine": "b"}}, "remove uplink"),
+    ({"machine": "b"}, {"h1": {"uplink": "e1"}, "h2": {"uplink": "e2"}}, "[switch.ports] 1 = "),
+])
+def test_the_switch_on_another_machine_bad_input(switch: dict, hosts: dict, words: str) -> None:
+    doc = {"lab": {"hosts": 2}, "switch": {"target": "embedded", **switch}, "machines": {"b": REAL_B},
+           "hosts": hosts}
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert words in str(err.value)

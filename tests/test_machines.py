@@ -106,8 +106,9 @@ def test_doctor_checks_the_machine_over_ssh(machine: RemoteMachine) -> None:
     out = p4cf("doctor", "--machine", MACHINE, "--json", check=False)
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     assert out.returncode == 0, checks
-    assert set(checks) >= {"reachable", "podman", "criu", "pycriu", "kernel", "tools", "images", "uplinks"}
+    assert set(checks) >= {"reachable", "podman", "criu", "pycriu", "kernel", "tools", "images", "uplinks", "switch"}
     assert "runc" in checks["podman"]["detail"]
+    assert checks["switch"]["detail"] == "can run the kit's switch: bmv2, embedded", checks["switch"]
 
 
 def test_two_machine_lab_up_traffic_isolation_down(machine: RemoteMachine) -> None:
@@ -445,6 +446,58 @@ def test_remote_switch_over_mutual_tls_spans_both_machines(machine: RemoteMachin
             assert LoadBalancer(conn).state().vip is None
     assert not any(remote_leftovers(machine, "tw").values())
     assert Path(f"/sys/class/net/{rec.uplinks['up0']}").exists()   # the cable is back
+
+
+@pytest.mark.parametrize("target", ["bmv2", "embedded"])
+def test_the_kits_switch_on_the_other_machine(machine: RemoteMachine, target: str) -> None:
+    """`[switch] machine`: the kit starts its switch (BMv2 or embedded) on the emulated machine
+    over SSH, in a namespace there, with this machine's hosts cabled to it and P4Runtime forwarded
+    over SSH; traffic and migrations in both directions pass through it, a switch killed there is
+    restarted with the lab kept, and `down` leaves nothing on either machine."""
+    lab_name = "te" if target == "bmv2" else "tf"
+    doc = two_machine_config(lab_name, 209 if target == "bmv2" else 210)
+    doc["switch"] = {"target": target, "machine": MACHINE}
+    cfg = parse_config(doc)
+    assert [(h.machine, h.uplink) for h in cfg.hosts] == [("local", "p4cfm-tm-0"), ("local", "p4cfm-tm-1"),
+                                                          (MACHINE, ""), (MACHINE, "")]
+    lab = Lab(cfg)
+    cleanup.down(lab_name)
+    lab.up()
+    try:
+        sw = lab.status()["switch"]
+        assert sw["running"] and sw["data_plane"].endswith(f"on {MACHINE}"), sw
+        # the switch runs there, in its own namespace, not here
+        ns = f"{lab.names.switch_netns}-on-{MACHINE}"
+        assert machine.run(["ip", "-n", ns, "link", "show", "up0"]).returncode == 0
+        marker = "simple_switch_grpc" if target == "bmv2" else "p4cf_kit.switch"
+        assert marker in machine.run(["cat", f"/proc/{sw['pid']}/cmdline"]).stdout
+        run = lab.traffic(connections=8, rate=40, duration=12)
+        time.sleep(1.5)
+        out = lab.migrate("h2", "h4")                      # this machine -> the switch's
+        assert out.ok and out.machines == f"local->{MACHINE}", out
+        time.sleep(1.5)
+        back = lab.migrate("h4", "h2")                     # and back
+        assert back.ok and back.machines == f"{MACHINE}->local", back
+        time.sleep(1.0)
+        if target == "bmv2":   # the switch dies there under traffic: restarted, the lab kept
+            machine.run(["kill", "-9", str(sw["pid"])])
+            from p4cf_kit.recovery import restart_switch
+            report = restart_switch(lab)
+            assert report.entries > 0 and report.pool == ["h2", "h3"], report
+        assert run.wait(timeout=60) == 0
+        totals = run.summary()["totals"]
+        assert totals["broken"] == 0 and totals["received"] == totals["sent"], totals
+        per_host = run.replies().groupby("host").size().to_dict()
+        assert set(per_host) == {"h2", "h3"}, per_host   # both machines served (h2's server keeps its name)
+        assert probe(lab, "h1", str(cfg.host("h4").ip)) == "TimeoutError"   # still the only path
+        forward = lab.status()["switch"]["grpc_addr"][len("unix:"):]
+    finally:
+        lab.down()
+    assert not any(remote_leftovers(machine, lab_name).values())
+    assert not Path(forward).exists()
+    assert ns not in machine.run(["ls", "/run/netns"]).stdout
+    assert machine.run(["ip", "link", "show", "up0"]).returncode == 0       # the cables are back there
+    assert not Path("/sys/class/net/p4cfm-tm-0/master").exists()            # and free here
 
 
 def test_cli_up_down_removes_the_emulated_machine(machine: RemoteMachine, tmp_path: Path) -> None:

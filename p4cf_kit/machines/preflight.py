@@ -44,6 +44,8 @@ def check_machine(cfg: LabConfig, machine: Machine) -> None:
         raise PrerequisiteError(f"machine {machine.name!r} has no image {image}; copy it there with "
                                 f"`p4cf images push {machine.name}{only}`")
     for h in hosts:
+        if not h.uplink:  # on the switch's own machine: its port is made there
+            continue
         if machine.run(["ip", "link", "show", h.uplink], check=False).returncode != 0:
             raise PrerequisiteError(f"machine {machine.name!r} has no interface {h.uplink!r} (uplink of "
                                     f"{h.name}); fix machines.{machine.name}.uplinks (see `ip link` there)")
@@ -64,25 +66,47 @@ def check_cables(cfg: LabConfig) -> None:
                                     f"{iface!r} does not exist here; fix [switch.ports] {h.port}")
 
 
+def check_switch_machine(cfg: LabConfig, machine: Machine) -> None:
+    """The machine that runs the kit's switch: reachable, the switch program there, each NIC
+    cabled to another machine's host present, and no switch of this lab left running there."""
+    from p4cf_kit.switch import elsewhere
+    machine.run(["true"])  # reachable, key accepted, host key known
+    elsewhere.require_program(cfg.switch.target, machine, cfg.machines[machine.name])
+    for h in cfg.hosts:
+        if h.machine == machine.name:
+            continue
+        nic = cable_end(cfg, h)
+        ns = elsewhere.netns_name(LabNames(cfg.name), machine.name)  # still there after a crash: down frees it
+        if machine.run(["sh", "-c", f"ip link show {nic} || ip -n {ns} link show {nic}"],
+                       check=False).returncode != 0:
+            raise PrerequisiteError(f"machine {machine.name!r} (the switch's) has no interface {nic!r} for switch "
+                                    f"port {h.port} ({h.name}'s cable); fix [switch.ports] {h.port} "
+                                    f"(see `ip link` there)")
+
+
 def check_local_uplinks(cfg: LabConfig) -> None:
     """On a remote switch this machine's hosts reach it through NICs of their own: they exist."""
     for h in cfg.hosts:
         if h.machine == "local" and h.uplink and not Path(f"/sys/class/net/{h.uplink}").exists():
+            fix = f"[hosts.{h.name}] uplink" if cfg.switch.elsewhere else f"[switch.ports] {h.port}"
             raise PrerequisiteError(f"this machine has no interface {h.uplink!r} (cabled to switch port {h.port} "
-                                    f"for {h.name}); fix [switch.ports] {h.port} (see `ip link`)")
+                                    f"for {h.name}); fix {fix} (see `ip link`)")
 
 
 def check_machines(cfg: LabConfig, machines: dict[str, Machine]) -> None:
     """Check every remote machine of the lab, in parallel; the first failure is raised."""
-    if cfg.switch.remote:
+    if cfg.switch.remote or cfg.switch.elsewhere:
         check_local_uplinks(cfg)
     remote = [m for m in machines.values() if not m.is_local]
     if not remote:
         return
-    if not cfg.switch.remote:  # a remote switch's side of the cables is its owner's
+    if not cfg.switch.remote and not cfg.switch.elsewhere:  # a remote switch's side of the cables is its owner's
         check_cables(cfg)
-    with ThreadPoolExecutor(max_workers=len(remote)) as pool:
-        futures = [pool.submit(check_machine, cfg, m) for m in remote]
+    hosting = {h.machine for h in cfg.hosts}
+    with ThreadPoolExecutor(max_workers=len(remote) + 1) as pool:
+        futures = [pool.submit(check_machine, cfg, m) for m in remote if m.name in hosting]
+        if cfg.switch.elsewhere:
+            futures.append(pool.submit(check_switch_machine, cfg, machines[cfg.switch.machine]))
         errors = []
         for f in futures:
             try:

@@ -41,15 +41,27 @@ def open_machine(mc: MachineConfig) -> RemoteMachine:
 def machines_of(cfg: LabConfig) -> dict[str, Machine]:
     """Every machine the lab uses, by name; "local" always included."""
     out: dict[str, Machine] = {LOCAL_MACHINE: LOCAL}
-    for name in sorted({h.machine for h in cfg.remote_hosts}):
+    used = {h.machine for h in cfg.remote_hosts}
+    if cfg.switch.elsewhere:
+        used.add(cfg.switch.machine)
+    for name in sorted(used):
         out[name] = open_machine(cfg.machines[name])
     return out
 
 
 def cable_end(cfg: LabConfig, host: HostConfig) -> str:
-    """The switch machine's NIC cabled to remote host `host`'s uplink (its switch port)."""
+    """The switch machine's NIC cabled to `host`'s uplink (its switch port), for a host on
+    another machine than the switch's."""
     if host.port in cfg.switch.ports:
         return cfg.switch.ports[host.port]
+    if cfg.switch.elsewhere:  # a host here, cabled to an emulated switch machine's uplink
+        rec = _emulation(cfg.machines[cfg.switch.machine])
+        inside = {here: inside for inside, here in rec.uplinks.items()}
+        if host.uplink not in inside:
+            raise ConfigError(f"emulated machine {cfg.switch.machine!r} has {len(rec.uplinks)} cable(s) to this "
+                              f"machine, too few for {host.name}; recreate it with more: "
+                              f"`p4cf machine emulate {cfg.switch.machine} --uplinks N`")
+        return inside[host.uplink]
     mc = cfg.machines[host.machine]
     if mc.emulated:
         rec = _emulation(mc)

@@ -36,7 +36,8 @@ def plot_survival(data: pd.DataFrame, out_dir: str | Path, name: str = NAME) -> 
         total = int(data["total"].sum()) if len(data) else 0
         kept = int(data["survived"].sum()) if len(data) else 0
         ax.set_xticks(x, labels, fontsize=9)
-        ax.set_ylim(0, float((survived + broken).max()) * 1.15 if len(data) else 1)
+        # at least 1: a migration whose backend held no connection still gets an axis
+        ax.set_ylim(0, max(1.0, float((survived + broken).max()) * 1.15) if len(data) else 1)
         ax.yaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("connections of the moved backend")
         ax.set_xlabel("migration")

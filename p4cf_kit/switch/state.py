@@ -31,6 +31,8 @@ class SwitchState:
     grpc_addr: str
     data_path: str       # what forwards frames, in words (`p4cf status`)
     container: str | None = None   # BMv2 from an image: the container it runs in
+    machine: str = "local"         # where the process runs (switch/elsewhere.py for another machine)
+    forward_pid: int | None = None  # on another machine: the SSH forward of its P4Runtime socket here
 
 
 def write_state(path: Path, state: SwitchState) -> None:

@@ -176,6 +176,9 @@ def running(state: Path) -> SwitchState | None:
         return None
     if found.target == REMOTE:
         return found
+    if found.machine != "local":
+        from p4cf_kit.switch import elsewhere
+        return found if elsewhere.running(state, found) else None
     target = TARGETS.get(found.target)
     if target is None or not pids.runs(found.pid, target.marker):
         return None
@@ -210,6 +213,11 @@ def stop_switch(state: Path) -> int | None:
     A remote switch is its owner's: only the note that a lab programs it goes."""
     path = state_file(state)
     found = read_state(path)
+    if found is not None and found.machine != "local":
+        from p4cf_kit.switch import elsewhere
+        was = elsewhere.stop(state, found)
+        clear_state(path)
+        return found.pid if was else None
     target = TARGETS.get(found.target) if found is not None else None
     stopped = found.pid if found is not None and target is not None and target.stop(found) else None
     clear_state(path)

@@ -109,7 +109,7 @@ def _remote_machines(lab: str) -> tuple[dict[str, Machine], list[str], dict[str,
     """The lab's other machines (from its saved config), what could not be opened, and the
     uplinks the lab used on each."""
     cfg = saved_config(lab)
-    if cfg is None or not cfg.remote_hosts:
+    if cfg is None or not (cfg.remote_hosts or cfg.switch.elsewhere):
         return {}, [], {}
     from p4cf_kit.machines.registry import open_machine
     machines: dict[str, Machine] = {}
@@ -117,12 +117,11 @@ def _remote_machines(lab: str) -> tuple[dict[str, Machine], list[str], dict[str,
     uplinks: dict[str, list[str]] = {}
     for h in cfg.remote_hosts:
         uplinks.setdefault(h.machine, []).append(h.uplink)
-        if h.machine in machines or h.machine in unreachable:
-            continue
+    for name in sorted({*uplinks, *([cfg.switch.machine] if cfg.switch.elsewhere else [])}):
         try:
-            machines[h.machine] = open_machine(cfg.machines[h.machine])
+            machines[name] = open_machine(cfg.machines[name])
         except KitError as exc:
-            unreachable.append(f"{h.machine}: {exc}")
+            unreachable.append(f"{name}: {exc}")
     return machines, unreachable, uplinks
 
 
@@ -203,8 +202,15 @@ def down(lab: str, machines: dict[str, Machine] | None = None) -> dict[str, list
     remote, unreachable, uplinks = _remote_machines(lab)
     if machines is not None:
         remote = {k: m for k, m in machines.items() if not m.is_local}
+    cfg = saved_config(lab)
+    switch_machine = cfg.switch.machine if cfg is not None and cfg.switch.elsewhere else None
     for name, machine in remote.items():
         try:
+            if name == switch_machine:  # first: a bridge that keeps a switch port is never deleted
+                from p4cf_kit.switch.elsewhere import unwire
+                removed["interfaces"] += unwire(names, machine)
+                if name not in uplinks:
+                    continue  # it runs the switch only (it may have no Podman at all)
             _down_machine(names, machine, removed, uplinks.get(name, []))
         except KitError as exc:
             unreachable.append(f"{name}: {exc}")

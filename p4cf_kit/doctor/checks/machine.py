@@ -110,6 +110,20 @@ def machine_checks(machine: RemoteMachine, mc: MachineConfig,
         return not missing, f"uplinks {', '.join(names)}" + (f"; missing: {', '.join(missing)}" if missing else ""), (
             f"fix machines.{m.name}.uplinks (see `ip link` there)")
 
+    def switch() -> tuple[bool, str, str]:
+        """Which of the kit's switches could run there (`[switch] machine`): optional."""
+        from p4cf_kit.switch import elsewhere
+        can = []
+        for target in ("bmv2", "embedded"):
+            try:
+                elsewhere.require_program(target, m, mc)
+                can.append(target)
+            except KitError:
+                pass
+        return bool(can), f"can run the kit's switch: {', '.join(can)}" if can else "runs no switch of the kit's", (
+            f"only for [switch] machine = \"{m.name}\": install BMv2 (simple_switch_grpc) there, or the kit "
+            f"and name its Python with [machines.{m.name}] python")
+
     return [reach, _check("podman", True, podman), _check("criu", True, criu),
             _check("pycriu", True, pycriu), _check("kernel", True, kernel), _check("tools", True, tools),
-            _check("images", True, images), _check("uplinks", True, uplink)]
+            _check("images", True, images), _check("uplinks", True, uplink), _check("switch", False, switch)]
