@@ -479,6 +479,12 @@ def test_the_kits_switch_on_the_other_machine(machine: RemoteMachine, target: st
         back = lab.migrate("h4", "h2")                     # and back
         assert back.ok and back.machines == f"{MACHINE}->local", back
         time.sleep(1.0)
+        if target == "embedded":   # the SSH forward of P4Runtime ends: the next session brings it back
+            fwd = json.loads((lab.names.state / "switch.json").read_text())["forward_pid"]
+            os.kill(fwd, signal.SIGTERM)
+            lab.close()
+            assert lab.pool() == ["h2", "h3"]
+            assert json.loads((lab.names.state / "switch.json").read_text())["forward_pid"] != fwd
         if target == "bmv2":   # the switch dies there under traffic: restarted, the lab kept
             machine.run(["kill", "-9", str(sw["pid"])])
             from p4cf_kit.recovery import restart_switch
