@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +49,8 @@ BALLAST_MIB = 32
 CONNECTIONS = 8
 P4CF = [sys.executable, "-m", "p4cf_kit"]
 SERVER_IMAGE = "localhost/p4cf-tcp-server:latest"
+LINK_GBIT = 1.0
+SLOW_GBIT = 0.05     # 32 MiB of pages: about 5 s
 
 
 def _ready() -> bool:
@@ -73,7 +75,7 @@ def machine() -> Iterator[RemoteMachine]:
     """The emulated machine on a 1 Gbit/s link, with this checkout's server image pushed."""
     build_workload(WORKLOAD_IMAGES[0])     # the server of this checkout (ballast, SIGUSR1 check)
     emulated.remove(MACHINE)
-    out = p4cf("machine", "emulate", MACHINE, "--link-gbit", "1", "--json")
+    out = p4cf("machine", "emulate", MACHINE, "--link-gbit", str(LINK_GBIT), "--json")
     assert json.loads(out)["uplinks"]
     p4cf("images", "push", MACHINE)
     m = open_machine(MachineConfig(MACHINE, emulated=True))
@@ -97,6 +99,12 @@ def lab(machine: RemoteMachine) -> Iterator[Lab]:
         yield made
     finally:
         made.down()
+
+
+def _shape(rec: emulated.EmulatedMachine, gbit: float) -> None:
+    """The link between the machines, both ends."""
+    emulated.shape(emulated.mgmt_iface(MACHINE), gbit)
+    emulated.shape(emulated.INSIDE_MGMT, gbit, netns=rec.netns)
 
 
 def _home(lab: Lab) -> tuple[str, str]:
@@ -193,14 +201,19 @@ def test_page_source_killed_mid_way_fails_loudly_on_both_machines(
 
     def kill_page_source(phase: str) -> None:
         if phase == "switch":        # the backend has just resumed at dst; its pages are on the way
-            killed.extend(sources[0].pids())
-            sources[0].stop()
+            killed.extend(sources[0].stop())
 
     monkeypatch.setattr(lazy_across, "PageSource", Remembered)
     run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
     run.wait_rows(5 * CONNECTIONS)
-    with pytest.raises(MigrationError, match=r"(?s)page transfer from .* failed.*FRESH server runs at") as err:
-        lab.migrate(src, dst, mode="lazy", on_phase=kill_page_source)
+    rec_m = emulated.load(MACHINE)
+    assert rec_m is not None
+    _shape(rec_m, SLOW_GBIT)       # the pages take seconds: the kill lands while they flow
+    try:
+        with pytest.raises(MigrationError, match=r"(?s)page transfer from .* failed.*FRESH server runs at") as err:
+            lab.migrate(src, dst, mode="lazy", on_phase=kill_page_source)
+    finally:
+        _shape(rec_m, LINK_GBIT)
     run.stop()
     assert killed, "no page server was found to kill"
     rec = err.value.record

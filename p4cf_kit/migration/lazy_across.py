@@ -243,7 +243,12 @@ def _retire_source(plan: MigrationPlan, run: LazyRun, timeout: float) -> None:
     """Every page is at the destination: the source's checkpoint ends (its CRIU stops the frozen
     tasks), then its container (and with it its images) goes, then CRIU's lock on its pod."""
     if run.dump is not None:
-        finish(run.dump, timeout)          # its statistics do not time a lazy freeze: unused
+        # its statistics do not time a lazy freeze (unused); a failure after the last page was
+        # served (its CRIU stopped before it ended the frozen tasks) leaves nothing to keep there
+        try:
+            finish(run.dump, timeout)
+        except KitError:
+            pass
         run.dump = None
     plan.src_machine.podman("rm", "-f", "-t", "0", plan.src_container, check=False)
     release_lock(plan.src_pod.netns_path, plan.src_machine)
@@ -271,9 +276,13 @@ def _fail(lab: LabLike, plan: MigrationPlan, run: LazyRun, record: MigrationReco
     """Choose the end that keeps the most of the backend (see the module's docstring)."""
     if run.resumed:
         _roll_forward(lab, plan, run, record, phase, exc, timeout)
-    src_state = container_state(plan.src_container, plan.src_machine) if run.dump is not None else "running"
-    if (run.source is not None and run.source.serving) or src_state != "running":
-        _restart(lab, plan, run, record, phase, exc, timeout)
+    if run.dump is not None:
+        # a checkpoint still running holds the container's lock in Podman (an inspect would wait
+        # for it): its page server is stopped first, in _restart
+        serving = run.source is not None and run.source.serving
+        if serving or run.dump.poll() is None or \
+                container_state(plan.src_container, plan.src_machine) != "running":
+            _restart(lab, plan, run, record, phase, exc, timeout)
     record.fail(phase, exc)
     left = ""
     try:

@@ -148,19 +148,24 @@ class PageSource:
         out = self.machine.run(["ss", "-Htanp", f"sport = :{self.port}"], check=False).stdout
         return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
 
-    def stop(self) -> None:
-        """Stop the page server (by pid), so the source's checkpoint command ends; never raises."""
+    def stop(self) -> list[int]:
+        """Stop the page server (by pid), so the source's checkpoint command ends; returns the pids
+        stopped. Never raises."""
         try:
-            for pid in self.pids():
-                if self.machine.is_local:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                else:
-                    self.machine.run(["kill", "-9", str(pid)], check=False)
+            pids = self.pids()
+            if not pids:
+                return []
+            if not self.machine.is_local:
+                self.machine.run(["kill", "-9", *map(str, pids)], check=False)
+                return pids
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return pids
         except Exception:  # noqa: BLE001 - an unreachable machine: its checkpoint ends with its session
-            pass
+            return []
 
     def close(self) -> None:
         """End the watcher and remove the runc options file; never raises."""
