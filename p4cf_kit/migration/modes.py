@@ -3,8 +3,9 @@
   stop-and-copy  every page is written while the backend is frozen and read back at the
                  restore: the downtime grows with the resident size (phases.py).
   lazy           the restore resumes the backend at once and its pages follow on demand
-                 (CRIU lazy migration over userfaultfd, lazy.py): the downtime no longer
-                 carries the memory, the first touches of each page pay a round trip.
+                 (CRIU lazy migration over userfaultfd, lazy.py; across machines
+                 lazy_across.py): the downtime no longer carries the memory, the first
+                 touches of each page pay a round trip.
   pre-copy       iterative pre-dumps while the backend runs, then a short final dump of what
                  changed. It needs the kernel to track dirty pages (soft-dirty); the kit
                  refuses it, with the reason, where the kernel does not.
