@@ -92,6 +92,30 @@ def in_idle_group(group: Path | None) -> list[str]:
     return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs")]
 
 
+def conmon_of(pid: int) -> int | None:
+    """The conmon that watches a container whose main process is `pid` (its parent: conmon is
+    the container's subreaper), or None when `pid` is gone or its parent is something else."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        comm = Path(f"/proc/{ppid}/comm").read_text().strip()
+    except (OSError, ValueError, IndexError):
+        return None
+    return ppid if comm == "conmon" else None
+
+
+def move_into(group: Path | None, pid: int | None) -> bool:
+    """Move process `pid` (what it starts later follows it) into `group`; False when either is
+    missing or the move failed (a process that just exited)."""
+    if group is None or pid is None:
+        return False
+    try:
+        (group / "cgroup.procs").write_text(f"{pid}\n")
+    except OSError:
+        return False
+    return True
+
+
 def hook_lines(hierarchy: CpuHierarchy | None) -> str:
     """Shell for the CRIU action script: `idle VALUE` writes cpu.idle of CRIU's (its parent's)
     cgroup, only when that cgroup is the container's (its path names the container id $id)."""
