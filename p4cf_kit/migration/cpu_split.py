@@ -11,7 +11,9 @@ to the restored backend) runs on the first allowed CPU and the other containers 
 and its switch on the rest; both go back to every CPU afterwards. Measured
 (benchmarks/migration_downtime.py, alternating runs): the untouched connections' extra reply
 time p95 5.8 / 5.7 ms without, 2.9 / 1.8 ms with it, median 1.1-1.4 -> 0.2 ms; the moved
-backend's gap grows (median 268-292 -> 321-322 ms: one CPU for the migration instead of two).
+backend's gap grew (median 268-292 -> 321-322 ms), as its restore, idle too, shared the one
+CPU with the dump's tail. So under a split the restore keeps normal priority (phases.prepare,
+idle_restore): one more pair, p95 3.9 -> 1.6 ms, gap median 282 -> 247 ms.
 README, "Connections a migration does not move". With one CPU nothing changes;
 `P4CF_MIGRATION_SPLIT=0` turns it off.
 """

@@ -112,7 +112,7 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         with clock.phase("prepare"):
             cpus = cpu_split.split(cpu_split.lab_workloads(lab.names.lab_label, lab.names.state, plan.src_pid))
             memory.arm()
-            run.staged = phases.prepare(lab, plan)
+            run.staged = phases.prepare(lab, plan, idle_restore=cpus is None)
             memory.staged(run.staged)
         with clock.phase("checkpoint"):
             if cpus is not None:

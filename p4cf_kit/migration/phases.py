@@ -99,15 +99,17 @@ def landing_container(lab: LabLike, plan: MigrationPlan, host: HostConfig) -> st
                           {LOCATION_LABEL: host.name, BACKEND_LABEL: plan.backend})
 
 
-def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
+def prepare(lab: LabLike, plan: MigrationPlan, idle_restore: bool = True) -> StagedRestore:
     """Create the landing container at the destination and start its restore, which waits at
-    its gate. An empty inventory.img passes Podman's check; the real one replaces it."""
+    its gate. An empty inventory.img passes Podman's check; the real one replaces it.
+    `idle_restore=False`: the restore's runc and CRIU keep normal priority once let through
+    (on CPUs of the migration's own, migration/cpu_split.py, they only delay the dump's tail)."""
     cid = landing_container(lab, plan, plan.dst)
     images = images_of(cid)
     images.mkdir(parents=True, exist_ok=True)
     (images / INVENTORY).write_bytes(b"")
     group = idle_group()
-    gate = RestoreGate(cid, owner=lab.config.name, idle=group is not None)
+    gate = RestoreGate(cid, owner=lab.config.name, idle=group is not None and idle_restore)
     process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid,
                            via=in_idle_group(group))
     staged = StagedRestore(container_id=cid, images=images, gate=gate, process=process)
