@@ -12,7 +12,8 @@ container's own cgroup, where runc puts CRIU. So the cgroup gets the priority:
     runc, which conmon starts, joins it from the kit's runtime script (restore_gate.py);
   - the restoring CRIU, in the landing container's cgroup, makes that cgroup idle at
     pre-restore and normal again at pre-resume, before the backend runs (the kit's CRIU
-    action script, checkpoint/runc_conf.py).
+    action script, checkpoint/runc_conf.py). Not while the migration has CPUs of its own
+    (migration/cpu_split.py): there the restore would only lose time to the dump's tail.
   - the source container's conmon joins the group just before the dump: when the container
     stops, conmon starts Podman's exit command (`podman container cleanup`, about 50 ms of
     CPU inside the downtime), which ran in the pod's conmon cgroup at normal priority. It
