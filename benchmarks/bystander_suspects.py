@@ -16,7 +16,11 @@ their normal (median) one outside every window.
   criu-idle   the same at idle CPU priority (podman/idle_cpu.py)
   migration   a migration h2 -> h4 or back as before (P4CF_MIGRATION_IDLE=0); window
               checkpoint..switch, as in migration_downtime.py
-  migration-idle  the same, its Podman, runc and CRIU at idle CPU priority (the kit's default)
+  migration-idle  the same, its Podman, runc, CRIU and the source's conmon at idle CPU priority
+              (P4CF_MIGRATION_SPLIT=0)
+  migration-split the kit's default: as migration-idle, and from prepare to the switch the
+              migration on one CPU, the lab's other containers and its switch on the others
+              (migration/cpu_split.py)
   migration-spin  as `migration`, both CPUs kept awake by SCHED_IDLE busy loops meanwhile
 
     .venv/bin/python benchmarks/bystander_suspects.py [--rounds 6] [--suspects idle,cpu,...] [--json]
@@ -48,6 +52,7 @@ import pandas as pd  # noqa: E402
 from p4cf_kit import analysis as an  # noqa: E402
 from p4cf_kit.config import parse_config  # noqa: E402
 from p4cf_kit.lab import Lab  # noqa: E402
+from p4cf_kit.migration import cpu_split  # noqa: E402
 from p4cf_kit.migration import nudge as nudging  # noqa: E402
 from p4cf_kit.migration.phases import checkpoint_in_place, restore_in_place  # noqa: E402
 from p4cf_kit.migration.plan import backend_id  # noqa: E402
@@ -60,7 +65,7 @@ from p4cf_kit.topology.pods import pod_net  # noqa: E402
 OCTET = 156
 BURN_S = 0.3
 ALL = ("idle", "switch", "nudge", "cpu", "cpu-nice19", "cpu-group19", "criu", "criu-idle", "migration",
-       "migration-idle", "migration-spin")
+       "migration-idle", "migration-split", "migration-spin")
 
 
 def burn(nice: int, own_group: bool = False) -> None:
@@ -74,6 +79,11 @@ def burn(nice: int, own_group: bool = False) -> None:
             Path(f"/proc/{p.pid}/autogroup").write_text(str(nice))
     for p in procs:
         p.wait()
+
+
+def split_env(value: str) -> contextlib.AbstractContextManager[None]:
+    """P4CF_MIGRATION_SPLIT set to `value` for the block (migration/cpu_split.py)."""
+    return env(cpu_split.ENV, value)
 
 
 def suspects(lab: Lab, moving: str) -> dict[str, Callable[[], Window]]:
@@ -107,7 +117,7 @@ def suspects(lab: Lab, moving: str) -> dict[str, Callable[[], Window]]:
             finally:
                 marker.unlink(missing_ok=True)
 
-    def migration(idle: str, spin: bool = False) -> Window:
+    def migration(idle: str, spin: bool = False, split: str = "0") -> Window:
         """One migration; its window is the downtime's (checkpoint..switch), as the benchmark's.
         `spin`: every CPU kept awake meanwhile by a SCHED_IDLE busy loop (never halts)."""
         dst = "h4" if where["at"] == "h2" else "h2"
@@ -115,7 +125,7 @@ def suspects(lab: Lab, moving: str) -> dict[str, Callable[[], Window]]:
         spinners = [subprocess.Popen(["chrt", "-i", "0", "taskset", "-c", str(cpu), "sh", "-c", loop])
                     for cpu in sorted(os.sched_getaffinity(0))] if spin else []
         try:
-            with migration_idle_env(idle):
+            with migration_idle_env(idle), split_env(split):
                 record = lab.migrate(where["at"], dst)
         finally:
             for p in spinners:
@@ -133,6 +143,7 @@ def suspects(lab: Lab, moving: str) -> dict[str, Callable[[], Window]]:
             "cpu-group19": timed(lambda: burn(19, own_group=True)),
             "criu": lambda: criu("0"), "criu-idle": lambda: criu("1"),
             "migration": lambda: migration("0"), "migration-idle": lambda: migration("1"),
+            "migration-split": lambda: migration("1", split="1"),
             "migration-spin": lambda: migration("0", spin=True)}
 
 
@@ -147,18 +158,23 @@ def timed(action: Callable[[], None]) -> Callable[[], Window]:
     return run
 
 
-@contextlib.contextmanager
-def migration_idle_env(value: str) -> Iterator[None]:
+def migration_idle_env(value: str) -> contextlib.AbstractContextManager[None]:
     """P4CF_MIGRATION_IDLE set to `value` for the block (podman/idle_cpu.py)."""
-    old = os.environ.get(idle_cpu.ENV)
-    os.environ[idle_cpu.ENV] = value
+    return env(idle_cpu.ENV, value)
+
+
+@contextlib.contextmanager
+def env(name: str, value: str) -> Iterator[None]:
+    """Environment variable `name` set to `value` for the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(idle_cpu.ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[idle_cpu.ENV] = old
+            os.environ[name] = old
 
 
 lab_run: dict[str, Any] = {}

@@ -4,6 +4,7 @@ and real processes, no lab."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +87,36 @@ def test_hook_makes_the_restore_idle_until_resume(tmp_path: Path, container_cgro
     assert run("pre-resume") == "0"
     assert (gates / f"{cid}.resumed").exists()
 
+
+
+@needs_cpu_cgroup
+def test_conmon_joins_and_what_it_starts_later_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration moves the source container's conmon into the idle group before the dump, so
+    the `podman container cleanup` conmon starts when the container stops runs there too. Here
+    a shell named conmon stands in for it: its child is the container's main process, and what
+    it starts after the move (its exit command) lands in the idle group."""
+    monkeypatch.delenv(idle_cpu.ENV, raising=False)
+    group = idle_cpu.idle_group()
+    script = 'echo conmon > /proc/$$/comm; sleep 60 & echo $!; read -r _; cat /proc/self/cgroup; kill $!'
+    shell = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert shell.stdout is not None and shell.stdin is not None
+        main = int(shell.stdout.readline())
+        assert idle_cpu.conmon_of(main) == shell.pid
+        assert idle_cpu.conmon_of(shell.pid) is None          # its parent (pytest) is no conmon
+        assert idle_cpu.move_into(group, shell.pid)
+        assert _cgroup_line(Path(f"/proc/{shell.pid}/cgroup").read_text()) == f"/{idle_cpu.GROUP}"
+        assert _cgroup_line(Path(f"/proc/{main}/cgroup").read_text()) != f"/{idle_cpu.GROUP}"  # only conmon
+        out, _ = shell.communicate("exit\n", timeout=10)
+        assert _cgroup_line(out) == f"/{idle_cpu.GROUP}"
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+
+
+def test_conmon_moves_are_harmless_when_nothing_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(idle_cpu.ENV, "0")
+    assert idle_cpu.conmon_of(2 ** 22 + 1) is None           # no such process
+    assert not idle_cpu.move_into(None, os.getpid())
+    assert not idle_cpu.move_into(Path("/nonexistent-group"), os.getpid())

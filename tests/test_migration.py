@@ -22,7 +22,7 @@ from p4cf_kit.analysis import downtime_for_record, load_client_log
 from p4cf_kit.analysis.client_log import error_events, replies
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lab import Lab
-from p4cf_kit.migration import PHASES, MigrationRecord, migrate
+from p4cf_kit.migration import PHASES, MigrationRecord, cpu_split, migrate
 from p4cf_kit.migration.netns_lock import lock_present
 from p4cf_kit.migration.plan import container_state
 from p4cf_kit.netns import call_in_netns_path
@@ -94,6 +94,25 @@ def _assert_backend_at(lab: Lab, host: str, away: str) -> None:
     assert not [g for g in gates if g.split(".")[0] == running], f"restore gate left for {host}: {gates}"
     assert not any(podman("container", "exists", g.split(".")[0], check=False).returncode for g in gates), \
         f"restore gates of removed containers left: {gates}"
+    _assert_every_cpu_again(lab)
+
+
+def _assert_every_cpu_again(lab: Lab) -> None:
+    """After a migration or its rollback no process of the lab, nor the kit, is left on part of
+    the CPUs (migration/cpu_split.py splits them while the downtime lasts)."""
+    every = os.sched_getaffinity(os.getppid())    # what the kit's caller may use (untouched by it)
+    workloads = cpu_split.lab_workloads(lab.names.lab_label, lab.names.state, 0)
+    assert len(workloads) >= 4, workloads       # the client, the servers, the switch: all found
+    pinned = {}
+    for pid in cpu_split.process_tree(workloads):
+        try:
+            cpus = os.sched_getaffinity(pid)
+        except ProcessLookupError:
+            continue                             # ended meanwhile
+        if cpus != every:
+            pinned[pid] = cpus
+    assert not pinned, f"lab processes left on part of the CPUs: {pinned}"
+    assert os.sched_getaffinity(0) == every
 
 
 def test_migration_keeps_connections_and_server_state(lab: Lab, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from typing import NoReturn
 
 from p4cf_kit.errors import ConfigError, InjectedFailure, KitError, MigrationError, RollbackError
 from p4cf_kit.lablock import lab_lock, note
-from p4cf_kit.migration import modes, phases
+from p4cf_kit.migration import cpu_split, modes, phases
 from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.clock import FAIL_AT_ENV, PhaseClock
 from p4cf_kit.migration.lazy import PagesLost
@@ -48,6 +48,7 @@ from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
 from p4cf_kit.migration.rollback import MigrationRun, restart_at_source, return_to_source
+from p4cf_kit.podman.idle_cpu import conmon_of
 
 __all__ = ["FAIL_AT_ENV", "InjectedFailure", "migrate"]
 
@@ -107,14 +108,18 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
     clients: list[nudging.ClientSeq] = []
     run = MigrationRun()
+    cpus: cpu_split.CpuSplit | None = None
     resumed = False            # the backend runs at the destination (lazy: its pages follow)
     try:
         with clock.phase("prepare"):
+            cpus = cpu_split.split(cpu_split.lab_workloads(lab.names.lab_label, lab.names.state, plan.src_pid))
             memory.arm()
-            run.staged = phases.prepare(lab, plan)
+            run.staged = phases.prepare(lab, plan, idle_restore=cpus is None)
             memory.staged(run.staged)
         with clock.phase("checkpoint"):
-            run.dump = phases.start_checkpoint(plan.src_container)
+            if cpus is not None:
+                cpus.join(conmon_of(plan.src_pid))
+            run.dump = phases.start_checkpoint(plan.src_container, plan.src_pid)
             memory.wait_dumped(run.dump, timeout)
         with clock.phase("rewrite"):
             record.checkpoint_bytes = phases.move_images(plan.src_images, run.staged.images)
@@ -131,6 +136,8 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
             record.nudged = phases.switch_over(lab, plan, raw, clients)
         with clock.phase("cleanup"):
             record.criu_restore_s = phases.finish_restore(run.staged, timeout).criu_s
+            if cpus is not None:
+                cpus.release(cpu_split.container_processes(plan.dst_container))
             memory.complete(run.staged, run.dump, timeout)
             if mode != "stop-and-copy":
                 record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
@@ -141,12 +148,18 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
             run.dump = None
             phases.cleanup(plan.src_container, plan.src_pod.netns_path)
     except PagesLost as exc:   # the page source died: the restored copy was stopped, none is whole
+        if cpus is not None:
+            cpus.release()
         _restart(lab, plan, run, record, clock.current, exc, memory, timeout)
     except (KitError, OSError, KeyboardInterrupt) as exc:   # Ctrl-C too: never leave it half-moved
+        if cpus is not None:
+            cpus.release()
         if memory.source_held() and not resumed:
             _restart(lab, plan, run, record, clock.current, exc, memory, timeout)
         _roll_back(lab, plan, run, record, clock.current, exc, timeout)
     finally:
+        if cpus is not None:
+            cpus.release()
         memory.close()
         if raw is not None:
             raw.close()

@@ -33,7 +33,7 @@ from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, images_of
 from p4cf_kit.migration.rewrite import RewriteReport, rewrite_images_dir
-from p4cf_kit.podman.idle_cpu import idle_group, in_idle_group
+from p4cf_kit.podman.idle_cpu import conmon_of, idle_group, in_idle_group, move_into
 from p4cf_kit.podman.remote_gate import RemoteGate
 from p4cf_kit.podman.restore_gate import ABORT, GO, RestoreGate
 from p4cf_kit.podman.runner import finish, podman, podman_popen
@@ -99,15 +99,17 @@ def landing_container(lab: LabLike, plan: MigrationPlan, host: HostConfig) -> st
                           {LOCATION_LABEL: host.name, BACKEND_LABEL: plan.backend})
 
 
-def prepare(lab: LabLike, plan: MigrationPlan) -> StagedRestore:
+def prepare(lab: LabLike, plan: MigrationPlan, idle_restore: bool = True) -> StagedRestore:
     """Create the landing container at the destination and start its restore, which waits at
-    its gate. An empty inventory.img passes Podman's check; the real one replaces it."""
+    its gate. An empty inventory.img passes Podman's check; the real one replaces it.
+    `idle_restore=False`: the restore's runc and CRIU keep normal priority once let through
+    (on CPUs of the migration's own, migration/cpu_split.py, they only delay the dump's tail)."""
     cid = landing_container(lab, plan, plan.dst)
     images = images_of(cid)
     images.mkdir(parents=True, exist_ok=True)
     (images / INVENTORY).write_bytes(b"")
     group = idle_group()
-    gate = RestoreGate(cid, owner=lab.config.name, idle=group is not None)
+    gate = RestoreGate(cid, owner=lab.config.name, idle=group is not None and idle_restore)
     process = podman_popen("container", "restore", "--tcp-established", "--print-stats", cid,
                            via=in_idle_group(group))
     staged = StagedRestore(container_id=cid, images=images, gate=gate, process=process)
@@ -169,12 +171,16 @@ def prepare_remote(lab: LabLike, plan: MigrationPlan, machine: RemoteMachine) ->
     return staged
 
 
-def start_checkpoint(container: str) -> subprocess.Popen[str]:
+def start_checkpoint(container: str, pid: int | None = None) -> subprocess.Popen[str]:
     """Start the in-place CRIU dump of `container` with its established TCP connections, at idle
     CPU priority (podman/idle_cpu.py). The container stops; its netns stays locked
-    (netns_lock.py) so no RST escapes."""
+    (netns_lock.py) so no RST escapes. With its main process `pid`, its conmon joins the idle
+    group first: the `podman container cleanup` conmon starts when the container stops runs there."""
+    group = idle_group()
+    if pid:
+        move_into(group, conmon_of(pid))
     return podman_popen("container", "checkpoint", "--tcp-established", "--print-stats", container,
-                        via=in_idle_group(idle_group()))
+                        via=in_idle_group(group))
 
 
 def wait_dumped(dump: subprocess.Popen[str], pid: int, timeout: float = DEFAULT_TIMEOUT_S) -> None:
