@@ -23,9 +23,12 @@ def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.lab import Lab
     from p4cf_kit.migration import migrate
     from p4cf_kit.migration.experiment import check_bulk
+    from p4cf_kit.migration.modes import require
     from p4cf_kit.migration.tuning import set_rto_min
     from p4cf_kit.topology.pods import pod_net
 
+    if args.mode:
+        require(args.mode)      # a mode this machine cannot run is refused before the lab is looked at
     lab = Lab.attach(lab_name(args))
     try:
         if args.rto_min:
