@@ -56,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
          f"cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
          f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}; mode {rec.mode}"
          + (f", last page in {rec.pages_done_s:.3f} s after the switch" if rec.pages_done_s is not None else "")
+         + (f", {rec.precopy_rounds} pre-copy rounds before it (bytes: {rec.precopy_round_bytes})"
+            if rec.precopy_rounds is not None else "")
          + bulk)
     return 1 if rec.bulk_ok is False else 0
 
