@@ -271,6 +271,31 @@ class TestOnALab:
         _clean(lab, src, dst)
         assert _ballast_report(lab, src)["bad_pages"] == "0"
 
+    @no_dirty_tracking
+    def test_a_pre_dump_round_that_fails_leaves_the_backend_at_the_source_and_nothing_behind(
+            self, lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """This kernel cannot pre-dump, so round 1 fails for real (Podman, runc and CRIU say why):
+        past the refusal (the kit's own check, skipped here on purpose), the migration must roll
+        back with the backend serving at the source, its connections kept, and no round left."""
+        src, dst = home(lab)
+        monkeypatch.setattr(modes, "require", lambda mode: None)
+        monkeypatch.setattr(modes, "transfer_for", lambda mode, plan: precopy.PreCopyTransfer(plan))
+        userdata = Path(podman("inspect", "--format", "{{.StaticDir}}", lab.names.server(src)).stdout.strip())
+        run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
+        run.wait_rows(5 * CONNECTIONS)
+        with pytest.raises(MigrationError, match=r"(?s)pre-copy round 1 of .* failed.*rolled back") as err:
+            migrate(lab, src, dst, mode="pre-copy")
+        time.sleep(0.5)
+        run.stop()
+        print(f"\nreal error: {err.value}")
+        rec = err.value.record
+        assert rec is not None and rec.failed_phase == "prepare" and rec.rolled_back and rec.precopy_rounds is None
+        _clean(lab, src, dst)
+        assert not list(userdata.glob("pre-c*")), "a failed round left images behind"
+        errors = error_events(load_client_log(run.csv_path))
+        assert errors.empty, errors.to_dict("records")
+        assert _ballast_report(lab, src)["bad_pages"] == "0"
+
     def test_stop_and_copy_with_a_ballast_keeps_every_page(self, lab: Lab, tmp_path: Path) -> None:
         src, dst = home(lab)
         rec = migrate(lab, src, dst, mode="stop-and-copy")

@@ -34,7 +34,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p4cf_kit.errors import MigrationError, PodmanError
+from p4cf_kit.errors import PodmanError
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.lazy import container_id_of
 from p4cf_kit.migration.plan import MigrationPlan
@@ -118,7 +118,7 @@ class PreCopyTransfer:
             self.record.precopy_round_bytes = round_bytes_text(self.copied)
 
     def pre_dump(self, round_no: int) -> int:
-        """One round while the backend runs; returns the bytes it copied. MigrationError naming
+        """One round while the backend runs; returns the bytes it copied. PodmanError naming
         the round and Podman's words when it fails (the backend then still runs at the source)."""
         self._set_checkpoint_args(parent_args(round_no - 1))
         written = self.userdata / PODMAN_ROUND_DIR
@@ -127,8 +127,8 @@ class PreCopyTransfer:
             podman("container", "checkpoint", "--pre-checkpoint", self.plan.src_container,
                    timeout=ROUND_TIMEOUT_S)
         except PodmanError as exc:
-            raise MigrationError("prepare", f"pre-copy round {round_no} of {self.plan.src_container} failed "
-                                            f"(the backend keeps running at {self.plan.src.name}): {exc}") from exc
+            raise PodmanError(f"pre-copy round {round_no} of {self.plan.src_container} failed (the backend "
+                              f"keeps running at {self.plan.src.name}): {exc}", exc.command, exc.stderr) from exc
         finally:
             self._set_checkpoint_args("")
         kept = self.userdata / round_dir(round_no)
