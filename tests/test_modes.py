@@ -153,6 +153,15 @@ def test_pre_copy_images_reach_every_round_from_the_landing(tmp_path: Path) -> N
     assert precopy.folder_bytes(landing / precopy.PARENT_LINK) == 8192     # links are not counted
 
 
+def test_a_round_failing_for_a_missing_criu_feature_says_which() -> None:
+    seen = ('`/usr/bin/podman container checkpoint --pre-checkpoint p4cf-mm-h2-srv` failed (exit 125): '
+            'time="2026-12-07T18:57:15Z" level=error msg="CRIU is missing features"\nError: `/var/lib/p4cf/'
+            'runtime/p4cf-runc checkpoint --image-path /x/userdata/pre-checkpoint --work-path /x/userdata '
+            '--pre-dump bc27` failed: exit status 1')     # Podman 4.3.1 + runc 1.1.5 on this kernel
+    assert "does not track dirty pages" in precopy.explain_round_failure(seen)
+    assert precopy.explain_round_failure("Error: no space left on device") == ""
+
+
 def test_pre_copy_record_columns() -> None:
     rec = MigrationRecord(src="h2", dst="h4", backend="h2", mode="pre-copy", precopy_rounds=2,
                           precopy_round_bytes="1000;10", checkpoint_bytes=5)
@@ -283,7 +292,8 @@ class TestOnALab:
         userdata = Path(podman("inspect", "--format", "{{.StaticDir}}", lab.names.server(src)).stdout.strip())
         run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
         run.wait_rows(5 * CONNECTIONS)
-        with pytest.raises(MigrationError, match=r"(?s)pre-copy round 1 of .* failed.*rolled back") as err:
+        with pytest.raises(MigrationError, match=r"(?s)pre-copy round 1 of .* failed.*CRIU is missing features.*"
+                                                 r"does not track dirty pages.*rolled back") as err:
             migrate(lab, src, dst, mode="pre-copy")
         time.sleep(0.5)
         run.stop()

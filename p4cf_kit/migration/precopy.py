@@ -47,6 +47,18 @@ CONVERGED_BYTES = 1 << 20         # a round that copied less: the dirty set is s
 PODMAN_ROUND_DIR = "pre-checkpoint"    # where Podman's --pre-checkpoint writes (in userdata)
 PARENT_LINK = "parent"            # CRIU's link from an images folder to its parent's
 ROUND_TIMEOUT_S = 120.0
+# What runc 1.1 logs when CRIU's feature check (memory tracking, for --pre-dump) fails; Podman
+# 4.3 passes it on with exit 125 and does not check first (seen on a kernel without soft-dirty).
+MISSING_FEATURES = "CRIU is missing features"
+
+
+def explain_round_failure(text: str) -> str:
+    """A hint for a failed round's message: Podman's words name no feature when it is memory
+    tracking that is missing, so say which one and where to look."""
+    if MISSING_FEATURES in text:
+        return (" (the missing feature is memory tracking: this kernel does not track dirty pages; "
+                "`p4cf doctor` shows it under migration-modes; use --mode stop-and-copy or lazy)")
+    return ""
 
 
 def round_dir(round_no: int) -> str:
@@ -128,7 +140,8 @@ class PreCopyTransfer:
                    timeout=ROUND_TIMEOUT_S)
         except PodmanError as exc:
             raise PodmanError(f"pre-copy round {round_no} of {self.plan.src_container} failed (the backend "
-                              f"keeps running at {self.plan.src.name}): {exc}", exc.command, exc.stderr) from exc
+                              f"keeps running at {self.plan.src.name}): {exc}{explain_round_failure(str(exc))}",
+                              exc.command, exc.stderr) from exc
         finally:
             self._set_checkpoint_args("")
         kept = self.userdata / round_dir(round_no)
