@@ -28,6 +28,12 @@ gap against resident size, log-log, median with p95 whiskers; checkpoint phase d
 
     .venv/bin/python benchmarks/migration_scaling.py [--sizes 16,64,256,1024] [--migrations 4]
                                                      [--modes stop-and-copy,lazy] [--workload redis] [--json]
+                                                     [--machines 2 [--link-gbit 10]]
+
+With --machines 2, h4 lives on an emulated second machine (`p4cf machine emulate`, its link
+rate-limited to --link-gbit with tbf), so every migration crosses machines: stop-and-copy
+streams the images, lazy has the destination's daemon fetch the pages from the source machine
+(migration/lazy_across.py). Baseline: stop-and-copy across the same machines at the same size.
 
 Pre-copy is not in the default modes: it needs soft-dirty page tracking (`p4cf doctor`).
 """
@@ -57,6 +63,7 @@ from p4cf_kit.podman.images import build_all  # noqa: E402
 from p4cf_kit.results import ResultsFolder  # noqa: E402
 
 OCTET = 172
+MACHINE = "bs"          # the emulated second machine of --machines 2
 CONNECTIONS = 8
 RATE = 50.0
 SETTLE_S = 2.0          # traffic between migrations, so each gap is measured from steady state
@@ -66,12 +73,16 @@ WORKLOADS = ("echo", "redis")
 
 
 def run_size(mib: int, mode_list: list[str], migrations: int, folder: ResultsFolder,
-             workload: str = "echo") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """One lab with `mib` MiB per backend; `migrations` per mode, interleaved. Returns rows per
-    migration, per migrated connection (its gap) and the migrations' own records."""
+             workload: str = "echo", machine: str | None = None,
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One lab with `mib` MiB per backend (h4 on emulated machine `machine` if given);
+    `migrations` per mode, interleaved. Returns rows per migration, per migrated connection
+    (its gap) and the migrations' own records."""
+    across: dict[str, Any] = ({"machines": {machine: {"emulated": True}}, "hosts": {"h4": {"machine": machine}}}
+                              if machine else {})
     lab = Lab(parse_config({"lab": {"name": "scale", "hosts": 4, "vip": f"10.{OCTET}.0.100",
                                     "subnet_pattern": f"10.{OCTET}.{{n}}.0/24"},
-                            "workload": {"kind": workload}, "backend": {"memory_mib": mib}}))
+                            "workload": {"kind": workload}, "backend": {"memory_mib": mib}, **across}))
     t0 = time.monotonic()
     lab.up()
     print(f"{mib} MiB: lab up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
@@ -209,6 +220,37 @@ def goals(summary: pd.DataFrame) -> list[tuple[str, float, float, bool]]:
     return out
 
 
+def emulate_machine(link_gbit: float) -> None:
+    """The emulated second machine of --machines 2, with this checkout's images pushed."""
+    from p4cf_kit.config import MachineConfig
+    from p4cf_kit.machines import emulated
+    from p4cf_kit.machines.images import push_images
+    from p4cf_kit.machines.registry import open_machine
+    emulated.remove(MACHINE)
+    emulated.emulate(MACHINE, link_gbit=link_gbit)
+    machine = open_machine(MachineConfig(MACHINE, emulated=True))
+    try:
+        push_images(machine)
+    finally:
+        machine.close()
+
+
+def run_sizes(sizes: list[int], mode_list: list[str], args: argparse.Namespace, folder: ResultsFolder,
+              machine: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every size in turn; the CSVs are rewritten after each, so they are kept if a later size fails."""
+    rows: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    for mib in sizes:
+        size_rows, size_gaps, size_records = run_size(mib, mode_list, args.migrations, folder, args.workload,
+                                                      machine)
+        rows, gaps, records = rows + size_rows, gaps + size_gaps, records + size_records
+        pd.DataFrame(rows).to_csv(folder.raw("scaling.csv"), index=False)
+        pd.DataFrame(gaps).to_csv(folder.raw("gaps.csv"), index=False)
+        pd.DataFrame(records).to_csv(folder.raw("migrations.csv"), index=False)
+    return rows, gaps, records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="16,64,256,1024",
@@ -220,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--migrations", type=int, default=4, help="migrations per size and mode")
     parser.add_argument("--out", default=str(REPO / "results"), help="parent of the results folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--machines", type=int, choices=(1, 2), default=1,
+                        help="2: h4 on an emulated second machine, so every migration crosses machines")
+    parser.add_argument("--link-gbit", type=float, default=10.0,
+                        help="the link rate between the machines for --machines 2 (Gbit/s, tbf)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     mode_list = args.modes.split(",")
@@ -229,20 +275,22 @@ def main(argv: list[str] | None = None) -> int:
         found = modes.support(mode)
         if not found.available:
             parser.error(f"--modes: {mode} cannot run here: {found.reason}")
-    folder = ResultsFolder.create("migration-scaling", parent=args.out,
+    two = args.machines == 2
+    folder = ResultsFolder.create("migration-scaling" + ("-2machines" if two else ""), parent=args.out,
                                   config={"benchmark": {"sizes_mib": sizes, "modes": mode_list,
                                                         "workload": args.workload, "migrations": args.migrations,
-                                                        "connections": CONNECTIONS, "rate": RATE}})
+                                                        "connections": CONNECTIONS, "rate": RATE,
+                                                        "machines": args.machines,
+                                                        "link_gbit": args.link_gbit if two else None}})
     build_all()    # this checkout's images (the server's ballast, redis, the client), unless current
-    rows: list[dict[str, Any]] = []
-    gaps: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
-    for mib in sizes:
-        size_rows, size_gaps, size_records = run_size(mib, mode_list, args.migrations, folder, args.workload)
-        rows, gaps, records = rows + size_rows, gaps + size_gaps, records + size_records
-        pd.DataFrame(rows).to_csv(folder.raw("scaling.csv"), index=False)   # kept if a later size fails
-        pd.DataFrame(gaps).to_csv(folder.raw("gaps.csv"), index=False)
-        pd.DataFrame(records).to_csv(folder.raw("migrations.csv"), index=False)
+    if two:
+        emulate_machine(args.link_gbit)
+    try:
+        rows, gaps, records = run_sizes(sizes, mode_list, args, folder, MACHINE if two else None)
+    finally:
+        if two:
+            from p4cf_kit.machines import emulated
+            emulated.remove(MACHINE)
     summary = summarize(pd.DataFrame(rows), pd.DataFrame(gaps))
     summary.to_csv(folder.raw("summary.csv"), index=False)
     figure(summary, folder.figures_dir / "gap_vs_size.png",
@@ -257,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                          indent=2, default=float))
         return 1 if int(summary["data_lost"].sum()) else 0
     print(f"results: {folder.path}")
+    if two:
+        print(f"every migration across machines: h2 here <-> h4 on emulated machine {MACHINE!r}, "
+              f"link {args.link_gbit:g} Gbit/s")
     print(f"{'MiB':>5} {'mode':>13} {'ok':>5} {'gap med':>8} {'gap p95':>8} {'frozen':>8} {'ckpt':>8} {'restore':>8} "
           f"{'MB written':>10} {'last page':>9} {'broken':>6} {'data lost':>9}")
     for r in summary.itertuples():

@@ -256,6 +256,8 @@ class Lab:
             self.close()  # another controller took the primary role and this session is a backup:
             #              a fresh session with a newer election id takes it back (lab changes hold the lab lock)
         if self.conn is None or not self.conn.connected:
+            if self.config.switch.elsewhere:  # its P4Runtime socket is reached through an SSH forward
+                elsewhere.ensure_forward(self.names.state, self.machines[self.config.switch.machine])
             files = switch_targets.target_of(self.config.switch).pipeline() if push_pipeline \
                 else switch_targets.PipelineFiles(P4INFO_TXT)
             self.conn = SwitchConnection(self.grpc_addr, self.config.switch.device_id,

@@ -159,9 +159,6 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
     cleanup.down("tg")
     lab.up()
     try:
-        if transfer == "ssh":   # lazy migration (page server on loopback) is for one machine: refused
-            with pytest.raises(ConfigError, match="'lazy' runs between hosts of this machine only.*stop-and-copy"):
-                lab.migrate("h2", "h4", mode="lazy")
         run = lab.traffic(connections=8, rate=40, duration=14)
         time.sleep(1.5)
         out = lab.migrate("h2", "h4")                      # this machine -> the other
@@ -479,6 +476,12 @@ def test_the_kits_switch_on_the_other_machine(machine: RemoteMachine, target: st
         back = lab.migrate("h4", "h2")                     # and back
         assert back.ok and back.machines == f"{MACHINE}->local", back
         time.sleep(1.0)
+        if target == "embedded":   # the SSH forward of P4Runtime ends: the next session brings it back
+            fwd = json.loads((lab.names.state / "switch.json").read_text())["forward_pid"]
+            os.kill(fwd, signal.SIGTERM)
+            lab.close()
+            assert lab.pool() == ["h2", "h3"]
+            assert json.loads((lab.names.state / "switch.json").read_text())["forward_pid"] != fwd
         if target == "bmv2":   # the switch dies there under traffic: restarted, the lab kept
             machine.run(["kill", "-9", str(sw["pid"])])
             from p4cf_kit.recovery import restart_switch

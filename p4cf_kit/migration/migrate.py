@@ -92,7 +92,7 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
              nudge: bool, on_phase: Callable[[str], None] | None, timeout: float, mode: str) -> MigrationRecord:
     inject = _fail_at(fail_at)
     plan = plan_migration(lab, src, dst)
-    memory = modes.transfer_for(mode, plan)
+    memory = modes.require_across(mode, plan) if plan.across_machines else modes.transfer_for(mode, plan)
     _warm_up()
     if inject == "transfer" and not plan.across_machines:
         raise ConfigError(f"fail_at = 'transfer': {src} and {dst} are on one machine, so this migration has "
@@ -104,8 +104,10 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
         memory.record = record                 # its rounds and their bytes
     if plan.across_machines:
         from p4cf_kit.migration.across import migrate_across
-        return migrate_across(lab, plan, record, nudge=nudge, started=on_phase or (lambda _phase: None),
-                              timeout=timeout, end=lambda _record, phase, t0: clock.ended(phase, t0))
+        from p4cf_kit.migration.lazy_across import migrate_lazy_across
+        across = migrate_lazy_across if mode == "lazy" else migrate_across
+        return across(lab, plan, record, nudge=nudge, started=on_phase or (lambda _phase: None),
+                      timeout=timeout, end=lambda _record, phase, t0: clock.ended(phase, t0))
     raw = nudging.raw_socket_in(plan.dst_pod.netns_path) if nudge else None
     clients: list[nudging.ClientSeq] = []
     run = MigrationRun()

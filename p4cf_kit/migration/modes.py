@@ -3,8 +3,9 @@
   stop-and-copy  every page is written while the backend is frozen and read back at the
                  restore: the downtime grows with the resident size (phases.py).
   lazy           the restore resumes the backend at once and its pages follow on demand
-                 (CRIU lazy migration over userfaultfd, lazy.py): the downtime no longer
-                 carries the memory, the first touches of each page pay a round trip.
+                 (CRIU lazy migration over userfaultfd, lazy.py; across machines
+                 lazy_across.py): the downtime no longer carries the memory, the first
+                 touches of each page pay a round trip.
   pre-copy       iterative pre-dumps while the backend runs, then a short final dump of what
                  changed (precopy.py). It needs the kernel to track dirty pages (soft-dirty);
                  the kit refuses it, with the reason, where the kernel does not.
@@ -120,17 +121,29 @@ class StopAndCopy:
 
 
 def transfer_for(mode: str, plan: MigrationPlan) -> MemoryTransfer:
-    """The hooks of `mode` for this migration; ConfigError when the mode cannot run here or
-    not for this migration (lazy and pre-copy between hosts of this machine only, for now)."""
+    """The hooks of `mode` for a migration within one machine; ConfigError when the mode cannot
+    run here or not for this migration (lazy between hosts of another machine: its page server
+    and daemon would both be there, which only a migration across machines drives)."""
     require(mode)
     if mode == "stop-and-copy":
         return StopAndCopy(plan)
     if plan.across_machines or not plan.src_machine.is_local:
         where = ("are on different machines" if plan.across_machines
-                 else f"run on machine {plan.src_machine.name!r}")
-        raise ConfigError(f"migration mode {mode!r} runs between hosts of this machine only (its page server "
-                          f"and lazy-pages daemon, or its pre-dump rounds, are local); {plan.src.name} and "
+                 else f"both run on machine {plan.src_machine.name!r}")
+        raise ConfigError(f"migration mode {mode!r} between hosts of one machine runs on this machine only (its "
+                          f"page server and lazy-pages daemon, or its pre-dump rounds, are local); {plan.src.name} and "
                           f"{plan.dst.name} {where}: use --mode stop-and-copy")
     if mode == "pre-copy":
         return PreCopyTransfer(plan)
     return LazyTransfer(plan)
+
+
+def require_across(mode: str, plan: MigrationPlan) -> StopAndCopy:
+    """Check `mode` for a migration across machines (stop-and-copy: across.py; lazy:
+    lazy_across.py, which drives its own page transfer); ConfigError naming the reason when it
+    cannot run. Returns the (idle) hooks of a stop-and-copy, which both leave unused."""
+    require(mode)
+    if mode not in ("stop-and-copy", "lazy"):
+        raise ConfigError(f"migration mode {mode!r} does not run across machines ({plan.src.name} and "
+                          f"{plan.dst.name} are on different machines): use --mode stop-and-copy or lazy")
+    return StopAndCopy(plan)

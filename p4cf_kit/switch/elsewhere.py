@@ -335,3 +335,24 @@ def stop(state: Path, found: SwitchState) -> bool:
     Path(local).unlink(missing_ok=True)
     return was
 
+
+
+def ensure_forward(state: Path, machine: Machine) -> bool:
+    """Bring back the SSH forward of the switch's P4Runtime socket if it ended (sshd restarted, the
+    link dropped a while) while the switch still runs there; True when it was restarted. A long
+    unattended run then loses one P4Runtime session, not the lab."""
+    path = state_file(state)
+    found = read_state(path)
+    if found is None or found.machine != machine.name:
+        return False
+    local = Path(found.grpc_addr[len("unix:"):])
+    if pids.runs(found.forward_pid, str(local)):
+        return False
+    if found.forward_pid is not None:
+        pids.reap(found.forward_pid)
+    sock, _log, _state = remote_paths(LabNames(state.name))
+    fwd = _forward(machine, local, sock, state / FORWARD_LOG)
+    write_state(path, SwitchState(**{**found.__dict__, "forward_pid": fwd.pid}))
+    print(f"p4cf: the SSH forward to the switch on machine {machine.name!r} had ended; restarted it "
+          f"(pid {fwd.pid})", file=sys.stderr, flush=True)
+    return True

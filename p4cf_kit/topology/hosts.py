@@ -56,13 +56,18 @@ def _server_args(cfg: LabConfig, names: LabNames, host: HostConfig, backend: str
 def start_server(cfg: LabConfig, names: LabNames, host: HostConfig, machine: Machine = LOCAL,
                  backend: str | None = None, labels: dict[str, str] | None = None) -> str:
     """Run the TCP server in `host`'s pod (on `machine`); returns the container name. It carries
-    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep, and on this
-    machine the kit's gated runtime (runc unless a migration asks for more: a lazy migration
+    the kit's CRIU options (checkpoint/runc_conf.py), which its restored copies keep, and the
+    kit's gated runtime (runc unless a migration asks for more: a lazy migration
     hands runc its page-server options through it, podman/restore_gate.py). `backend` and
     `labels`: a fresh copy of a backend that had moved (migration/rollback.py)."""
-    runtime = ["--runtime", str(gated_runtime_path())] if machine.is_local else []
-    machine.podman("run", "-d", *runtime, *_server_args(cfg, names, host, backend or host.name, labels,
-                                                        machine=machine))
+    args = _server_args(cfg, names, host, backend or host.name, labels, machine=machine)
+    if machine.is_local:
+        machine.podman("run", "-d", "--runtime", str(gated_runtime_path()), *args)
+    else:   # created with the runtime by the machine's own podman, as a landing container (below)
+        from p4cf_kit.machines.runtime_files import ensure_runtime_files
+        cid = machine.run(["podman", "create", "--runtime", ensure_runtime_files(machine).runtime, *args],
+                          timeout=120).stdout.strip()
+        machine.podman("start", cid)
     return names.server(host.name)
 
 
