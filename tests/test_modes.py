@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +27,12 @@ from p4cf_kit.config import parse_config
 from p4cf_kit.doctor.checks.criu import check_migration_modes
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lab import Lab
-from p4cf_kit.migration import migrate, modes
+from p4cf_kit.migration import migrate, modes, precopy
 from p4cf_kit.migration.lazy import LazyTransfer
+from p4cf_kit.migration.modes import DIRTY_FEATURE
 from p4cf_kit.migration.netns_lock import lock_present
 from p4cf_kit.migration.plan import MigrationPlan, container_state
+from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.podman.images import WORKLOAD_IMAGES, build_workload
 from p4cf_kit.podman.restore_gate import GATES_DIR
 from p4cf_kit.podman.runner import podman
@@ -84,16 +88,85 @@ def test_mode_and_memory_in_the_config() -> None:
         parse_config({"backend": {"memory_mib": 16}, "workload": {"kind": "http"}})
 
 
-@pytest.mark.skipif(not modes.support("pre-copy").available, reason=modes.support("pre-copy").reason)
-def test_pre_copy_migration() -> None:  # pragma: no cover - no kernel here tracks dirty pages
-    raise AssertionError("pre-copy is refused everywhere until the kit builds it")
+PRE_COPY = modes.support("pre-copy")
+no_dirty_tracking = pytest.mark.skipif(PRE_COPY.available, reason="this kernel tracks dirty pages: pre-copy runs")
 
 
+@no_dirty_tracking
 def test_pre_copy_is_refused_with_the_kernels_reason() -> None:
-    found = modes.support("pre-copy")
-    assert not found.available and found.reason
-    with pytest.raises(ConfigError, match="pre-copy.*refused"):
+    assert not PRE_COPY.available and "dirty pages" in PRE_COPY.reason and DIRTY_FEATURE in PRE_COPY.reason
+    with pytest.raises(ConfigError, match=r"pre-copy.*refused: .*does not track dirty pages.*Use --mode stop-and-copy"):
         modes.require("pre-copy")
+
+
+@no_dirty_tracking
+def test_pre_copy_is_refused_by_the_api_before_the_lab_is_touched() -> None:
+    lab = Lab(parse_config({"lab": {"name": "pcref"}}))     # never brought up
+    with pytest.raises(ConfigError, match="pre-copy.*refused: .*dirty pages"):
+        lab.migrate("h2", "h4", mode="pre-copy")
+    state = lab.names.state              # (the property makes the folder: it must stay empty)
+    assert not list(state.iterdir()), "a refused migration touched the lab's state"
+    state.rmdir()
+
+
+@no_dirty_tracking
+def test_pre_copy_is_refused_by_the_cli_with_the_reason() -> None:
+    proc = subprocess.run([sys.executable, "-m", "p4cf_kit", "migrate", "h2", "h4", "--mode", "pre-copy",
+                           "--lab", "pcref"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "migration mode 'pre-copy' is refused" in proc.stderr and "dirty pages" in proc.stderr, proc.stderr
+    assert "Use --mode stop-and-copy" in proc.stderr
+
+
+def test_pre_copy_round_options() -> None:
+    assert precopy.parent_args(0) == ""                             # round 1: every page
+    assert precopy.parent_args(2) == "--parent-path ../pre-copy-2"   # later rounds and the final dump
+    assert precopy.round_dir(1) == "pre-copy-1"
+    with pytest.raises(ValueError, match="count from 1"):
+        precopy.round_dir(0)
+
+
+def test_pre_copy_rounds_stop_when_they_no_longer_help() -> None:
+    mib = 1 << 20
+    assert precopy.another_round([])                                   # always one round
+    assert precopy.another_round([64 * mib, 8 * mib])                  # shrinking: go on
+    assert not precopy.another_round([64 * mib, 8 * mib, 2 * mib])     # MAX_ROUNDS reached
+    assert precopy.another_round([64 * mib, 8 * mib, 2 * mib], max_rounds=5)
+    assert not precopy.another_round([64 * mib, 512 * 1024])           # converged: the last round was small
+    assert not precopy.another_round([64 * mib, 70 * mib])             # dirtied as fast as copied
+    assert precopy.round_bytes_text([3, 2, 1]) == "3;2;1"
+
+
+def test_pre_copy_images_reach_every_round_from_the_landing(tmp_path: Path) -> None:
+    """The final images' `parent` link (made in the landing folder, absolute) and the rounds'
+    relative links resolve to the source's rounds, as CRIU opens them."""
+    userdata, landing = tmp_path / "src" / "userdata", tmp_path / "dst" / "userdata" / "checkpoint"
+    for n in (1, 2):
+        (userdata / precopy.round_dir(n)).mkdir(parents=True)
+        (userdata / precopy.round_dir(n) / "pages-1.img").write_bytes(bytes(4096 * n))
+    (userdata / precopy.round_dir(2) / precopy.PARENT_LINK).symlink_to(precopy.parent_args(1).split()[1])
+    landing.mkdir(parents=True)
+    (landing / precopy.PARENT_LINK).symlink_to(userdata / precopy.round_dir(2))
+    oldest = landing / precopy.PARENT_LINK / precopy.PARENT_LINK
+    assert oldest.resolve() == (userdata / precopy.round_dir(1)).resolve()
+    assert precopy.folder_bytes(oldest) == 4096
+    assert precopy.folder_bytes(landing / precopy.PARENT_LINK) == 8192     # links are not counted
+
+
+def test_a_round_failing_for_a_missing_criu_feature_says_which() -> None:
+    seen = ('`/usr/bin/podman container checkpoint --pre-checkpoint p4cf-mm-h2-srv` failed (exit 125): '
+            'time="2026-12-07T18:57:15Z" level=error msg="CRIU is missing features"\nError: `/var/lib/p4cf/'
+            'runtime/p4cf-runc checkpoint --image-path /x/userdata/pre-checkpoint --work-path /x/userdata '
+            '--pre-dump bc27` failed: exit status 1')     # Podman 4.3.1 + runc 1.1.5 on this kernel
+    assert "does not track dirty pages" in precopy.explain_round_failure(seen)
+    assert precopy.explain_round_failure("Error: no space left on device") == ""
+
+
+def test_pre_copy_record_columns() -> None:
+    rec = MigrationRecord(src="h2", dst="h4", backend="h2", mode="pre-copy", precopy_rounds=2,
+                          precopy_round_bytes="1000;10", checkpoint_bytes=5)
+    row = rec.as_row()
+    assert row["precopy_rounds"] == 2 and row["precopy_round_bytes"] == "1000;10" and row["checkpoint_bytes"] == 5
 
 
 def test_doctor_says_which_modes_this_kernel_allows() -> None:
@@ -173,6 +246,65 @@ class TestOnALab:
         moved = moved[moved["migrated"]]
         assert len(moved) == rec.sockets_rewritten >= 1 and moved["survived"].all()
         _clean(lab, dst, src)
+
+    @pytest.mark.skipif(not PRE_COPY.available, reason=PRE_COPY.reason)
+    def test_pre_copy_migration_keeps_connections_and_every_page(self, lab: Lab, tmp_path: Path) -> None:
+        src, dst = home(lab)
+        run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
+        run.wait_rows(5 * CONNECTIONS)
+        time.sleep(0.5)
+        rec = migrate(lab, src, dst, mode="pre-copy")
+        time.sleep(1.0)
+        run.stop()
+        assert rec.ok and rec.mode == "pre-copy" and rec.precopy_rounds is not None and rec.precopy_rounds >= 1
+        rounds = [int(n) for n in rec.precopy_round_bytes.split(";")]
+        assert len(rounds) == rec.precopy_rounds and rounds[0] > BALLAST_MIB * 2**20, "round 1 copies every page"
+        assert rec.checkpoint_bytes < rounds[0], "the final dump wrote every page again"
+        report = _ballast_report(lab, dst)
+        assert report["ok"] == "True" and report["bad_pages"] == "0", report
+        log = load_client_log(run.csv_path)
+        errors = error_events(log)
+        assert errors.empty, errors.to_dict("records")
+        moved = downtime_for_record(log, rec.as_row())
+        moved = moved[moved["migrated"]]
+        assert len(moved) == rec.sockets_rewritten >= 1 and moved["survived"].all()
+        _clean(lab, dst, src)
+        userdata = Path(podman("inspect", "--format", "{{.StaticDir}}", lab.names.server(dst)).stdout.strip())
+        assert not list(userdata.glob("pre-c*")), "pre-dump rounds left behind"
+
+    @pytest.mark.skipif(not PRE_COPY.available, reason=PRE_COPY.reason)
+    def test_pre_copy_failure_after_the_final_dump_rolls_back_with_state(self, lab: Lab) -> None:
+        src, dst = home(lab)
+        with pytest.raises(MigrationError, match="rolled back: the backend runs at"):
+            migrate(lab, src, dst, mode="pre-copy", fail_at="rewrite")
+        _clean(lab, src, dst)
+        assert _ballast_report(lab, src)["bad_pages"] == "0"
+
+    @no_dirty_tracking
+    def test_a_pre_dump_round_that_fails_leaves_the_backend_at_the_source_and_nothing_behind(
+            self, lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """This kernel cannot pre-dump, so round 1 fails for real (Podman, runc and CRIU say why):
+        past the refusal (the kit's own check, skipped here on purpose), the migration must roll
+        back with the backend serving at the source, its connections kept, and no round left."""
+        src, dst = home(lab)
+        monkeypatch.setattr(modes, "require", lambda mode: None)
+        monkeypatch.setattr(modes, "transfer_for", lambda mode, plan: precopy.PreCopyTransfer(plan))
+        userdata = Path(podman("inspect", "--format", "{{.StaticDir}}", lab.names.server(src)).stdout.strip())
+        run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
+        run.wait_rows(5 * CONNECTIONS)
+        with pytest.raises(MigrationError, match=r"(?s)pre-copy round 1 of .* failed.*CRIU is missing features.*"
+                                                 r"does not track dirty pages.*rolled back") as err:
+            migrate(lab, src, dst, mode="pre-copy")
+        time.sleep(0.5)
+        run.stop()
+        print(f"\nreal error: {err.value}")
+        rec = err.value.record
+        assert rec is not None and rec.failed_phase == "prepare" and rec.rolled_back and rec.precopy_rounds is None
+        _clean(lab, src, dst)
+        assert not list(userdata.glob("pre-c*")), "a failed round left images behind"
+        errors = error_events(load_client_log(run.csv_path))
+        assert errors.empty, errors.to_dict("records")
+        assert _ballast_report(lab, src)["bad_pages"] == "0"
 
     def test_stop_and_copy_with_a_ballast_keeps_every_page(self, lab: Lab, tmp_path: Path) -> None:
         src, dst = home(lab)

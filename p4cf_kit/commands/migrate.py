@@ -23,9 +23,12 @@ def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.lab import Lab
     from p4cf_kit.migration import migrate
     from p4cf_kit.migration.experiment import check_bulk
+    from p4cf_kit.migration.modes import require
     from p4cf_kit.migration.tuning import set_rto_min
     from p4cf_kit.topology.pods import pod_net
 
+    if args.mode:
+        require(args.mode)      # a mode this machine cannot run is refused before the lab is looked at
     lab = Lab.attach(lab_name(args))
     try:
         if args.rto_min:
@@ -53,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
          f"cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
          f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}; mode {rec.mode}"
          + (f", last page in {rec.pages_done_s:.3f} s after the switch" if rec.pages_done_s is not None else "")
+         + (f", {rec.precopy_rounds} pre-copy rounds before it (bytes: {rec.precopy_round_bytes})"
+            if rec.precopy_rounds is not None else "")
          + bulk)
     return 1 if rec.bulk_ok is False else 0
 

@@ -45,6 +45,7 @@ from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration.clock import FAIL_AT_ENV, PhaseClock
 from p4cf_kit.migration.lazy import PagesLost
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, plan_migration
+from p4cf_kit.migration.precopy import PreCopyTransfer
 from p4cf_kit.migration.record import PHASES, MigrationRecord
 from p4cf_kit.migration.rewrite import pycriu_images
 from p4cf_kit.migration.rollback import MigrationRun, restart_at_source, return_to_source
@@ -77,6 +78,7 @@ def migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None = None, mig
     (p4cf_kit.lablock), so a second migration waits rather than collide in Podman. `mode`
     (migration/modes.py) defaults to the lab config's migration.mode.
     """
+    modes.require(mode or lab.config.migration.mode)    # refused before anything is touched
     state = lab.names.state
     with lab_lock(state, lab.config.name, f"migrating {src}'s backend to {dst}"):
         def phase_started(phase: str) -> None:
@@ -99,6 +101,8 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
     record = MigrationRecord(src=src, dst=dst, backend=plan.backend, migration=migration,
                              container=plan.src_container, mode=mode)
     clock = PhaseClock(record, on_phase, inject)
+    if isinstance(memory, PreCopyTransfer):
+        memory.record = record                 # its rounds and their bytes
     if plan.across_machines:
         from p4cf_kit.migration.across import migrate_across
         from p4cf_kit.migration.lazy_across import migrate_lazy_across
@@ -139,12 +143,12 @@ def _migrate(lab: LabLike, src: str, dst: str, *, fail_at: str | None, migration
             if cpus is not None:
                 cpus.release(cpu_split.container_processes(plan.dst_container))
             memory.complete(run.staged, run.dump, timeout)
-            if mode != "stop-and-copy":
+            if mode == "lazy":
                 record.pages_done_s = (time.time_ns() - record.t_end_ns) / 1e9
             dumped = phases.finish_checkpoint(run.dump, timeout).criu_s
             # A lazy dump's CRIU statistics do not time the freeze (its tasks stay frozen until the
             # last page is served, and the figure Podman reports is not a duration): left unset.
-            record.criu_dump_s = dumped if mode == "stop-and-copy" else None
+            record.criu_dump_s = dumped if mode != "lazy" else None
             run.dump = None
             phases.cleanup(plan.src_container, plan.src_pod.netns_path)
     except PagesLost as exc:   # the page source died: the restored copy was stopped, none is whole

@@ -7,8 +7,8 @@
                  lazy_across.py): the downtime no longer carries the memory, the first
                  touches of each page pay a round trip.
   pre-copy       iterative pre-dumps while the backend runs, then a short final dump of what
-                 changed. It needs the kernel to track dirty pages (soft-dirty); the kit
-                 refuses it, with the reason, where the kernel does not.
+                 changed (precopy.py). It needs the kernel to track dirty pages (soft-dirty);
+                 the kit refuses it, with the reason, where the kernel does not.
 
 `transfer_for(mode, plan)` gives the migration the hooks of its mode (a MemoryTransfer):
 migrate.py calls them at fixed points and stays one procedure for every mode.
@@ -28,6 +28,7 @@ from p4cf_kit.errors import ConfigError
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.lazy import LazyTransfer
 from p4cf_kit.migration.plan import MigrationPlan
+from p4cf_kit.migration.precopy import PreCopyTransfer
 
 MODES = MIGRATION_MODES
 DEFAULT_MODE = "stop-and-copy"
@@ -58,8 +59,7 @@ def support(mode: str) -> ModeSupport:
                                         "CONFIG_USERFAULTFD has it")
     if mode == "pre-copy":
         if has_feature(DIRTY_FEATURE):
-            return ModeSupport(mode, False, f"this kernel ({kernel}) tracks dirty pages, but the kit's pre-copy "
-                                            "(iterative pre-dump) is not built yet")
+            return ModeSupport(mode, True, f"soft-dirty page tracking ({kernel})")
         return ModeSupport(mode, False, f"this kernel ({kernel}) does not track dirty pages (soft-dirty, "
                                         f"CONFIG_MEM_SOFT_DIRTY; `criu check --feature {DIRTY_FEATURE}` fails), "
                                         "which iterative pre-dumps need")
@@ -131,8 +131,10 @@ def transfer_for(mode: str, plan: MigrationPlan) -> MemoryTransfer:
         where = ("are on different machines" if plan.across_machines
                  else f"both run on machine {plan.src_machine.name!r}")
         raise ConfigError(f"migration mode {mode!r} between hosts of one machine runs on this machine only (its "
-                          f"page server and lazy-pages daemon are local processes); {plan.src.name} and "
+                          f"page server and lazy-pages daemon, or its pre-dump rounds, are local); {plan.src.name} and "
                           f"{plan.dst.name} {where}: use --mode stop-and-copy")
+    if mode == "pre-copy":
+        return PreCopyTransfer(plan)
     return LazyTransfer(plan)
 
 

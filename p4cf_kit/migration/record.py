@@ -67,6 +67,8 @@ class MigrationRecord:
     criu_restore_s: float | None = None  # ... and CRIU's restore; their sum is the floor
     mode: str = "stop-and-copy"          # how memory moved (migration/modes.py)
     pages_done_s: float | None = None    # lazy: switch update end -> last page at the destination
+    precopy_rounds: int | None = None    # pre-copy: pre-dump rounds run before the final dump,
+    precopy_round_bytes: str = ""        # ... bytes each copied, ";"-separated (checkpoint_bytes: the final)
     failed_phase: str | None = None
     error: str = ""
     rolled_back: bool = False
@@ -122,4 +124,5 @@ class MigrationRecord:
             "data_ok": self.data_ok, "bulk_keys": self.bulk_keys, "bulk_missing": self.bulk_missing,
             "bulk_wrong": self.bulk_wrong, "bulk_ok": self.bulk_ok,
             "mode": self.mode, "pages_done_s": self.pages_done_s,
+            "precopy_rounds": self.precopy_rounds, "precopy_round_bytes": self.precopy_round_bytes,
         }
