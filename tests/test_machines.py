@@ -200,15 +200,14 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
 def _receiving_tar() -> list[int]:
     """Pids of the destination's receiving `tar` (the test is the fault injector: the emulated
     machine's processes are this machine's, so /proc is read here, at once)."""
-    want = [b"tar", b"-C"]
+    landing = f"/var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/".encode()
     found = []
     for entry in os.listdir("/proc"):
         try:
             args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if args[:2] == want and len(args) > 2 and \
-                args[2].startswith(f"/var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/".encode()):
+        if args[0] == b"tar" and b"-C" in args[:-1] and args[args.index(b"-C") + 1].startswith(landing):
             found.append(int(entry))
     return found
 

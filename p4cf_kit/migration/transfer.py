@@ -105,6 +105,12 @@ def _available(pipe: IO[bytes] | None) -> bytes:
 
 
 NO_SPACE = "No space left on device"
+RECEIVER_WORDS_S = 2.0   # a receiver that ended is waited for this long, for its message
+
+
+def _full_hint(machine: Machine, folder: Path) -> str:
+    return (f"; machine {machine.name!r}'s disk is full where the images land ({folder}): free space "
+            "there (`df` on that folder), or give its Podman storage a larger disk")
 
 
 def _check(proc: subprocess.Popen[bytes], what: str, machine: Machine, folder: Path) -> None:
@@ -113,9 +119,7 @@ def _check(proc: subprocess.Popen[bytes], what: str, machine: Machine, folder: P
         lines = err.splitlines()
         lines = [ln for ln in lines if NO_SPACE in ln][:1] + [ln for ln in lines if NO_SPACE not in ln]
         shown = "\n".join(lines[:3] + ([f"... ({len(lines) - 3} more lines)"] if len(lines) > 3 else []))
-        hint = (f"; machine {machine.name!r}'s disk is full where the images land ({folder}): free space "
-                "there (`df` on that folder), or give its Podman storage a larger disk"
-                if NO_SPACE in err else "")
+        hint = _full_hint(machine, folder) if NO_SPACE in err else ""
         raise TransferError(f"{what} failed (exit {proc.returncode}): {shown or 'no message'}{hint}")
 
 
@@ -182,7 +186,7 @@ class ImageStream:
                 self.dst_conn = direct_tcp.connect(dst.address, int(line), self.token)
                 self.sockets.append(self.dst_conn)
             else:
-                self.writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && exec tar -C {dst_dir} -xf -"],
+                self.writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && exec {' '.join(TAR_X)} -C {dst_dir}"],
                                         stdin=subprocess.PIPE)
         except (OSError, ValueError) as exc:
             self.abort()
@@ -226,7 +230,8 @@ class ImageStream:
                                     f"for {self.stall_s:g} s after {dog.moved / 1e6:.1f} MB (the path "
                                     f"between the machines is down?){why}") from exc
             full = (f"; this machine's disk is full where the images land ({self.dst_dir}): free space there"
-                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else "")
+                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else
+                    _full_hint(self.dst, self.dst_dir) if NO_SPACE in why else "")
             raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}{full}") from exc
         finally:
             dog.stop()
@@ -251,7 +256,15 @@ class ImageStream:
         else:
             assert self.writer.stdin is not None
             fd = self.writer.stdin.fileno()
-        report.bytes, report.files = send_tar(fd, str(self.src_dir), replace, dog.touch)
+        try:
+            report.bytes, report.files = send_tar(fd, str(self.src_dir), replace, dog.touch)
+        except OSError:
+            if not dog.stalled:   # the receiver ended (a full disk?): let its own words arrive
+                try:
+                    self.writer.wait(timeout=RECEIVER_WORDS_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            raise
         if self.dst_conn is not None:
             self.dst_conn.shutdown(socket.SHUT_WR)
         elif self.writer.stdin is not None:
