@@ -105,7 +105,7 @@ class MachineConfig:
     known_hosts: str = ""         # host keys to trust; empty: root's ~/.ssh/known_hosts
     uplinks: tuple[str, ...] = ()  # NICs toward the switch; hosts take them in index order
     emulated: bool = False        # the stand-in of `p4cf machine emulate NAME`
-    transfer: str = "ssh"         # checkpoint images over SSH, or "tcp": a direct stream (plain text)
+    transfer: str = "tcp"         # checkpoint images as a direct stream (plain text), or "ssh": over SSH
 
 
 @dataclass(frozen=True)
@@ -482,7 +482,7 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
             raise ConfigError(f"{where} must be a table")
         _check_keys(f"machines.{name}", entry, {"podman", "identity", "known_hosts", "uplinks", "uplink",
                                                 "emulated", "password", "transfer"})
-        transfer = entry.get("transfer", "ssh")
+        transfer = entry.get("transfer", "tcp")
         if transfer not in TRANSFERS:
             raise ConfigError(f"machines.{name}.transfer = {transfer!r}: use \"ssh\" (encrypted) or \"tcp\" "
                               "(a direct stream in plain text, for a testbed's own link)")

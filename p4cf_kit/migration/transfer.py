@@ -169,7 +169,7 @@ class ImageStream:
                 self.reader = src.popen(["sh", "-c", pack], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             if dst.is_local:
                 dst_dir.mkdir(parents=True, exist_ok=True)
-                if self.reader is not None and (self.src_conn is not None or self.reader.stdout is not None):
+                if self.reader is not None:   # from another machine: a `tar -x` here reads the stream
                     feed = self.src_conn.fileno() if self.src_conn is not None else self.reader.stdout
                     self.local_tar = subprocess.Popen([*TAR_X, "-C", str(dst_dir)], stdin=feed,
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
