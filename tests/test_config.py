@@ -165,3 +165,13 @@ def test_remote_pipeline_must_describe_the_load_balancer(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="table MyEgress.send_frame is missing"):
         RemoteTarget(cfg.switch).check_pipeline()
     RemoteTarget(parse_config(_remote(tmp_path)).switch).check_pipeline()  # the shipped one passes
+
+
+@pytest.mark.parametrize("transfer", ["ssh", "tcp", None])
+def test_a_machines_transfer_way_survives_the_labs_saved_config(transfer: str | None) -> None:
+    """tcp is the default way; a saved lab (config_to_dict_source) keeps an explicit ssh."""
+    entry: dict[str, object] = {"emulated": True} | ({"transfer": transfer} if transfer else {})
+    cfg = parse_config({"lab": {"name": "rt", "hosts": 4}, "machines": {"bx": entry},
+                        "hosts": {"h4": {"machine": "bx"}}})
+    assert cfg.machines["bx"].transfer == (transfer or "tcp")
+    assert parse_config(config_to_dict_source(cfg)).machines["bx"].transfer == (transfer or "tcp")
