@@ -94,6 +94,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 
 LOCAL_MACHINE = "local"
 TRANSFERS = ("ssh", "tcp")
+DEFAULT_TRANSFER = "tcp"   # the faster way (README, "How the images cross")
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class MachineConfig:
     known_hosts: str = ""         # host keys to trust; empty: root's ~/.ssh/known_hosts
     uplinks: tuple[str, ...] = ()  # NICs toward the switch; hosts take them in index order
     emulated: bool = False        # the stand-in of `p4cf machine emulate NAME`
-    transfer: str = "ssh"         # checkpoint images over SSH, or "tcp": a direct stream (plain text)
+    transfer: str = DEFAULT_TRANSFER  # checkpoint images as a direct stream (plain text), or "ssh": over SSH
     python: str = ""              # a Python with p4cf_kit there: runs the embedded switch on it
     simple_switch_grpc: str = ""  # BMv2 there (default: found on its PATH or in /opt/p4lang/bin)
 
@@ -505,7 +506,7 @@ def _machines(raw: dict[str, Any]) -> dict[str, MachineConfig]:
         _check_keys(f"machines.{name}", entry, {"podman", "identity", "known_hosts", "uplinks", "uplink",
                                                 "emulated", "password", "transfer", "python",
                                                 "simple_switch_grpc"})
-        transfer = entry.get("transfer", "ssh")
+        transfer = entry.get("transfer", DEFAULT_TRANSFER)
         if transfer not in TRANSFERS:
             raise ConfigError(f"machines.{name}.transfer = {transfer!r}: use \"ssh\" (encrypted) or \"tcp\" "
                               "(a direct stream in plain text, for a testbed's own link)")
@@ -755,7 +756,8 @@ def config_to_dict(cfg: LabConfig) -> dict[str, Any]:
                    "gateway": str(h.gateway), "switch_mac": h.switch_mac, "port": h.port,
                    "machine": h.machine, "uplink": h.uplink} for h in cfg.hosts],
         "machines": {m.name: {"podman": m.podman, "identity": m.identity, "known_hosts": m.known_hosts,
-                              "uplinks": list(m.uplinks), "emulated": m.emulated, "transfer": m.transfer}
+                              "uplinks": list(m.uplinks), "emulated": m.emulated, "transfer": m.transfer,
+                              "python": m.python, "simple_switch_grpc": m.simple_switch_grpc}
                      for m in cfg.machines.values()},
         "workload": workload_to_dict(cfg.workload),
     }

@@ -31,6 +31,7 @@ from p4cf_kit.apps import bulk
 from p4cf_kit.apps import containers as app
 from p4cf_kit.config import (
     DEFAULT_LAB,
+    DEFAULT_TRANSFER,
     HostConfig,
     LabConfig,
     check_memory_kind,
@@ -492,7 +493,12 @@ def config_to_dict_source(cfg: LabConfig) -> dict[str, Any]:
                            "switch": d["switch"], "images": d["images"], "workload": d["workload"],
                            "backend": d["backend"], "migration": d["migration"]}
     if cfg.machines:
-        out["machines"] = {name: {k: v for k, v in m.items() if v not in ("", [], False, "ssh")}
+        out["machines"] = {name: {k: v for k, v in m.items()
+                                  if v not in ("", [], False) and (k, v) != ("transfer", DEFAULT_TRANSFER)}
                            for name, m in d["machines"].items()}
         out["hosts"] = {h.name: {"machine": h.machine} for h in cfg.remote_hosts}
+        if cfg.switch.elsewhere:  # every host off the switch's machine names its NIC toward it
+            for h in cfg.hosts:
+                if h.machine != cfg.switch.machine:
+                    out["hosts"].setdefault(h.name, {})["uplink"] = h.uplink
     return out

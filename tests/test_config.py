@@ -198,3 +198,22 @@ def test_the_switch_on_another_machine_bad_input(switch: dict, hosts: dict, word
     with pytest.raises(ConfigError) as err:
         parse_config(doc)
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("transfer", ["ssh", "tcp", None])
+def test_a_machines_transfer_way_survives_the_labs_saved_config(transfer: str | None) -> None:
+    """tcp is the default way; a saved lab (config_to_dict_source) keeps an explicit ssh."""
+    entry: dict[str, object] = {"emulated": True} | ({"transfer": transfer} if transfer else {})
+    cfg = parse_config({"lab": {"name": "rt", "hosts": 4}, "machines": {"bx": entry},
+                        "hosts": {"h4": {"machine": "bx"}}})
+    assert cfg.machines["bx"].transfer == (transfer or "tcp")
+    assert parse_config(config_to_dict_source(cfg)).machines["bx"].transfer == (transfer or "tcp")
+
+
+def test_a_lab_with_its_switch_elsewhere_survives_its_saved_config() -> None:
+    cfg = parse_config({"lab": {"hosts": 3},
+                        "switch": {"target": "bmv2", "machine": "b", "ports": {"1": "enp2s0", "2": "enp3s0"}},
+                        "machines": {"b": {**REAL_B, "simple_switch_grpc": "/opt/bmv2/bin/simple_switch_grpc"}},
+                        "hosts": {"h1": {"uplink": "eth1"}, "h2": {"uplink": "eth2"}, "h3": {"machine": "b"}}})
+    again = parse_config(config_to_dict_source(cfg))
+    assert again.switch == cfg.switch and again.hosts == cfg.hosts and again.machines == cfg.machines

@@ -198,15 +198,14 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
 def _receiving_tar() -> list[int]:
     """Pids of the destination's receiving `tar` (the test is the fault injector: the emulated
     machine's processes are this machine's, so /proc is read here, at once)."""
-    want = [b"tar", b"-C"]
+    landing = f"/var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/".encode()
     found = []
     for entry in os.listdir("/proc"):
         try:
             args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if args[:2] == want and len(args) > 2 and \
-                args[2].startswith(f"/var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/".encode()):
+        if args[0] == b"tar" and b"-C" in args[:-1] and args[args.index(b"-C") + 1].startswith(landing):
             found.append(int(entry))
     return found
 
@@ -223,15 +222,17 @@ def _cut(m: RemoteMachine, how: str) -> None:
         subprocess.run(["ip", "link", "set", emulated.mgmt_iface(MACHINE), "down"], check=True)
 
 
+@pytest.mark.parametrize("transfer", ["tcp", "ssh"])
 @pytest.mark.parametrize("how", ["receiver-killed", "machine-gone"])
-def test_a_transfer_cut_midway_leaves_the_backend_at_the_source(machine: RemoteMachine, how: str) -> None:
+def test_a_transfer_cut_midway_leaves_the_backend_at_the_source(machine: RemoteMachine, how: str,
+                                                                transfer: str) -> None:
     """A real cut in the middle of the images' transfer (the link slowed so the transfer takes
     seconds): the migration fails in `transfer`, the backend serves at the source with every
     connection alive, and the destination keeps nothing; when the machine was gone, what it
     kept is removed by the next migration there, which then succeeds."""
     rec = emulated.load(MACHINE)
     assert rec is not None
-    cfg = parse_config(two_machine_config("tx", 212))
+    cfg = parse_config(two_machine_config("tx", 212, transfer=transfer))
     lab = Lab(cfg)
     cleanup.down("tx")
     lab.up()
@@ -255,7 +256,7 @@ def test_a_transfer_cut_midway_leaves_the_backend_at_the_source(machine: RemoteM
         cutter[0].join()
         out = failed.value.record  # type: ignore[attr-defined]
         assert out.failed_phase == "transfer" and out.rolled_back, (out, failed.value)
-        print(f"\n{how}: failed and rolled back in {took:.1f} s (rollback {out.rollback_s:.1f} s of it): "
+        print(f"\n{how} ({transfer}): failed and rolled back in {took:.1f} s (rollback {out.rollback_s:.1f} s of it): "
               f"{failed.value}")
         assert podman("container", "inspect", "--format", "{{.State.Status}}",
                       "p4cf-tx-h2-srv").stdout.strip() == "running"
@@ -288,14 +289,16 @@ def test_a_transfer_cut_midway_leaves_the_backend_at_the_source(machine: RemoteM
     assert not any(remote_leftovers(machine, "tx").values())
 
 
-def test_a_full_disk_at_the_destination_leaves_the_backend_at_the_source(machine: RemoteMachine) -> None:
+@pytest.mark.parametrize("transfer", ["tcp", "ssh"])
+def test_a_full_disk_at_the_destination_leaves_the_backend_at_the_source(machine: RemoteMachine,
+                                                                         transfer: str) -> None:
     """The destination's disk fills up (a file takes all but 4 MiB, the checkpoint is about
     13 MB): the migration fails in `transfer` with an error that says so, the backend serves at
     the source with every connection alive, the destination keeps nothing; with space freed the
     next migration succeeds."""
     graphroot = machine.podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
     fill = f"{graphroot}/p4cf-test-fill"
-    cfg = parse_config(two_machine_config("tx", 213))
+    cfg = parse_config(two_machine_config("tx", 213, transfer=transfer))
     lab = Lab(cfg)
     cleanup.down("tx")
     lab.up()
@@ -307,7 +310,7 @@ def test_a_full_disk_at_the_destination_leaves_the_backend_at_the_source(machine
         with pytest.raises(MigrationError) as failed:
             lab.migrate("h2", "h4")
         out = failed.value.record  # type: ignore[attr-defined]
-        print(f"\ndisk-full: {failed.value}")
+        print(f"\ndisk-full ({transfer}): {failed.value}")
         assert out.failed_phase == "transfer" and out.rolled_back, (out, failed.value)
         assert "disk" in str(failed.value) and "full" in str(failed.value), str(failed.value)
         assert podman("container", "inspect", "--format", "{{.State.Status}}",

@@ -24,7 +24,7 @@ class Machine(ABC):
     """One machine of a lab: Podman and host commands, with the kit's error types."""
 
     name: str
-    transfer: str = "ssh"   # how checkpoint images reach or leave it: "ssh" or "tcp" (direct)
+    transfer: str = "tcp"   # how checkpoint images reach or leave it: "tcp" (direct) or "ssh"
 
     @property
     def is_local(self) -> bool:

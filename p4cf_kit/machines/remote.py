@@ -20,7 +20,7 @@ class RemoteMachine(Machine):
     """Machine `name` at `url` (ssh://USER@HOST:PORT/podman.sock), logged into with `identity`."""
 
     def __init__(self, name: str, url: PodmanUrl, identity: Path, known_hosts: Path | None = None,
-                 transfer: str = "ssh") -> None:
+                 transfer: str = "tcp") -> None:
         self.name = name
         self.transfer = transfer
         self.url = url

@@ -10,7 +10,8 @@ Order, and what differs from a migration within one machine (migrate.py):
                  itself is finished in cleanup.
   2. rewrite + transfer
                  one tar stream carries the images from the source's checkpoint folder to the
-                 landing container's, with files.img rewritten on the way (transfer.py). The
+                 landing container's, with files.img rewritten (transfer.py); its ends were
+                 started and connected in prepare. The
                  rewrite's own time is `rewrite`; the rest is `transfer`, with bytes and MB/s.
                  The source's images are left untouched: a rollback restores from them.
   3. restore     on the destination machine: the gate opens; the phase ends when CRIU resumed.
@@ -116,7 +117,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         t0 = time.monotonic()
         watch = DumpWatch(src_m, plan.src_pid)
         landing = _Landing(lab, plan)
-        direct = "tcp" in (src_m.transfer, dst_m.transfer)
+        direct = any(m.transfer == "tcp" for m in (src_m, dst_m) if not m.is_local)
         stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images, direct=direct)
         record.transfer_via = "tcp" if direct else "ssh"
         end(record, phase, t0)

@@ -16,15 +16,22 @@ import time
 from collections.abc import Callable
 from typing import IO, cast
 
+from p4cf_kit.migration import tar_stream
+
 STALL_S = 5.0     # no byte in or out for this long: the path is taken for down
-PIECE = 256 << 10  # writes go out in pieces this big (2 s at 1 Mbit/s), so progress shows on a slow link
+PIECE = tar_stream.PIECE  # writes go out in pieces this big, so progress shows on a slow link
 
 
 class Watchdog:
-    """Calls `cut` once when `touch` has not been called for `stall_s` seconds."""
+    """Calls `cut` once when `touch` has not been called for `stall_s` seconds. `probe`, when
+    given, is a byte count read on every look (e.g. what a `tar` of ours has read so far,
+    from /proc): it growing counts as a touch."""
 
-    def __init__(self, cut: Callable[[], None], stall_s: float = STALL_S) -> None:
+    def __init__(self, cut: Callable[[], None], stall_s: float = STALL_S,
+                 probe: Callable[[], int] | None = None) -> None:
         self.stall_s = stall_s
+        self._probe = probe
+        self._probed = 0
         self.stalled = False
         self.moved = 0    # bytes read and written so far
         self._cut = cut
@@ -43,6 +50,11 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._done.wait(min(0.25, self.stall_s / 4)):
+            if self._probe is not None:
+                seen = self._probe()
+                if seen > self._probed:
+                    self.touch(seen - self._probed)
+                    self._probed = seen
             if time.monotonic() - self._last > self.stall_s:
                 self.stalled = True
                 self._cut()

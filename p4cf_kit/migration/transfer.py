@@ -1,12 +1,15 @@
-"""Moving a checkpoint's images between machines: one tar stream through the kit, over SSH.
+"""Moving a checkpoint's images between machines: one tar stream, started before the freeze.
 
-Why this way: the images leave the source machine as `tar` over the machine's SSH
-connection (or are read here when the source is this machine), pass through the kit, and
-land in the landing container's checkpoint folder on the destination the same way. Only
-`files.img` is changed on the way (its sockets get the destination's address; the rewrite
-is timed apart), so the source keeps its own images untouched until the destination runs,
-and a rollback restores it from them. Nothing of the kit runs on either machine: `tar` is
-all they need.
+Why this way: the images leave the source's checkpoint folder as a tar stream and land in
+the landing container's checkpoint folder, read and written by the kernel and GNU tar, not by
+Python: where the source is this machine the kit writes the stream itself (headers, then each
+file by `sendfile`), where the destination is this machine a `tar -x` here reads it straight
+from the connection (tar_stream.py). Only `files.img` is changed on the way (its sockets get
+the destination's address; the rewrite is timed apart): in memory before it is sent, or in
+the destination's copy once it landed. The source keeps its own images untouched until the
+destination runs, and a rollback restores it from them. Nothing of the kit is installed on
+either machine: `tar` and `python3 -c` are all they need. Between two other machines the
+stream passes through the kit (Python's tarfile, the rewrite on the way).
 
 A cut stream (connection dropped, destination disk full, machine gone) raises
 TransferError; the caller removes the half-filled landing container.
@@ -28,16 +31,18 @@ from pathlib import Path
 from typing import IO
 
 from p4cf_kit.errors import TransferError
-from p4cf_kit.machines.machine import Machine
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.migration import direct as direct_tcp
+from p4cf_kit.migration import tar_stream
 from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
 from p4cf_kit.migration.stall import STALL_S, Watchdog, watched
+from p4cf_kit.migration.tar_stream import GO, TAR_X, send_tar
 
 CHUNK = 1 << 20
 # CRIU's statistics of the dump: written after the server exits, which is when the transfer
 # starts (dump_watch.py), and not needed by the restore; `tar` would fail on a file changing
 # under it, so it stays behind.
-STATS_DUMP = "stats-dump"
+STATS_DUMP = tar_stream.STATS_DUMP
 
 
 @dataclass
@@ -100,6 +105,12 @@ def _available(pipe: IO[bytes] | None) -> bytes:
 
 
 NO_SPACE = "No space left on device"
+RECEIVER_WORDS_S = 2.0   # a receiver that ended is waited for this long, for its message
+
+
+def _full_hint(machine: Machine, folder: Path) -> str:
+    return (f"; machine {machine.name!r}'s disk is full where the images land ({folder}): free space "
+            "there (`df` on that folder), or give its Podman storage a larger disk")
 
 
 def _check(proc: subprocess.Popen[bytes], what: str, machine: Machine, folder: Path) -> None:
@@ -108,18 +119,27 @@ def _check(proc: subprocess.Popen[bytes], what: str, machine: Machine, folder: P
         lines = err.splitlines()
         lines = [ln for ln in lines if NO_SPACE in ln][:1] + [ln for ln in lines if NO_SPACE not in ln]
         shown = "\n".join(lines[:3] + ([f"... ({len(lines) - 3} more lines)"] if len(lines) > 3 else []))
-        hint = (f"; machine {machine.name!r}'s disk is full where the images land ({folder}): free space "
-                "there (`df` on that folder), or give its Podman storage a larger disk"
-                if NO_SPACE in err else "")
+        hint = _full_hint(machine, folder) if NO_SPACE in err else ""
         raise TransferError(f"{what} failed (exit {proc.returncode}): {shown or 'no message'}{hint}")
 
 
-class ImageStream:
-    """Both ends of one transfer, started before the source is frozen.
+def _tar_read(proc: subprocess.Popen[bytes]) -> int:
+    """Bytes `proc` has read so far (its /proc io record; 0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
-    Why start early: a new SSH session (and the `tar` it runs) costs a tenth of a second or
-    more; started in the migration's prepare phase they wait, the source's `tar` for a "go"
-    line and the destination's for data, so the transfer phase is the bytes alone."""
+
+class ImageStream:
+    """Both ends of one transfer, started (and connected) before the source is frozen.
+
+    Why start early: a new SSH session (and the program it runs) costs a tenth of a second or
+    more, a new connection a round trip; done in the migration's prepare phase, the ends wait
+    (a sender for "go", a receiver for data), so the transfer phase is the bytes alone."""
 
     def __init__(self, src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, direct: bool = False,
                  stall_s: float = STALL_S) -> None:
@@ -128,26 +148,33 @@ class ImageStream:
         self.src, self.src_dir, self.dst, self.dst_dir = src, src_dir, dst, dst_dir
         self.stall_s = stall_s
         self.sockets: list[socket.socket] = []
-        self.reader: subprocess.Popen[bytes] | None = None
-        self.writer: subprocess.Popen[bytes] | None = None
+        self.reader: subprocess.Popen[bytes] | None = None   # the source's end, on another machine
+        self.writer: subprocess.Popen[bytes] | None = None   # the destination's end, on another machine
+        self.local_tar: subprocess.Popen[bytes] | None = None  # `tar -x` here, reading the stream itself
+        self.src_conn: socket.socket | None = None   # from a direct sender
+        self.dst_conn: socket.socket | None = None   # to a direct receiver
         self.token = direct_tcp.new_token()
         self.listener: socket.socket | None = None
-        self.receiver_port = 0
         try:
             if not src.is_local and direct:
                 back = src.peer_address()          # this machine, as the source reaches it
                 self.listener = direct_tcp.listen(back)
-                self.reader = src.popen(["python3", "-c", direct_tcp.SENDER, str(src_dir)], stdin=subprocess.PIPE)
+                self.reader = src.popen(direct_tcp.remote_end("send", str(src_dir)), stdin=subprocess.PIPE)
                 assert self.reader.stdin is not None
                 self.reader.stdin.write(f"{back} {self.listener.getsockname()[1]} {self.token.hex()}\n".encode())
-                self.reader.stdin.flush()
+                self.reader.stdin.close()
+                self.src_conn = self._accept(self.reader)
             elif not src.is_local:
                 pack = f"read go && exec tar -C {src_dir} --exclude={STATS_DUMP} -cf - ."
                 self.reader = src.popen(["sh", "-c", pack], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             if dst.is_local:
                 dst_dir.mkdir(parents=True, exist_ok=True)
+                if self.reader is not None:   # from another machine: a `tar -x` here reads the stream
+                    feed = self.src_conn.fileno() if self.src_conn is not None else self.reader.stdout
+                    self.local_tar = subprocess.Popen([*TAR_X, "-C", str(dst_dir)], stdin=feed,
+                                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             elif direct:
-                self.writer = dst.popen(["python3", "-c", direct_tcp.RECEIVER, str(dst_dir), dst.address],
+                self.writer = dst.popen(direct_tcp.remote_end("recv", str(dst_dir), dst.address),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 assert self.writer.stdin is not None and self.writer.stdout is not None
                 self.writer.stdin.write(self.token.hex().encode() + b"\n")
@@ -156,83 +183,55 @@ class ImageStream:
                 if not line.isdigit():
                     raise OSError(f"the receiver on machine {dst.name!r} did not start: "
                                   f"{self.abort().strip() or 'no message'}")
-                self.receiver_port = int(line)
+                self.dst_conn = direct_tcp.connect(dst.address, int(line), self.token)
+                self.sockets.append(self.dst_conn)
             else:
-                self.writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && exec tar -C {dst_dir} -xf -"],
+                self.writer = dst.popen(["sh", "-c", f"mkdir -p {dst_dir} && exec {' '.join(TAR_X)} -C {dst_dir}"],
                                         stdin=subprocess.PIPE)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self.abort()
             raise TransferError(f"could not open the image stream: {exc}") from exc
+
+    def _accept(self, sender: subprocess.Popen[bytes]) -> socket.socket:
+        """The direct sender's connection; OSError at once when its program ends instead."""
+        assert self.listener is not None
+        self.listener.settimeout(0.05)
+        deadline = time.monotonic() + direct_tcp.ACCEPT_TIMEOUT_S
+        while True:
+            try:
+                conn = direct_tcp.accept(self.listener, self.token)
+                self.sockets.append(conn)
+                return conn
+            except TimeoutError:
+                if sender.poll() is not None or time.monotonic() > deadline:
+                    raise OSError(f"the sender on machine {self.src.name!r} did not connect: "
+                                  f"{self.abort().strip() or 'no message'}") from None
 
     def run(self, old_ip: str, new_ip: str) -> TransferReport:
         """Copy the images, with files.img's sockets moved from `old_ip` to `new_ip`.
         TransferError when the stream breaks (the caller removes what reached the destination)."""
         report = TransferReport()
         t0 = time.monotonic()
-        out_tar: tarfile.TarFile | None = None
-        dog = Watchdog(self._cut, self.stall_s)
+        tar = self.local_tar
+        dog = Watchdog(self._cut, self.stall_s, probe=(lambda: _tar_read(tar)) if tar is not None else None)
+        relay = _Relay()
         try:
-            sock: socket.socket | None = None
-            if self.reader is None:
-                members = _local_members(self.src_dir)
-            elif self.listener is not None:
-                assert self.reader.stdin is not None
-                self.reader.stdin.write(b"go\n")
-                self.reader.stdin.close()
-                conn, incoming = direct_tcp.accept(self.listener, self.token)
-                self.sockets.append(conn)
-                members = _stream_members(watched(incoming, dog, counts=self.writer is None))
+            if self.src.is_local and not self.dst.is_local:
+                self._send_from_here(report, dog, old_ip, new_ip)
+            elif self.local_tar is not None:
+                self._land_here(report, old_ip, new_ip)
             else:
-                assert self.reader.stdin is not None and self.reader.stdout is not None
-                self.reader.stdin.write(b"go\n")
-                self.reader.stdin.close()
-                members = _stream_members(watched(self.reader.stdout, dog, counts=self.writer is None))
-            sink: IO[bytes] | None = None
-            if self.writer is not None and self.receiver_port:
-                sock = direct_tcp.connect(self.dst.address, self.receiver_port, self.token)
-                self.sockets.append(sock)
-                sink = watched(sock.makefile("wb"), dog)
-            elif self.writer is not None:
-                assert self.writer.stdin is not None
-                sink = watched(self.writer.stdin, dog)
-            if sink is not None:
-                out_tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK)
-            for info, data in members:
-                data = _rewritten(info, data, old_ip, new_ip, report)
-                name = os.path.basename(info.name)
-                if out_tar is not None:
-                    info.name = name
-                    out_tar.addfile(info, data)
-                else:
-                    with open(self.dst_dir / name, "wb") as fh:
-                        shutil.copyfileobj(data, fh, CHUNK)
-                    os.chmod(self.dst_dir / name, info.mode)
-                report.bytes += info.size
-                report.files += 1
-            if out_tar is not None and sink is not None and self.writer is not None:
-                out_tar.close()
-                sink.close()
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_WR)
-                    sock.close()
-                _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})",
-                       self.dst, self.dst_dir)
-            if self.reader is not None:
-                _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
-                       self.src, self.src_dir)
+                self._relay(report, dog, relay, old_ip, new_ip)
         except Exception as exc:                 # a malformed image too (struct.error): never half-open
-            if out_tar is not None:              # marks it closed, so its finaliser does not
-                try:                             # write to the broken pipe again
-                    out_tar.close()
-                except (OSError, ValueError, tarfile.TarError):
-                    pass
+            relay.close()
             why = self.abort()
             if dog.stalled:
                 raise TransferError(f"the images did not reach machine {self.dst.name!r}: no byte moved "
                                     f"for {self.stall_s:g} s after {dog.moved / 1e6:.1f} MB (the path "
                                     f"between the machines is down?){why}") from exc
             full = (f"; this machine's disk is full where the images land ({self.dst_dir}): free space there"
-                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else "")
+                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else
+                    _full_hint(self.dst, self.dst_dir) if NO_SPACE in why else "")
             raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}{full}") from exc
         finally:
             dog.stop()
@@ -241,9 +240,109 @@ class ImageStream:
             raise TransferError(f"no images found in {self.src_dir} on machine {self.src.name!r}")
         return report
 
+    def _send_from_here(self, report: TransferReport, dog: Watchdog, old_ip: str, new_ip: str) -> None:
+        """This machine's images to another: files.img rewritten in memory, the rest by sendfile."""
+        replace = {}
+        files_img = self.src_dir / FILES_IMG
+        if files_img.is_file():
+            t0 = time.monotonic()
+            new, rw = rewrite_files_image(files_img.read_bytes(), old_ip, new_ip)
+            report.rewrite_s += time.monotonic() - t0
+            report.sockets += rw.sockets
+            replace[FILES_IMG] = new
+        assert self.writer is not None
+        if self.dst_conn is not None:
+            fd = self.dst_conn.fileno()
+        else:
+            assert self.writer.stdin is not None
+            fd = self.writer.stdin.fileno()
+        try:
+            report.bytes, report.files = send_tar(fd, str(self.src_dir), replace, dog.touch)
+        except OSError:
+            if not dog.stalled:   # the receiver ended (a full disk?): let its own words arrive
+                try:
+                    self.writer.wait(timeout=RECEIVER_WORDS_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            raise
+        if self.dst_conn is not None:
+            self.dst_conn.shutdown(socket.SHUT_WR)
+        elif self.writer.stdin is not None:
+            self.writer.stdin.close()
+        _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})",
+               self.dst, self.dst_dir)
+
+    def _land_here(self, report: TransferReport, old_ip: str, new_ip: str) -> None:
+        """Another machine's images into this one's folder by the `tar -x` started in prepare;
+        files.img rewritten in place there (this copy is the destination's own)."""
+        assert self.reader is not None and self.local_tar is not None
+        if self.src_conn is not None:
+            self.src_conn.sendall(GO)
+        else:
+            assert self.reader.stdin is not None
+            self.reader.stdin.write(b"go\n")
+            self.reader.stdin.close()
+        _check(self.local_tar, f"unpacking the images on this machine ({self.dst_dir})", LOCAL, self.dst_dir)
+        _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
+               self.src, self.src_dir)
+        for entry in os.scandir(self.dst_dir):   # what landed: the images (the placeholder replaced)
+            if entry.is_file(follow_symlinks=False):
+                report.bytes += entry.stat(follow_symlinks=False).st_size
+                report.files += 1
+        files_img = self.dst_dir / FILES_IMG
+        if files_img.is_file():
+            t0 = time.monotonic()
+            new, rw = rewrite_files_image(files_img.read_bytes(), old_ip, new_ip)
+            files_img.write_bytes(new)
+            report.rewrite_s += time.monotonic() - t0
+            report.sockets += rw.sockets
+
+    def _relay(self, report: TransferReport, dog: Watchdog, relay: _Relay, old_ip: str, new_ip: str) -> None:
+        """Between two other machines (or two folders here): through the kit, by tarfile."""
+        if self.reader is None:
+            members = _local_members(self.src_dir)
+        elif self.src_conn is not None:
+            self.src_conn.sendall(GO)
+            members = _stream_members(watched(self.src_conn.makefile("rb"), dog, counts=self.writer is None))
+        else:
+            assert self.reader.stdin is not None and self.reader.stdout is not None
+            self.reader.stdin.write(b"go\n")
+            self.reader.stdin.close()
+            members = _stream_members(watched(self.reader.stdout, dog, counts=self.writer is None))
+        sink: IO[bytes] | None = None
+        if self.dst_conn is not None:
+            sink = watched(self.dst_conn.makefile("wb"), dog)
+        elif self.writer is not None:
+            assert self.writer.stdin is not None
+            sink = watched(self.writer.stdin, dog)
+        if sink is not None:
+            relay.out_tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT, bufsize=CHUNK)
+        for info, data in members:
+            data = _rewritten(info, data, old_ip, new_ip, report)
+            name = os.path.basename(info.name)
+            if relay.out_tar is not None:
+                info.name = name
+                relay.out_tar.addfile(info, data)
+            else:
+                with open(self.dst_dir / name, "wb") as fh:
+                    shutil.copyfileobj(data, fh, CHUNK)
+                os.chmod(self.dst_dir / name, info.mode)
+            report.bytes += info.size
+            report.files += 1
+        if relay.out_tar is not None and sink is not None and self.writer is not None:
+            relay.out_tar.close()
+            sink.close()
+            if self.dst_conn is not None:
+                self.dst_conn.shutdown(socket.SHUT_WR)
+            _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})",
+                   self.dst, self.dst_dir)
+        if self.reader is not None:
+            _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
+                   self.src, self.src_dir)
+
     def _cut(self) -> None:
         """The watchdog's act (another thread): end both ends so the blocked read or write fails."""
-        for proc in (self.writer, self.reader):
+        for proc in (self.writer, self.reader, self.local_tar):
             if proc is not None and proc.poll() is None:
                 proc.kill()
         for sock in self.sockets:
@@ -257,7 +356,8 @@ class ImageStream:
         if self.listener is not None:
             self.listener.close()
         why = ""
-        for proc, where in ((self.writer, self.dst.name), (self.reader, self.src.name)):
+        for proc, where in ((self.writer, self.dst.name), (self.local_tar, self.dst.name),
+                            (self.reader, self.src.name)):
             if proc is None:
                 continue
             if proc.poll() is None:
@@ -266,7 +366,24 @@ class ImageStream:
             err = _available(proc.stderr).decode(errors="replace").strip()
             if err:
                 why += f" ({where}: {err})"
+        for sock in self.sockets:
+            sock.close()
         return why
+
+
+class _Relay:
+    """The relay's output archive, closed on failure so its finaliser does not write to the
+    broken stream again."""
+
+    def __init__(self) -> None:
+        self.out_tar: tarfile.TarFile | None = None
+
+    def close(self) -> None:
+        if self.out_tar is not None:
+            try:
+                self.out_tar.close()
+            except (OSError, ValueError, tarfile.TarError):
+                pass
 
 
 def stream_images(src: Machine, src_dir: Path, dst: Machine, dst_dir: Path, old_ip: str,

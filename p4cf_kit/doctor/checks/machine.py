@@ -87,10 +87,11 @@ def machine_checks(machine: RemoteMachine, mc: MachineConfig,
             "use a kernel with network namespaces, veth, nftables and userfaultfd")
 
     def tools() -> tuple[bool, str, str]:
-        p = sh("for t in ip nft ethtool nsenter; do command -v $t >/dev/null || echo missing:$t; done")
+        # tar: both ends of the images' transfer (migration/tar_stream.py)
+        p = sh("for t in ip nft ethtool nsenter tar; do command -v $t >/dev/null || echo missing:$t; done")
         missing = [w.split(":", 1)[1] for w in p.stdout.split() if w.startswith("missing:")]
-        return not missing, "ip, nft, ethtool, nsenter" if not missing else f"missing: {', '.join(missing)}", (
-            "apt-get install iproute2 nftables ethtool util-linux")
+        return not missing, "ip, nft, ethtool, nsenter, tar" if not missing else f"missing: {', '.join(missing)}", (
+            "apt-get install iproute2 nftables ethtool util-linux tar")
 
     def images() -> tuple[bool, str, str]:
         missing = [ref for ref in PUSHED_BY_DEFAULT

@@ -1,0 +1,121 @@
+"""The image stream's ends: a tar stream sent with sendfile, received by `tar -x` on the socket.
+
+Why this way: the images should cost the CPU as little as the wire does. The sender writes
+the tar headers itself and hands each file's bytes to the kernel (`os.sendfile`: no copy
+through Python); the receiver is GNU tar reading the connection itself, writing into the
+landing folder (no Python in between, no fsync: the restore reads the page cache). On
+another machine this file runs as `python3 -c` with its own text (standard library only,
+nothing of the kit installed there): `recv FOLDER HOST` listens, takes one connection that
+starts with the transfer's token (read from stdin) and becomes `tar -x` on it; `send FOLDER`
+connects to "HOST PORT TOKEN" (from stdin), sends the token and waits for the kit's "go"
+byte on the same connection, then sends the folder. Both are started, and connected, during
+the migration's prepare phase, so the downtime holds the bytes alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tarfile
+from collections.abc import Callable
+
+PIECE = 256 << 10      # sendfile and write pieces: progress shows on a slow link (2 s at 1 Mbit/s)
+BLOCK = 512            # tar's block: every member is padded to it
+GO = b"g"              # the kit's word to a waiting sender that the images are written
+STATS_DUMP = "stats-dump"   # CRIU's dump statistics: written late, not needed by the restore
+WAIT_S = 600.0         # a sender waits this long for "go", then gives up (the kit is gone)
+TAR_X = ["tar", "-B", "-b", "2048", "-xf", "-"]   # 1 MiB reads, each filled before it is unpacked
+
+
+def _write_all(fd: int, data: bytes | memoryview, progress: Callable[[int], None] | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view[:PIECE])
+        view = view[n:]
+        if progress is not None:
+            progress(n)
+
+
+def send_tar(fd: int, folder: str, replace: dict[str, bytes] | None = None,
+             progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Write the regular files of `folder` (not stats-dump) as a tar stream to the blocking
+    descriptor `fd` (a socket or a pipe); `replace` gives some files' content instead of the
+    disk's. Returns (bytes of the files, files)."""
+    total = files = 0
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name == STATS_DUMP or not entry.is_file(follow_symlinks=False):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        data = (replace or {}).get(entry.name)
+        info = tarfile.TarInfo(entry.name)
+        info.size = len(data) if data is not None else st.st_size
+        info.mode, info.mtime = st.st_mode & 0o7777, int(st.st_mtime)
+        _write_all(fd, info.tobuf(tarfile.GNU_FORMAT))
+        if data is not None:
+            _write_all(fd, data, progress)
+        else:
+            with open(entry.path, "rb") as fh:
+                offset = 0
+                while offset < info.size:
+                    n = os.sendfile(fd, fh.fileno(), offset, min(PIECE, info.size - offset))
+                    if n == 0:
+                        raise OSError(f"{entry.path} shrank while it was sent")
+                    offset += n
+                    if progress is not None:
+                        progress(n)
+        if info.size % BLOCK:
+            _write_all(fd, bytes(BLOCK - info.size % BLOCK))
+        total += info.size
+        files += 1
+    _write_all(fd, bytes(2 * BLOCK))   # the end of the archive
+    return total, files
+
+
+def recv_exact(conn: socket.socket, n: int) -> bytes:
+    """Exactly `n` bytes (fewer only when the peer closed): nothing read past them."""
+    got = b""
+    while len(got) < n:
+        part = conn.recv(n - len(got))
+        if not part:
+            break
+        got += part
+    return got
+
+
+def _receive(folder: str, host: str) -> None:
+    token = bytes.fromhex(sys.stdin.readline().strip())
+    srv = socket.socket()
+    srv.bind((host, 0))
+    srv.listen(1)
+    srv.settimeout(60)
+    print(srv.getsockname()[1], flush=True)
+    conn, _ = srv.accept()
+    srv.close()
+    conn.settimeout(60)
+    if recv_exact(conn, len(token)) != token:
+        sys.exit("wrong token: not the kit's stream")
+    conn.setblocking(True)
+    os.makedirs(folder, exist_ok=True)
+    os.dup2(conn.fileno(), 0)
+    os.execvp(TAR_X[0], [*TAR_X, "-C", folder])
+
+
+def _send(folder: str) -> None:
+    host, port, token = sys.stdin.readline().split()
+    conn = socket.create_connection((host, int(port)), timeout=60)
+    conn.sendall(bytes.fromhex(token))
+    conn.settimeout(WAIT_S)
+    if conn.recv(1) != GO:
+        sys.exit("called off")
+    conn.setblocking(True)
+    send_tar(conn.fileno(), folder)
+    conn.shutdown(socket.SHUT_WR)
+    os._exit(0)   # at once: the kit waits for this exit, not for the interpreter's tidying up
+
+
+if __name__ == "__main__":   # on the other machine: python3 -c TEXT recv|send FOLDER [HOST]
+    if sys.argv[1] == "recv":
+        _receive(sys.argv[2], sys.argv[3])
+    else:
+        _send(sys.argv[2])

@@ -1,0 +1,152 @@
+"""The image stream's ends (migration/tar_stream.py) on loopback: what lands is what was sent.
+
+Real processes, real sockets, real GNU tar; no machine or namespace: the two-machine cases
+(cuts, a full disk, a machine gone) are in test_machines.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from p4cf_kit.migration import direct
+from p4cf_kit.migration.stall import Watchdog
+from p4cf_kit.migration.tar_stream import GO, STATS_DUMP, TAR_X, send_tar
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """A folder shaped like a checkpoint: a large pages file, small ones, stats-dump."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "pages-1.img").write_bytes(os.urandom(3_000_001))   # not a multiple of tar's block
+    for i in range(5):
+        (src / f"core-{i}.img").write_bytes(os.urandom(100 + i))
+    (src / "files.img").write_bytes(b"old")
+    (src / "inventory.img").write_bytes(b"")
+    (src / STATS_DUMP).write_bytes(b"written late")
+    os.chmod(src / "core-0.img", 0o600)
+    return src
+
+
+def _same(src: Path, dst: Path, files_img: bytes = b"old") -> None:
+    sent = sorted(p.name for p in src.iterdir() if p.name != STATS_DUMP)
+    assert sorted(p.name for p in dst.iterdir()) == sent
+    for name in sent:
+        want = files_img if name == "files.img" else (src / name).read_bytes()
+        assert (dst / name).read_bytes() == want, name
+    assert (dst / "core-0.img").stat().st_mode & 0o777 == 0o600
+
+
+def test_send_tar_into_tar_x_lands_the_folder(images: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    a, b = socket.socketpair()
+    tar = subprocess.Popen([*TAR_X, "-C", str(dst)], stdin=b.fileno(), stderr=subprocess.PIPE)
+    b.close()
+    moved: list[int] = []
+    total, files = send_tar(a.fileno(), str(images), {"files.img": b"rewritten"}, moved.append)
+    a.shutdown(socket.SHUT_WR)
+    assert tar.wait(timeout=30) == 0, tar.stderr.read() if tar.stderr else ""
+    a.close()
+    assert files == 8 and total == 3_000_001 + sum(100 + i for i in range(5)) + len(b"rewritten")
+    assert sum(moved) == total          # the watchdog hears of every byte
+    _same(images, dst, b"rewritten")
+
+
+def test_a_stream_cut_midway_fails_the_receiving_tar(images: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    a, b = socket.socketpair()
+    tar = subprocess.Popen([*TAR_X, "-C", str(dst)], stdin=b.fileno(), stderr=subprocess.PIPE)
+    b.close()
+    r, w = os.pipe()
+
+    def send() -> None:
+        try:
+            send_tar(w, str(images))
+        except OSError:     # its reader is gone: the point
+            pass
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    a.sendall(os.read(r, 1_000_000))     # part of the stream, then the sender's machine is gone
+    a.close()
+    assert tar.wait(timeout=30) != 0
+    os.close(r)
+    sender.join(timeout=5)
+    os.close(w)
+
+
+def test_the_remote_receiver_takes_only_its_token_and_becomes_tar(images: Path, tmp_path: Path) -> None:
+    """`recv` as another machine runs it (python3 -c with the file's text), on loopback."""
+    dst = tmp_path / "landing" / "checkpoint"
+    token = direct.new_token()
+    proc = subprocess.Popen([sys.executable, *direct.remote_end("recv", str(dst), "127.0.0.1")[1:]],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(token.hex().encode() + b"\n")
+    proc.stdin.close()
+    conn = direct.connect("127.0.0.1", int(proc.stdout.readline()), token)
+    send_tar(conn.fileno(), str(images), {"files.img": b"new"})
+    conn.shutdown(socket.SHUT_WR)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    conn.close()
+    _same(images, dst, b"new")
+
+    wrong = subprocess.Popen([sys.executable, *direct.remote_end("recv", str(dst), "127.0.0.1")[1:]],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wrong.stdin is not None and wrong.stdout is not None
+    wrong.stdin.write(token.hex().encode() + b"\n")
+    wrong.stdin.close()
+    with socket.create_connection(("127.0.0.1", int(wrong.stdout.readline()))) as other:
+        other.sendall(bytes(len(token)))
+        assert wrong.wait(timeout=30) != 0
+    assert wrong.stderr is not None and b"wrong token" in wrong.stderr.read()
+
+
+def test_the_remote_sender_waits_for_go_on_its_connection(images: Path, tmp_path: Path) -> None:
+    """`send` as another machine runs it: connects back, sends the token, waits for "go"."""
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    token = direct.new_token()
+    listener = direct.listen("127.0.0.1")
+    proc = subprocess.Popen([sys.executable, *direct.remote_end("send", str(images))[1:]],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(f"127.0.0.1 {listener.getsockname()[1]} {token.hex()}\n".encode())
+    proc.stdin.close()
+    conn = direct.accept(listener, token)
+    tar = subprocess.Popen([*TAR_X, "-C", str(dst)], stdin=conn.fileno(), stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    assert proc.poll() is None and not any(dst.iterdir())    # nothing before "go"
+    conn.sendall(GO)
+    assert tar.wait(timeout=30) == 0 and proc.wait(timeout=30) == 0
+    conn.close()
+    listener.close()
+    _same(images, dst)
+
+
+def test_the_watchdog_counts_a_probe_that_grows_and_cuts_one_that_stops() -> None:
+    seen = {"n": 0}
+    cuts: list[float] = []
+
+    def grow() -> int:
+        seen["n"] += 1000
+        return seen["n"]
+
+    dog = Watchdog(lambda: cuts.append(time.monotonic()), stall_s=0.4, probe=grow)
+    time.sleep(1.2)
+    dog.stop()
+    assert not cuts and dog.moved > 0
+    t0 = time.monotonic()
+    dog = Watchdog(lambda: cuts.append(time.monotonic()), stall_s=0.4, probe=lambda: 5)
+    time.sleep(1.2)
+    dog.stop()
+    assert dog.stalled and len(cuts) == 1 and cuts[0] - t0 < 1.0
