@@ -97,6 +97,7 @@ def one_case(m: RemoteMachine, way: str, here_to_there: bool, repeats: int) -> d
         prepare.append(time.monotonic() - t0)
         time.sleep(0.2)
         report = stream.run("10.0.0.1", "10.0.0.2")
+        stream.close()
         transfer.append(report.seconds)
         rates.append(report.mb_per_s)
         assert (DST / "pages-1.img").stat().st_size == PAGES

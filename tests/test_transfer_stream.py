@@ -6,6 +6,7 @@ Real processes, real sockets, real GNU tar; no machine or namespace: the two-mac
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from p4cf_kit.migration import direct
 from p4cf_kit.migration.stall import Watchdog
-from p4cf_kit.migration.tar_stream import GO, STATS_DUMP, TAR_X, send_tar
+from p4cf_kit.migration.tar_stream import DONE, GO, SENT, STATS_DUMP, TAR_X, parse_sent, recv_exact, send_tar
 
 
 @pytest.fixture
@@ -84,8 +85,10 @@ def test_a_stream_cut_midway_fails_the_receiving_tar(images: Path, tmp_path: Pat
     os.close(w)
 
 
-def test_the_remote_receiver_takes_only_its_token_and_becomes_tar(images: Path, tmp_path: Path) -> None:
-    """`recv` as another machine runs it (python3 -c with the file's text), on loopback."""
+def test_the_remote_receiver_takes_only_its_token_and_says_when_tar_is_done(images: Path,
+                                                                           tmp_path: Path) -> None:
+    """`recv` as another machine runs it (python3 -c with the file's text), on loopback: DONE on
+    the connection once its tar unpacked everything (before its own exit, which SSH relays late)."""
     dst = tmp_path / "landing" / "checkpoint"
     token = direct.new_token()
     proc = subprocess.Popen([sys.executable, *direct.remote_end("recv", str(dst), "127.0.0.1")[1:]],
@@ -96,9 +99,10 @@ def test_the_remote_receiver_takes_only_its_token_and_becomes_tar(images: Path, 
     conn = direct.connect("127.0.0.1", int(proc.stdout.readline()), token)
     send_tar(conn.fileno(), str(images), {"files.img": b"new"})
     conn.shutdown(socket.SHUT_WR)
+    assert recv_exact(conn, 1) == DONE
+    _same(images, dst, b"new")                 # complete when DONE arrives
     assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
     conn.close()
-    _same(images, dst, b"new")
 
     wrong = subprocess.Popen([sys.executable, *direct.remote_end("recv", str(dst), "127.0.0.1")[1:]],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -111,8 +115,35 @@ def test_the_remote_receiver_takes_only_its_token_and_becomes_tar(images: Path, 
     assert wrong.stderr is not None and b"wrong token" in wrong.stderr.read()
 
 
+def test_a_remote_receiver_whose_tar_fails_resets_the_connection(images: Path, tmp_path: Path) -> None:
+    """Its tar dies midway (killed, as a full disk or a crash ends it): no DONE, and the sender's
+    writes fail at once instead of filling buffers nobody reads."""
+    dst = tmp_path / "landing"
+    token = direct.new_token()
+    proc = subprocess.Popen([sys.executable, *direct.remote_end("recv", str(dst), "127.0.0.1")[1:]],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(token.hex().encode() + b"\n")
+    proc.stdin.close()
+    conn = direct.connect("127.0.0.1", int(proc.stdout.readline()), token)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 10
+    while not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tar = int(children.read_text().split()[0])
+    assert Path(f"/proc/{tar}/cmdline").read_bytes().startswith(b"tar\0")
+    os.kill(tar, signal.SIGKILL)
+    with pytest.raises(OSError):
+        send_tar(conn.fileno(), str(images))
+        for _ in range(64):      # 64 MiB more: far beyond what the socket buffers hold
+            conn.sendall(bytes(1 << 20))
+    assert proc.wait(timeout=30) != 0
+    conn.close()
+
+
 def test_the_remote_sender_waits_for_go_on_its_connection(images: Path, tmp_path: Path) -> None:
-    """`send` as another machine runs it: connects back, sends the token, waits for "go"."""
+    """`send` as another machine runs it: connects back, sends the token, waits for "go"; its
+    archive ends with the SENT member (files and bytes), its word that every file went out."""
     dst = tmp_path / "dst"
     dst.mkdir()
     token = direct.new_token()
@@ -130,7 +161,25 @@ def test_the_remote_sender_waits_for_go_on_its_connection(images: Path, tmp_path
     assert tar.wait(timeout=30) == 0 and proc.wait(timeout=30) == 0
     conn.close()
     listener.close()
+    sent = sorted(p for p in images.iterdir() if p.name != STATS_DUMP)
+    assert parse_sent((dst / SENT).read_text()) == (len(sent), sum(p.stat().st_size for p in sent))
+    (dst / SENT).unlink()
     _same(images, dst)
+
+
+def test_an_archive_cut_at_a_members_end_has_no_sent_word(images: Path, tmp_path: Path) -> None:
+    """GNU tar unpacks an archive cut between members and exits 0: only SENT tells them apart."""
+    whole = tmp_path / "whole.tar"
+    with open(whole, "wb") as fh:
+        send_tar(fh.fileno(), str(images), sent=True)
+    data = whole.read_bytes()
+    cut = data[:data.index(SENT.encode()) - 0]      # up to the SENT member's header
+    cut = cut[:len(cut) - len(cut) % 512]
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    assert subprocess.run([*TAR_X, "-C", str(dst)], input=cut).returncode == 0
+    assert (dst / "pages-1.img").stat().st_size == 3_000_001 and not (dst / SENT).exists()
+    assert parse_sent("not a word") is None
 
 
 def test_the_watchdog_counts_a_probe_that_grows_and_cuts_one_that_stops() -> None:

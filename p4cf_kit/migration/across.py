@@ -161,6 +161,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         phase = "cleanup"
         started(phase)
         t0 = time.monotonic()
+        stream.close()
         record.criu_restore_s = landing.finish(timeout).criu_s
         record.criu_dump_s = phases.parse_stats(finish(dump, timeout).stdout, "checkpoint").criu_s
         src_m.podman("rm", "-f", "-t", "0", plan.src_container, check=False)

@@ -9,7 +9,10 @@ the destination's address; the rewrite is timed apart): in memory before it is s
 the destination's copy once it landed. The source keeps its own images untouched until the
 destination runs, and a rollback restores it from them. Nothing of the kit is installed on
 either machine: `tar` and `python3 -c` are all they need. Between two other machines the
-stream passes through the kit (Python's tarfile, the rewrite on the way).
+stream passes through the kit (Python's tarfile, the rewrite on the way). Over a direct TCP
+stream the transfer ends when the other machine's end says on the connection that all landed
+(tar_stream.py says how), not when its SSH session's exit status arrives; `close` collects
+those sessions afterwards, outside the downtime.
 
 A cut stream (connection dropped, destination disk full, machine gone) raises
 TransferError; the caller removes the half-filled landing container.
@@ -36,7 +39,7 @@ from p4cf_kit.migration import direct as direct_tcp
 from p4cf_kit.migration import tar_stream
 from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
 from p4cf_kit.migration.stall import STALL_S, Watchdog, watched
-from p4cf_kit.migration.tar_stream import GO, TAR_X, send_tar
+from p4cf_kit.migration.tar_stream import DONE, GO, SENT, TAR_X, parse_sent, recv_exact, send_tar
 
 CHUNK = 1 << 20
 # CRIU's statistics of the dump: written after the server exits, which is when the transfer
@@ -72,7 +75,7 @@ def _local_members(folder: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
 def _stream_members(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
     with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
         for info in tar:
-            if info.isfile():
+            if info.isfile() and os.path.basename(info.name) != SENT:   # the sender's exit says it
                 data = tar.extractfile(info)
                 assert data is not None
                 yield info, data
@@ -106,6 +109,7 @@ def _available(pipe: IO[bytes] | None) -> bytes:
 
 NO_SPACE = "No space left on device"
 RECEIVER_WORDS_S = 2.0   # a receiver that ended is waited for this long, for its message
+CLOSE_S = 5.0            # an end that said it is done is given this long to exit, after `run`
 
 
 def _full_hint(machine: Machine, folder: Path) -> str:
@@ -265,12 +269,21 @@ class ImageStream:
                 except subprocess.TimeoutExpired:
                     pass
             raise
+        what = f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})"
         if self.dst_conn is not None:
             self.dst_conn.shutdown(socket.SHUT_WR)
-        elif self.writer.stdin is not None:
+            try:
+                if recv_exact(self.dst_conn, len(DONE)) == DONE:   # its `tar` exited 0: all landed
+                    return
+            except OSError:
+                if dog.stalled:
+                    raise
+            _check(self.writer, what, self.dst, self.dst_dir)       # the receiver's own words
+            raise TransferError(f"{what}: the receiver ended without saying that its tar unpacked "
+                                "the whole archive")
+        if self.writer.stdin is not None:
             self.writer.stdin.close()
-        _check(self.writer, f"unpacking the images on machine {self.dst.name!r} ({self.dst_dir})",
-               self.dst, self.dst_dir)
+        _check(self.writer, what, self.dst, self.dst_dir)
 
     def _land_here(self, report: TransferReport, old_ip: str, new_ip: str) -> None:
         """Another machine's images into this one's folder by the `tar -x` started in prepare;
@@ -283,12 +296,17 @@ class ImageStream:
             self.reader.stdin.write(b"go\n")
             self.reader.stdin.close()
         _check(self.local_tar, f"unpacking the images on this machine ({self.dst_dir})", LOCAL, self.dst_dir)
-        _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
-               self.src, self.src_dir)
+        said = self._sent_word()
         for entry in os.scandir(self.dst_dir):   # what landed: the images (the placeholder replaced)
             if entry.is_file(follow_symlinks=False):
                 report.bytes += entry.stat(follow_symlinks=False).st_size
                 report.files += 1
+        if said is None:   # no word from a direct sender, or a `tar -c` over SSH: its exit says
+            _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
+                   self.src, self.src_dir)
+            if self.src_conn is not None:
+                raise TransferError(f"the images from machine {self.src.name!r} arrived incomplete: the "
+                                    f"sender did not say it sent them all ({report.files} files landed)")
         files_img = self.dst_dir / FILES_IMG
         if files_img.is_file():
             t0 = time.monotonic()
@@ -296,6 +314,16 @@ class ImageStream:
             files_img.write_bytes(new)
             report.rewrite_s += time.monotonic() - t0
             report.sockets += rw.sockets
+
+    def _sent_word(self) -> tuple[int, int] | None:
+        """A direct sender's SENT member, taken out of the landed folder: (files, bytes). Its
+        `tar` exited 0 with it, the archive's last member, so every file before it landed whole."""
+        path = self.dst_dir / SENT
+        if self.src_conn is None or not path.is_file():
+            return None
+        text = path.read_text(errors="replace")
+        path.unlink()
+        return parse_sent(text)
 
     def _relay(self, report: TransferReport, dog: Watchdog, relay: _Relay, old_ip: str, new_ip: str) -> None:
         """Between two other machines (or two folders here): through the kit, by tarfile."""
@@ -350,6 +378,25 @@ class ImageStream:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """After `run`: collect the other machine's ends (their SSH sessions end moments after they
+        said the images are complete), and close the connections."""
+        for proc in (self.writer, self.reader, self.local_tar):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=CLOSE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        if self.listener is not None:
+            self.listener.close()
+        for sock in self.sockets:
+            sock.close()
 
     def abort(self) -> str:
         """End both ends (rollback); returns what they said on stderr, for the error."""
