@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,24 @@ def socket_owners(port: int, table: Path = Path("/proc/net/tcp")) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def await_pages(daemon_poll: Callable[[], int | None], dump: subprocess.Popen[str] | None, timeout: float,
+                daemon_where: str = "", source_where: str = "") -> tuple[int | None, str]:
+    """Wait until the lazy-pages daemon exits (0: every page reached the backend), its page source's
+    checkpoint fails, or `timeout` passes; returns the daemon's exit status (None when it still
+    runs) and why the wait ended. `daemon_where`/`source_where` name the machines in that text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = daemon_poll()
+        if code is not None:
+            return code, f"the lazy-pages daemon{daemon_where} exited with status {code}"
+        if dump is not None and dump.poll() not in (None, 0):
+            return None, (f"the source's checkpoint (the page server{source_where}) ended with status "
+                          f"{dump.returncode}")
+        if time.monotonic() > deadline:
+            return None, f"the lazy-pages daemon had not fetched every page after {timeout:.0f} s"
+        time.sleep(0.005)
 
 
 @dataclass
@@ -185,21 +204,7 @@ class LazyTransfer:
         page source dies first (its checkpoint command fails, or the daemon does), stop the
         restored backend (its memory has holes) and raise PagesLost."""
         assert self.daemon is not None, "serve() starts the daemon before the restore"
-        deadline = time.monotonic() + timeout
-        code: int | None = None
-        why = ""
-        while True:
-            code = self.daemon.poll()
-            if code is not None:
-                why = f"the lazy-pages daemon exited with status {code}"
-                break
-            if dump is not None and dump.poll() not in (None, 0):
-                why = f"the source's checkpoint (the page server) ended with status {dump.returncode}"
-                break
-            if time.monotonic() > deadline:
-                why = f"the lazy-pages daemon had not fetched every page after {timeout:.0f} s"
-                break
-            time.sleep(0.005)
+        code, why = await_pages(self.daemon.poll, dump, timeout)
         if code == 0:
             self.pages_done = True
             return
