@@ -52,7 +52,7 @@ from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.across import _raw_sender, resume, switch_phase
 from p4cf_kit.migration.dump_watch import CHECKPOINT
-from p4cf_kit.migration.lazy import PagesLost, await_pages, container_id_of
+from p4cf_kit.migration.lazy import PagesLost, await_pages, container_id_of, page_bytes_sent
 from p4cf_kit.migration.lazy_pages_remote import PageDaemon, PageSource
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state
@@ -137,8 +137,10 @@ def wait_pages(plan: MigrationPlan, run: LazyRun, timeout: float) -> None:
     daemon fails, or the source's checkpoint does), stop the restored backend at once (its
     memory has holes) and raise PagesLost with the daemon's log."""
     assert run.daemon is not None and run.staged is not None
+    source = run.source
     code, why = await_pages(run.daemon.poll, run.dump, timeout, f" on machine {plan.dst_machine.name!r}",
-                            f" on machine {plan.src_machine.name!r}")
+                            f" on machine {plan.src_machine.name!r}",
+                            moved=(lambda: page_bytes_sent(source.port, plan.src_machine)) if source else None)
     if code == 0:
         run.pages_done = True
         return
