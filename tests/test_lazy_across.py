@@ -227,18 +227,18 @@ def test_page_source_killed_mid_way_fails_loudly_on_both_machines(
     assert error_events(load_client_log(after.csv_path)).empty
 
 
-def test_failure_before_the_restore_restarts_at_the_source(lab: Lab) -> None:
+@pytest.mark.parametrize(("phase", "says", "ends_at"), [
+    ("transfer", "FRESH server runs at", "source"),     # before the restore: restarted at the source
+    ("switch", "completed there", "destination"),       # after it: completed at the destination
+])
+def test_an_injected_failure_ends_on_the_side_that_keeps_the_backend(lab: Lab, phase: str, says: str,
+                                                                     ends_at: str) -> None:
     src, dst = _home(lab)
-    with pytest.raises(MigrationError, match="FRESH server runs at") as err:
-        lab.migrate(src, dst, mode="lazy", fail_at="transfer")
-    assert err.value.record is not None and err.value.record.failed_phase == "transfer"
-    _nothing_left(lab, src, dst)
-
-
-def test_failure_after_the_restore_completes_at_the_destination(lab: Lab) -> None:
-    src, dst = _home(lab)
-    with pytest.raises(MigrationError, match="completed there") as err:
-        lab.migrate(src, dst, mode="lazy", fail_at="switch")
-    assert err.value.record is not None and err.value.record.failed_phase == "switch"
-    _nothing_left(lab, dst, src)
-    assert _ballast_report(lab, dst)["bad_pages"] == "0"
+    with pytest.raises(MigrationError, match=says) as err:
+        lab.migrate(src, dst, mode="lazy", fail_at=phase)
+    assert err.value.record is not None and err.value.record.failed_phase == phase
+    if ends_at == "source":
+        _nothing_left(lab, src, dst)
+    else:
+        _nothing_left(lab, dst, src)
+        assert _ballast_report(lab, dst)["bad_pages"] == "0"

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from migration_labs import home, migration_lab
@@ -222,52 +223,52 @@ def _clean(lab: Lab, host: str, away: str) -> None:
     assert not list(GATES_DIR.glob("*-args")), "runc options of a lazy migration left behind"
 
 
+def _migrate_under_traffic(lab: Lab, src: str, dst: str, mode: str,
+                           tmp_path: Path) -> tuple[MigrationRecord, pd.DataFrame]:
+    """One `mode` migration src -> dst under the client's traffic; its record and the client log."""
+    run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
+    run.wait_rows(5 * CONNECTIONS)
+    time.sleep(0.5)
+    rec = migrate(lab, src, dst, mode=mode)
+    time.sleep(1.0)
+    run.stop()
+    return rec, load_client_log(run.csv_path)
+
+
+def _every_connection_survived(log: pd.DataFrame, rec: MigrationRecord) -> None:
+    errors = error_events(log)
+    assert errors.empty, errors.to_dict("records")
+    moved = downtime_for_record(log, rec.as_row())
+    moved = moved[moved["migrated"]]
+    assert len(moved) == rec.sockets_rewritten >= 1 and moved["survived"].all()
+
+
 class TestOnALab:
     pytestmark = lab_only
 
     def test_lazy_migration_keeps_connections_and_every_page(self, lab: Lab, tmp_path: Path) -> None:
         src, dst = home(lab)
         assert _ballast_report(lab, src)["ok"] == "True"
-        run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
-        run.wait_rows(5 * CONNECTIONS)
-        time.sleep(0.5)
-        rec = migrate(lab, src, dst, mode="lazy")
-        time.sleep(1.0)
-        run.stop()
-        log = load_client_log(run.csv_path)
+        rec, log = _migrate_under_traffic(lab, src, dst, "lazy", tmp_path)
         assert rec.ok and rec.mode == "lazy" and rec.pages_done_s is not None
         assert rec.checkpoint_bytes < BALLAST_MIB * 2**20, "the memory went through the images, not lazily"
         report = _ballast_report(lab, dst)
         assert report["ok"] == "True" and report["bad_pages"] == "0", report
         assert int(report["pages"]) == BALLAST_MIB * 2**20 // PAGE
-        errors = error_events(log)
-        assert errors.empty, errors.to_dict("records")
-        moved = downtime_for_record(log, rec.as_row())
-        moved = moved[moved["migrated"]]
-        assert len(moved) == rec.sockets_rewritten >= 1 and moved["survived"].all()
+        _every_connection_survived(log, rec)
         _clean(lab, dst, src)
 
     @pytest.mark.skipif(not PRE_COPY.available, reason=PRE_COPY.reason)
     def test_pre_copy_migration_keeps_connections_and_every_page(self, lab: Lab, tmp_path: Path) -> None:
         src, dst = home(lab)
-        run = lab.traffic(connections=CONNECTIONS, rate=50, log_dir=tmp_path)
-        run.wait_rows(5 * CONNECTIONS)
-        time.sleep(0.5)
-        rec = migrate(lab, src, dst, mode="pre-copy")
-        time.sleep(1.0)
-        run.stop()
+        rec, log = _migrate_under_traffic(lab, src, dst, "pre-copy", tmp_path)
         assert rec.ok and rec.mode == "pre-copy" and rec.precopy_rounds is not None and rec.precopy_rounds >= 1
         rounds = [int(n) for n in rec.precopy_round_bytes.split(";")]
         assert len(rounds) == rec.precopy_rounds and rounds[0] > BALLAST_MIB * 2**20, "round 1 copies every page"
         assert rec.checkpoint_bytes < rounds[0], "the final dump wrote every page again"
         report = _ballast_report(lab, dst)
         assert report["ok"] == "True" and report["bad_pages"] == "0", report
-        log = load_client_log(run.csv_path)
-        errors = error_events(log)
-        assert errors.empty, errors.to_dict("records")
-        moved = downtime_for_record(log, rec.as_row())
-        moved = moved[moved["migrated"]]
-        assert len(moved) == rec.sockets_rewritten >= 1 and moved["survived"].all()
+        _every_connection_survived(log, rec)
         _clean(lab, dst, src)
         userdata = Path(podman("inspect", "--format", "{{.StaticDir}}", lab.names.server(dst)).stdout.strip())
         assert not list(userdata.glob("pre-c*")), "pre-dump rounds left behind"

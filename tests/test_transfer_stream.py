@@ -45,12 +45,18 @@ def _same(src: Path, dst: Path, files_img: bytes = b"old") -> None:
     assert (dst / "core-0.img").stat().st_mode & 0o777 == 0o600
 
 
-def test_send_tar_into_tar_x_lands_the_folder(images: Path, tmp_path: Path) -> None:
+def _receiving_tar(tmp_path: Path) -> tuple[Path, socket.socket, subprocess.Popen[bytes]]:
+    """A `tar -x` into a fresh folder reading one end of a socket pair; the other end to write."""
     dst = tmp_path / "dst"
     dst.mkdir()
     a, b = socket.socketpair()
     tar = subprocess.Popen([*TAR_X, "-C", str(dst)], stdin=b.fileno(), stderr=subprocess.PIPE)
     b.close()
+    return dst, a, tar
+
+
+def test_send_tar_into_tar_x_lands_the_folder(images: Path, tmp_path: Path) -> None:
+    dst, a, tar = _receiving_tar(tmp_path)
     moved: list[int] = []
     total, files = send_tar(a.fileno(), str(images), {"files.img": b"rewritten"}, moved.append)
     a.shutdown(socket.SHUT_WR)
@@ -62,11 +68,7 @@ def test_send_tar_into_tar_x_lands_the_folder(images: Path, tmp_path: Path) -> N
 
 
 def test_a_stream_cut_midway_fails_the_receiving_tar(images: Path, tmp_path: Path) -> None:
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    a, b = socket.socketpair()
-    tar = subprocess.Popen([*TAR_X, "-C", str(dst)], stdin=b.fileno(), stderr=subprocess.PIPE)
-    b.close()
+    dst, a, tar = _receiving_tar(tmp_path)
     r, w = os.pipe()
 
     def send() -> None:

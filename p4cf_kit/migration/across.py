@@ -34,7 +34,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from p4cf_kit.children import settle
 from p4cf_kit.errors import KitError, MigrationError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.remote import RemoteMachine
@@ -102,6 +104,29 @@ def _raw_sender(plan: MigrationPlan) -> nudging.RawSender | None:
     return None
 
 
+def resume(staged: phases.StagedRestore, images: Path, raw: nudging.RawSender | None,
+           timeout: float) -> list[nudging.ClientSeq]:
+    """Open the restore's gate and wait until the backend runs at the destination; returns the
+    clients' sequence numbers for the nudge, read from `images` while runc and CRIU start (the
+    images are only read by both)."""
+    phases.open_gate(staged, timeout)
+    clients = nudging.client_connections(images) if raw is not None else []
+    phases.wait_resumed(staged, timeout)
+    return clients
+
+
+def switch_phase(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, raw: nudging.RawSender | None,
+                 clients: list[nudging.ClientSeq], started: Callable[[str], None], end: End,
+                 t_start: float) -> None:
+    """The switch update (and the nudge), timed as the phase `switch`; the downtime ends here."""
+    started("switch")
+    t0 = time.monotonic()
+    record.nudged = phases.switch_over(lab, plan, raw, clients)
+    end(record, "switch", t0)
+    record.t_end_ns = time.time_ns()
+    record.total_s = time.monotonic() - t_start
+
+
 def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *, nudge: bool,
                    started: Callable[[str], None], end: End, timeout: float) -> MigrationRecord:
     """Run the phases above; on failure roll back and raise MigrationError(phase)."""
@@ -134,29 +159,17 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         started(phase)
         t0 = time.monotonic()
         report = stream.run(str(plan.src.ip), str(plan.dst.ip))
-        record.checkpoint_bytes = record.transfer_bytes = report.bytes
-        record.transfer_mb_s = round(report.mb_per_s, 1)
-        record.sockets_rewritten = report.sockets
-        record.timings.set("rewrite", report.rewrite_s)
+        record.set_transfer(report)
         end(record, phase, t0 + report.rewrite_s)
 
         phase = "restore"
         started(phase)
         t0 = time.monotonic()
-        phases.open_gate(landing.staged, timeout)
-        # read while runc and CRIU start: the images are only read by both
-        clients = nudging.client_connections(plan.src_images if src_m.is_local else landing.images) \
-            if raw is not None else []
-        phases.wait_resumed(landing.staged, timeout)
+        clients = resume(landing.staged, plan.src_images if src_m.is_local else landing.images, raw, timeout)
         end(record, phase, t0)
 
         phase = "switch"
-        started(phase)
-        t0 = time.monotonic()
-        record.nudged = phases.switch_over(lab, plan, raw, clients)
-        end(record, phase, t0)
-        record.t_end_ns = time.time_ns()
-        record.total_s = time.monotonic() - t_start
+        switch_phase(lab, plan, record, raw, clients, started, end, t_start)
 
         phase = "cleanup"
         started(phase)
@@ -200,12 +213,7 @@ def _roll_back(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, landi
         if landing is not None and landing.stream is not None:
             landing.stream.abort()          # this machine's ends of the transfer: quick
             landing.stream = None
-        if dump is not None and dump.poll() is None:   # Podman still tidying up after CRIU
-            try:
-                dump.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                dump.kill()
-                dump.communicate()
+        settle(dump, timeout, drain=True)   # Podman still tidying up after CRIU
         if dump is not None or container_state(plan.src_container, src_m) != "running":
             step = "restore at source"
             clients: list[nudging.ClientSeq] = []

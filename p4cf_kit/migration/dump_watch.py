@@ -16,6 +16,7 @@ import select
 import subprocess
 import time
 
+from p4cf_kit.children import settle
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.remote import RemoteMachine
@@ -51,7 +52,7 @@ class DumpWatch:
             if first == "watching":
                 self.watcher = watcher
             else:                        # gone already, or no pidfd there: the command's end will do
-                self._end(watcher)
+                settle(watcher)
 
     def start(self, container: str) -> subprocess.Popen[str]:
         """The checkpoint command, running."""
@@ -83,18 +84,5 @@ class DumpWatch:
     def close(self) -> None:
         """End the watcher (its stdin's end tells it to stop watching)."""
         if self.watcher is not None:
-            self._end(self.watcher)
+            settle(self.watcher)
             self.watcher = None
-
-    @staticmethod
-    def _end(watcher: subprocess.Popen[bytes]) -> None:
-        if watcher.stdin is not None:
-            try:
-                watcher.stdin.close()
-            except OSError:
-                pass
-        try:
-            watcher.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-            watcher.wait()

@@ -23,16 +23,19 @@ instead of leaving a silently corrupted backend.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from p4cf_kit.checkpoint.criu import find_criu
 from p4cf_kit.errors import MigrationError, PodmanError
+from p4cf_kit.machines.machine import LOCAL, Machine
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.plan import MigrationPlan
 from p4cf_kit.podman.restore_gate import extra_args_file
@@ -42,6 +45,7 @@ ADDRESS = "127.0.0.1"
 DAEMON_LOG = "lazy-pages.log"
 LOG_TAIL_LINES = 12
 LISTEN = "0A"                     # TCP_LISTEN in /proc/net/tcp
+PROGRESS_PROBE_S = 1.0            # how often the wait for the last page reads the bytes sent
 
 
 class PagesLost(MigrationError):
@@ -98,6 +102,50 @@ def socket_owners(port: int, table: Path = Path("/proc/net/tcp")) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def page_bytes_sent(port: int, machine: Machine = LOCAL) -> int | None:
+    """Bytes the page server on `port` of `machine` has had acknowledged so far (`ss -ti`'s
+    bytes_acked on its connections); None when they cannot be read. Asked over SSH like every
+    other command on another machine: the kit watches the transfer from where it sends."""
+    cmd = ["ss", "-Htin", "state", "established", f"( sport = :{port} )"]
+    try:
+        out = machine.run(cmd, check=False, timeout=10).stdout
+    except Exception:  # noqa: BLE001 - a machine that does not answer: no reading, the wait goes on
+        return None
+    acked = re.findall(r"bytes_acked:(\d+)", out)
+    return sum(int(n) for n in acked) if acked else None
+
+
+def await_pages(daemon_poll: Callable[[], int | None], dump: subprocess.Popen[str] | None, idle_s: float,
+                daemon_where: str = "", source_where: str = "",
+                moved: Callable[[], int | None] | None = None) -> tuple[int | None, str]:
+    """Wait until the lazy-pages daemon exits (0: every page reached the backend), its page source's
+    checkpoint fails, or no page has moved for `idle_s`; returns the daemon's exit status (None
+    when it still runs) and why the wait ended. `moved` reads the bytes the source has sent
+    (page_bytes_sent), every PROGRESS_PROBE_S: a large memory over a slow link takes as long as
+    it takes while it moves, and a stalled one is given up `idle_s` after its last byte (without
+    `moved`, `idle_s` after the start). `daemon_where`/`source_where` name the machines."""
+    now = time.monotonic()
+    quiet_since, next_probe, sent = now, now + PROGRESS_PROBE_S, None
+    while True:
+        code = daemon_poll()
+        if code is not None:
+            return code, f"the lazy-pages daemon{daemon_where} exited with status {code}"
+        if dump is not None and dump.poll() not in (None, 0):
+            return None, (f"the source's checkpoint (the page server{source_where}) ended with status "
+                          f"{dump.returncode}")
+        now = time.monotonic()
+        if moved is not None and now >= next_probe:
+            reading = moved()
+            next_probe = time.monotonic() + PROGRESS_PROBE_S
+            if reading is not None and reading != sent:
+                quiet_since, sent = now, reading
+        if now - quiet_since > idle_s:
+            progress = f" ({sent / 1e6:.1f} MB of pages had been sent)" if sent is not None else ""
+            return None, (f"the lazy-pages daemon had not fetched every page, and none moved for "
+                          f"{idle_s:g} s{progress}")
+        time.sleep(0.005)
 
 
 @dataclass
@@ -185,21 +233,7 @@ class LazyTransfer:
         page source dies first (its checkpoint command fails, or the daemon does), stop the
         restored backend (its memory has holes) and raise PagesLost."""
         assert self.daemon is not None, "serve() starts the daemon before the restore"
-        deadline = time.monotonic() + timeout
-        code: int | None = None
-        why = ""
-        while True:
-            code = self.daemon.poll()
-            if code is not None:
-                why = f"the lazy-pages daemon exited with status {code}"
-                break
-            if dump is not None and dump.poll() not in (None, 0):
-                why = f"the source's checkpoint (the page server) ended with status {dump.returncode}"
-                break
-            if time.monotonic() > deadline:
-                why = f"the lazy-pages daemon had not fetched every page after {timeout:.0f} s"
-                break
-            time.sleep(0.005)
+        code, why = await_pages(self.daemon.poll, dump, timeout, moved=lambda: page_bytes_sent(self.port))
         if code == 0:
             self.pages_done = True
             return

@@ -45,14 +45,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
+from p4cf_kit.children import settle
 from p4cf_kit.errors import ConfigError, KitError, MigrationError, PodmanError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.remote import RemoteMachine
-from p4cf_kit.migration import nudge as nudging
 from p4cf_kit.migration import phases
-from p4cf_kit.migration.across import _raw_sender
+from p4cf_kit.migration.across import _raw_sender, resume, switch_phase
 from p4cf_kit.migration.dump_watch import CHECKPOINT
-from p4cf_kit.migration.lazy import PagesLost, container_id_of
+from p4cf_kit.migration.lazy import PagesLost, await_pages, container_id_of, page_bytes_sent
 from p4cf_kit.migration.lazy_pages_remote import PageDaemon, PageSource
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state
@@ -137,20 +137,10 @@ def wait_pages(plan: MigrationPlan, run: LazyRun, timeout: float) -> None:
     daemon fails, or the source's checkpoint does), stop the restored backend at once (its
     memory has holes) and raise PagesLost with the daemon's log."""
     assert run.daemon is not None and run.staged is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        code = run.daemon.poll()
-        if code is not None:
-            why = f"the lazy-pages daemon on machine {plan.dst_machine.name!r} exited with status {code}"
-            break
-        if run.dump is not None and run.dump.poll() not in (None, 0):
-            why = (f"the source's checkpoint (the page server on machine {plan.src_machine.name!r}) ended "
-                   f"with status {run.dump.returncode}")
-            break
-        if time.monotonic() > deadline:
-            why = f"the lazy-pages daemon had not fetched every page after {timeout:.0f} s"
-            break
-        time.sleep(0.005)
+    source = run.source
+    code, why = await_pages(run.daemon.poll, run.dump, timeout, f" on machine {plan.dst_machine.name!r}",
+                            f" on machine {plan.src_machine.name!r}",
+                            moved=(lambda: page_bytes_sent(source.port, plan.src_machine)) if source else None)
     if code == 0:
         run.pages_done = True
         return
@@ -193,30 +183,19 @@ def migrate_lazy_across(lab: LabLike, plan: MigrationPlan, record: MigrationReco
         started(phase)
         t0 = time.monotonic()
         report = run.stream.run(str(plan.src.ip), str(plan.dst.ip))
-        record.checkpoint_bytes = record.transfer_bytes = report.bytes
-        record.transfer_mb_s = round(report.mb_per_s, 1)
-        record.sockets_rewritten = report.sockets
-        record.timings.set("rewrite", report.rewrite_s)
+        record.set_transfer(report)
         end(record, phase, t0 + report.rewrite_s)
 
         phase = "restore"
         started(phase)
         t0 = time.monotonic()
         run.daemon.go(timeout)
-        phases.open_gate(run.staged, timeout)
-        clients = nudging.client_connections(plan.src_images if src_m.is_local else run.staged.images) \
-            if raw is not None else []
-        phases.wait_resumed(run.staged, timeout)
+        clients = resume(run.staged, plan.src_images if src_m.is_local else run.staged.images, raw, timeout)
         run.resumed = True
         end(record, phase, t0)
 
         phase = "switch"
-        started(phase)
-        t0 = time.monotonic()
-        record.nudged = phases.switch_over(lab, plan, raw, clients)
-        end(record, phase, t0)
-        record.t_end_ns = time.time_ns()
-        record.total_s = time.monotonic() - t_start
+        switch_phase(lab, plan, record, raw, clients, started, end, t_start)
 
         phase = "cleanup"
         started(phase)
@@ -254,14 +233,20 @@ def _retire_source(plan: MigrationPlan, run: LazyRun, timeout: float) -> None:
     release_lock(plan.src_pod.netns_path, plan.src_machine)
 
 
-def _close(plan: MigrationPlan, run: LazyRun) -> None:
-    """End this migration's helpers and remove its runc options files; never raises."""
+def _stop_transfer(run: LazyRun, end_source: Callable[[PageSource], object]) -> None:
+    """End the page source (as `end_source` says: closed after a success, stopped when the
+    memory is lost), the destination's daemon and the image stream."""
     if run.source is not None:
-        run.source.close()
+        end_source(run.source)
     if run.daemon is not None:
         run.daemon.stop()
     if run.stream is not None:
         run.stream.abort()
+
+
+def _close(plan: MigrationPlan, run: LazyRun) -> None:
+    """End this migration's helpers and remove its runc options files; never raises."""
+    _stop_transfer(run, lambda source: source.close())
     if run.restore_args:
         try:
             plan.dst_machine.run(["rm", "-f", run.restore_args], check=False)
@@ -326,19 +311,9 @@ def _restart(lab: LabLike, plan: MigrationPlan, run: LazyRun, record: MigrationR
     src_m, dst_m = plan.src_machine, plan.dst_machine
     step = "stop the page transfer"
     try:
-        if run.source is not None:
-            run.source.stop()
-        if run.daemon is not None:
-            run.daemon.stop()
-        if run.stream is not None:
-            run.stream.abort()
+        _stop_transfer(run, lambda source: source.stop())
         step = "end the checkpoint"
-        if run.dump is not None and run.dump.poll() is None:
-            try:
-                run.dump.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                run.dump.kill()
-                run.dump.communicate()
+        settle(run.dump, timeout, drain=True)
         run.dump = None
         step = "remove the landing container"
         left = _remove_landing(plan, run) if run.staged is not None else ""

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from p4cf_kit.checkpoint.criu import find_criu
+from p4cf_kit.children import settle
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.migration import lazy
@@ -73,22 +74,6 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float, what: str) -> str:
     return line
 
 
-def _end(proc: subprocess.Popen[bytes] | None) -> None:
-    """Close a helper's stdin (it stops on its own) and reap it; kill it if it lingers."""
-    if proc is None:
-        return
-    if proc.stdin is not None:
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class PageSource:
     """The source machine's end: its checkpoint serves the pages on `port` at `address`."""
 
@@ -106,7 +91,7 @@ class PageSource:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         first = _read_line(self._watcher, timeout, f"machine {machine.name!r}: the page source's watcher")
         if not first.startswith("port "):
-            _end(self._watcher)
+            settle(self._watcher)
             raise PodmanError(f"machine {machine.name!r}: the page source's watcher said {first!r}")
         self.port = int(first.split()[1])
 
@@ -169,7 +154,7 @@ class PageSource:
 
     def close(self) -> None:
         """End the watcher and remove the runc options file; never raises."""
-        _end(self._watcher)
+        settle(self._watcher)
         self._watcher = None
         if self.machine.is_local:
             self.args_file.unlink(missing_ok=True)

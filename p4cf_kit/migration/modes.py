@@ -29,6 +29,7 @@ from p4cf_kit.migration import phases
 from p4cf_kit.migration.lazy import LazyTransfer
 from p4cf_kit.migration.plan import MigrationPlan
 from p4cf_kit.migration.precopy import PreCopyTransfer
+from p4cf_kit.migration.stop_and_copy import StopAndCopy
 
 MODES = MIGRATION_MODES
 DEFAULT_MODE = "stop-and-copy"
@@ -86,38 +87,6 @@ class MemoryTransfer(Protocol):
     def source_held(self) -> bool: ...
     def stop_source(self) -> None: ...
     def close(self) -> None: ...
-
-
-@dataclass
-class StopAndCopy:
-    """Today's migration: all memory is in the images; the dump ends when the source exits."""
-
-    plan: MigrationPlan
-
-    def arm(self) -> None:
-        return None
-
-    def staged(self, staged: phases.StagedRestore) -> None:
-        return None
-
-    def wait_dumped(self, dump: subprocess.Popen[str], timeout: float) -> None:
-        phases.wait_dumped(dump, self.plan.src_pid, timeout)
-
-    def serve(self, staged: phases.StagedRestore, timeout: float) -> None:
-        return None
-
-    def complete(self, staged: phases.StagedRestore, dump: subprocess.Popen[str] | None,
-                 timeout: float) -> None:
-        return None
-
-    def source_held(self) -> bool:
-        return False
-
-    def stop_source(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
 
 
 def transfer_for(mode: str, plan: MigrationPlan) -> MemoryTransfer:

@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from p4cf_kit.errors import PodmanError
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.lazy import container_id_of
-from p4cf_kit.migration.plan import MigrationPlan
 from p4cf_kit.migration.record import MigrationRecord
+from p4cf_kit.migration.stop_and_copy import StopAndCopy
 from p4cf_kit.podman.restore_gate import extra_args_file
 from p4cf_kit.podman.runner import podman
 
@@ -97,10 +96,10 @@ def round_bytes_text(copied: list[int]) -> str:
 
 
 @dataclass
-class PreCopyTransfer:
-    """One pre-copy migration's memory path: the rounds at the source, the final dump's parent."""
+class PreCopyTransfer(StopAndCopy):
+    """One pre-copy migration's memory path: the rounds at the source, the final dump's parent
+    (the hooks it does not need are stop-and-copy's)."""
 
-    plan: MigrationPlan
     record: MigrationRecord | None = None    # migrate.py hands it over: rounds are written there
     max_rounds: int = MAX_ROUNDS
     copied: list[int] = field(default_factory=list)
@@ -148,9 +147,6 @@ class PreCopyTransfer:
         os.replace(written, kept)
         return folder_bytes(kept)
 
-    def arm(self) -> None:
-        return None
-
     def staged(self, staged: phases.StagedRestore) -> None:
         """After the landing is staged: pre-dump until another round would not help, then point
         the final dump at the last round."""
@@ -159,25 +155,12 @@ class PreCopyTransfer:
             self._note()
         self._set_checkpoint_args(parent_args(len(self.copied)))
 
-    def wait_dumped(self, dump: subprocess.Popen[str], timeout: float) -> None:
-        phases.wait_dumped(dump, self.plan.src_pid, timeout)
-
     def serve(self, staged: phases.StagedRestore, timeout: float) -> None:
         """The final images are in the landing folder, but not their link to the rounds (only
         files move): link it to the source's last round, which stays where it is."""
         link = staged.images / PARENT_LINK
         link.unlink(missing_ok=True)
         link.symlink_to(self.userdata / round_dir(len(self.copied)))
-
-    def complete(self, staged: phases.StagedRestore, dump: subprocess.Popen[str] | None,
-                 timeout: float) -> None:
-        return None
-
-    def source_held(self) -> bool:
-        return False
-
-    def stop_source(self) -> None:
-        return None
 
     def close(self) -> None:
         """Remove the extra runc options and the rounds at the source; never raises. (After a

@@ -97,6 +97,14 @@ class MigrationRecord:
             self.bulk_ok = bool(check.ok)
         self.data_ok = self.bulk_ok and self.data_ok is not False
 
+    def set_transfer(self, report: Any) -> None:
+        """Record what crossed the network (transfer.TransferReport): the images' bytes, their
+        rate, the sockets moved to the destination's address, the rewrite's own time."""
+        self.checkpoint_bytes = self.transfer_bytes = report.bytes
+        self.transfer_mb_s = round(report.mb_per_s, 1)
+        self.sockets_rewritten = report.sockets
+        self.timings.set("rewrite", report.rewrite_s)
+
     def fail(self, phase: str, exc: BaseException) -> None:
         """Mark this migration failed in `phase`: the error, and times that span what ran."""
         self.failed_phase = phase

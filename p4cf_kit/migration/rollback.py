@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from p4cf_kit.children import settle
 from p4cf_kit.errors import KitError, RollbackError
 from p4cf_kit.migration import nudge, phases
 from p4cf_kit.migration.netns_lock import release_lock
@@ -56,12 +57,7 @@ def _settle(run: MigrationRun, timeout: float) -> None:
     """Stop what is still in flight: a gated restore, a checkpoint command finishing."""
     if run.staged is not None:
         phases.abort(run.staged)
-    if run.dump is not None and run.dump.returncode is None:
-        try:
-            run.dump.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            run.dump.kill()
-            run.dump.communicate()
+    settle(run.dump, timeout, drain=True)
 
 
 def return_to_source(lab: LabLike, plan: MigrationPlan, run: MigrationRun,
@@ -130,12 +126,7 @@ def restart_at_source(lab: LabLike, plan: MigrationPlan, run: MigrationRun, stop
         step = "end the restore and the checkpoint"
         if run.staged is not None:
             phases.abort(run.staged)
-        if run.dump is not None and run.dump.poll() is None:
-            try:
-                run.dump.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                run.dump.kill()
-                run.dump.communicate()
+        settle(run.dump, timeout, drain=True)
         step = "remove both containers"
         phases.remove_container(plan.dst_container)
         phases.remove_container(plan.src_container)
