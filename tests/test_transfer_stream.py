@@ -201,3 +201,33 @@ def test_the_watchdog_counts_a_probe_that_grows_and_cuts_one_that_stops() -> Non
     time.sleep(1.2)
     dog.stop()
     assert dog.stalled and len(cuts) == 1 and cuts[0] - t0 < 1.0
+
+
+def test_a_watchdog_started_unarmed_watches_only_once_armed() -> None:
+    """The transfer starts its watchdog in prepare (a thread's start waits for the thread to
+    run) and arms it when the bytes start: no cut while unarmed, however long."""
+    cuts: list[float] = []
+    dog = Watchdog(lambda: cuts.append(time.monotonic()), stall_s=0.2, armed=False)
+    time.sleep(0.6)
+    assert not cuts and not dog.stalled
+    dog.arm()
+    time.sleep(0.6)
+    dog.stop()
+    assert dog.stalled and len(cuts) == 1
+
+
+def test_the_ends_run_at_the_transfers_cpu_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ahead` gives a process the transfer's nice value (P4CF_TRANSFER_NICE; 0 leaves it)."""
+    from p4cf_kit.migration import tar_stream
+    proc = subprocess.Popen(["sleep", "5"])
+    try:
+        monkeypatch.setenv(tar_stream.NICE_ENV, "0")
+        tar_stream.ahead(proc.pid)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+        monkeypatch.setenv(tar_stream.NICE_ENV, "-5")
+        tar_stream.ahead(proc.pid)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == (-5 if os.geteuid() == 0 else 0)
+        assert direct.remote_end("send", "/x")[3:] == ["send", "-5", "/x"]
+    finally:
+        proc.kill()
+        proc.wait()

@@ -25,8 +25,9 @@ PROGRAM = Path(tar_stream.__file__).read_text()
 
 
 def remote_end(mode: str, *args: str) -> list[str]:
-    """The command that runs tar_stream.py's `recv` or `send` end on another machine."""
-    return ["python3", "-c", PROGRAM, mode, *args]
+    """The command that runs tar_stream.py's `recv` or `send` end on another machine (at the
+    transfer's CPU priority there: tar_stream.ahead)."""
+    return ["python3", "-c", PROGRAM, mode, str(tar_stream.transfer_nice()), *args]
 
 
 def new_token() -> bytes:

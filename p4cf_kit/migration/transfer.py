@@ -27,8 +27,10 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -127,6 +129,21 @@ def _check(proc: subprocess.Popen[bytes], what: str, machine: Machine, folder: P
         raise TransferError(f"{what} failed (exit {proc.returncode}): {shown or 'no message'}{hint}")
 
 
+@contextmanager
+def _ahead() -> Iterator[None]:
+    """This thread ahead of the machine's other work for a while (tar_stream.ahead)."""
+    me = threading.get_native_id()
+    was = os.getpriority(os.PRIO_PROCESS, me)
+    tar_stream.ahead(me)
+    try:
+        yield
+    finally:
+        try:
+            os.setpriority(os.PRIO_PROCESS, me, was)
+        except OSError:
+            pass
+
+
 def _tar_read(proc: subprocess.Popen[bytes]) -> int:
     """Bytes `proc` has read so far (its /proc io record; 0 once it is gone)."""
     try:
@@ -159,6 +176,7 @@ class ImageStream:
         self.dst_conn: socket.socket | None = None   # to a direct receiver
         self.token = direct_tcp.new_token()
         self.listener: socket.socket | None = None
+        self.dog = Watchdog(self._cut, stall_s, armed=False)   # started now, armed by `run`
         try:
             if not src.is_local and direct:
                 back = src.peer_address()          # this machine, as the source reaches it
@@ -177,6 +195,7 @@ class ImageStream:
                     feed = self.src_conn.fileno() if self.src_conn is not None else self.reader.stdout
                     self.local_tar = subprocess.Popen([*TAR_X, "-C", str(dst_dir)], stdin=feed,
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    tar_stream.ahead(self.local_tar.pid)
             elif direct:
                 self.writer = dst.popen(direct_tcp.remote_end("recv", str(dst_dir), dst.address),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -217,11 +236,15 @@ class ImageStream:
         report = TransferReport()
         t0 = time.monotonic()
         tar = self.local_tar
-        dog = Watchdog(self._cut, self.stall_s, probe=(lambda: _tar_read(tar)) if tar is not None else None)
+        dog = self.dog
+        if tar is not None:
+            dog.probe = lambda: _tar_read(tar)
+        dog.arm()
         relay = _Relay()
         try:
             if self.src.is_local and not self.dst.is_local:
-                self._send_from_here(report, dog, old_ip, new_ip)
+                with _ahead():             # the sending end is this thread
+                    self._send_from_here(report, dog, old_ip, new_ip)
             elif self.local_tar is not None:
                 self._land_here(report, old_ip, new_ip)
             else:
@@ -238,8 +261,9 @@ class ImageStream:
                     _full_hint(self.dst, self.dst_dir) if NO_SPACE in why else "")
             raise TransferError(f"the images did not reach machine {self.dst.name!r}: {exc}{why}{full}") from exc
         finally:
-            dog.stop()
-        report.seconds = time.monotonic() - t0 - report.rewrite_s
+            t_end = time.monotonic()
+            dog.stop(wait=False)
+        report.seconds = t_end - t0 - report.rewrite_s
         if report.files == 0:
             raise TransferError(f"no images found in {self.src_dir} on machine {self.src.name!r}")
         return report
@@ -382,6 +406,7 @@ class ImageStream:
     def close(self) -> None:
         """After `run`: collect the other machine's ends (their SSH sessions end moments after they
         said the images are complete), and close the connections."""
+        self.dog.stop()
         for proc in (self.writer, self.reader, self.local_tar):
             if proc is None:
                 continue
@@ -400,6 +425,7 @@ class ImageStream:
 
     def abort(self) -> str:
         """End both ends (rollback); returns what they said on stderr, for the error."""
+        self.dog.stop(wait=False)
         if self.listener is not None:
             self.listener.close()
         why = ""
