@@ -195,9 +195,10 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
     assert not any(remote_leftovers(machine, "tg").values())
 
 
-def _receiving_tar() -> list[int]:
-    """Pids of the destination's receiving `tar` (the test is the fault injector: the emulated
-    machine's processes are this machine's, so /proc is read here, at once)."""
+def _receiving_end() -> list[int]:
+    """Pids of the destination's receiving end: `tar -x -C LANDING` over SSH, `python3 -c ... recv
+    NICE LANDING HOST` over tcp (the test is the fault injector: the emulated machine's processes
+    are this machine's, so /proc is read here, at once)."""
     landing = f"/var/lib/p4cf/machines/{MACHINE}/storage/overlay-containers/".encode()
     found = []
     for entry in os.listdir("/proc"):
@@ -207,6 +208,8 @@ def _receiving_tar() -> list[int]:
             continue
         if args[0] == b"tar" and b"-C" in args[:-1] and args[args.index(b"-C") + 1].startswith(landing):
             found.append(int(entry))
+        elif args[0] == b"python3" and args[3:4] == [b"recv"] and args[5:6] and args[5].startswith(landing):
+            found.append(int(entry))
     return found
 
 
@@ -214,8 +217,8 @@ def _cut(m: RemoteMachine, how: str) -> None:
     """Break the transfer midway, as a testbed breaks: the destination's receiving end dies,
     or the destination machine drops off the network (its only link goes down)."""
     if how == "receiver-killed":
-        pids = _receiving_tar()
-        assert pids, "no receiving tar on the destination"
+        pids = _receiving_end()
+        assert pids, "no receiving end on the destination"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
     else:

@@ -41,7 +41,7 @@ from p4cf_kit.migration import direct as direct_tcp
 from p4cf_kit.migration import tar_stream
 from p4cf_kit.migration.rewrite import FILES_IMG, rewrite_files_image
 from p4cf_kit.migration.stall import STALL_S, Watchdog, watched
-from p4cf_kit.migration.tar_stream import DONE, GO, SENT, TAR_X, parse_sent, recv_exact, send_tar
+from p4cf_kit.migration.tar_stream import DONE, GO, SENT, TAR_X, recv_exact, send_tar
 
 CHUNK = 1 << 20
 # CRIU's statistics of the dump: written after the server exits, which is when the transfer
@@ -191,9 +191,8 @@ class ImageStream:
                 self.reader = src.popen(["sh", "-c", pack], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             if dst.is_local:
                 dst_dir.mkdir(parents=True, exist_ok=True)
-                if self.reader is not None:   # from another machine: a `tar -x` here reads the stream
-                    feed = self.src_conn.fileno() if self.src_conn is not None else self.reader.stdout
-                    self.local_tar = subprocess.Popen([*TAR_X, "-C", str(dst_dir)], stdin=feed,
+                if self.reader is not None and self.src_conn is None:   # over SSH: a `tar -x` here
+                    self.local_tar = subprocess.Popen([*TAR_X, "-C", str(dst_dir)], stdin=self.reader.stdout,
                                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                     tar_stream.ahead(self.local_tar.pid)
             elif direct:
@@ -245,6 +244,9 @@ class ImageStream:
             if self.src.is_local and not self.dst.is_local:
                 with _ahead():             # the sending end is this thread
                     self._send_from_here(report, dog, old_ip, new_ip)
+            elif self.dst.is_local and self.src_conn is not None:
+                with _ahead():             # the receiving end is this thread
+                    self._land_here(report, old_ip, new_ip, dog)
             elif self.local_tar is not None:
                 self._land_here(report, old_ip, new_ip)
             else:
@@ -309,28 +311,38 @@ class ImageStream:
             self.writer.stdin.close()
         _check(self.writer, what, self.dst, self.dst_dir)
 
-    def _land_here(self, report: TransferReport, old_ip: str, new_ip: str) -> None:
-        """Another machine's images into this one's folder by the `tar -x` started in prepare;
-        files.img rewritten in place there (this copy is the destination's own)."""
-        assert self.reader is not None and self.local_tar is not None
+    def _land_here(self, report: TransferReport, old_ip: str, new_ip: str, dog: Watchdog | None = None) -> None:
+        """Another machine's images into this one's folder: from a direct sender by this thread
+        (tar_stream.unpack), over SSH by the `tar -x` started in prepare; files.img rewritten in
+        place there (this copy is the destination's own)."""
+        assert self.reader is not None
         if self.src_conn is not None:
             self.src_conn.sendall(GO)
+            try:
+                _, _, said = tar_stream.unpack(self.src_conn, str(self.dst_dir), dog.touch if dog else None)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise
+                raise TransferError(f"unpacking the images on this machine ({self.dst_dir}): {exc}") from exc
+            except (EOFError, ValueError, tarfile.TarError) as exc:
+                raise TransferError(f"the images from machine {self.src.name!r} arrived incomplete "
+                                    f"({exc}){self._sender_words()}") from exc
+            if said is None:   # the archive ended, but without the sender's word that all went out
+                _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
+                       self.src, self.src_dir)
+                raise TransferError(f"the images from machine {self.src.name!r} arrived incomplete: the "
+                                    "sender did not say it sent them all")
         else:
-            assert self.reader.stdin is not None
+            assert self.local_tar is not None and self.reader.stdin is not None
             self.reader.stdin.write(b"go\n")
             self.reader.stdin.close()
-        _check(self.local_tar, f"unpacking the images on this machine ({self.dst_dir})", LOCAL, self.dst_dir)
-        said = self._sent_word()
+            _check(self.local_tar, f"unpacking the images on this machine ({self.dst_dir})", LOCAL, self.dst_dir)
+            _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
+                   self.src, self.src_dir)
         for entry in os.scandir(self.dst_dir):   # what landed: the images (the placeholder replaced)
             if entry.is_file(follow_symlinks=False):
                 report.bytes += entry.stat(follow_symlinks=False).st_size
                 report.files += 1
-        if said is None:   # no word from a direct sender, or a `tar -c` over SSH: its exit says
-            _check(self.reader, f"packing the images on machine {self.src.name!r} ({self.src_dir})",
-                   self.src, self.src_dir)
-            if self.src_conn is not None:
-                raise TransferError(f"the images from machine {self.src.name!r} arrived incomplete: the "
-                                    f"sender did not say it sent them all ({report.files} files landed)")
         files_img = self.dst_dir / FILES_IMG
         if files_img.is_file():
             t0 = time.monotonic()
@@ -339,15 +351,15 @@ class ImageStream:
             report.rewrite_s += time.monotonic() - t0
             report.sockets += rw.sockets
 
-    def _sent_word(self) -> tuple[int, int] | None:
-        """A direct sender's SENT member, taken out of the landed folder: (files, bytes). Its
-        `tar` exited 0 with it, the archive's last member, so every file before it landed whole."""
-        path = self.dst_dir / SENT
-        if self.src_conn is None or not path.is_file():
-            return None
-        text = path.read_text(errors="replace")
-        path.unlink()
-        return parse_sent(text)
+    def _sender_words(self) -> str:
+        """What a direct sender on another machine said on stderr, when it ended (briefly waited)."""
+        assert self.reader is not None
+        try:
+            self.reader.wait(timeout=RECEIVER_WORDS_S)
+        except subprocess.TimeoutExpired:
+            return ""
+        err = _available(self.reader.stderr).decode(errors="replace").strip()
+        return f" ({self.src.name}: {err})" if err else ""
 
     def _relay(self, report: TransferReport, dog: Watchdog, relay: _Relay, old_ip: str, new_ip: str) -> None:
         """Between two other machines (or two folders here): through the kit, by tarfile."""
