@@ -28,6 +28,10 @@ so every migration crosses machines, and prints them beside the same-machine cas
                               same-machine median, over the median images' bytes at the link
                               rate, headers of TCP/IP and tar not counted: a strict measure)
   two-machine bring-up        (goal: <= 15 s)
+  transfer / bare stream      the transfer phase's median over a bare TCP stream of as many bytes
+                              over the same link in the same run, once the lab is down
+                              (image_transfer.bare_stream): what this machine's CPUs and the
+                              link allow any stream at best
 
     .venv/bin/python benchmarks/migration_downtime.py [--migrations 20] [--lab NAME] [--json]
                                                       [--target embedded|bmv2|embedded,bmv2]
@@ -129,16 +133,32 @@ def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[s
         mb = median([r.transfer_bytes / 1e6 for r in ok])
         mb_s = median([r.transfer_mb_s for r in ok])
         link_mb_s = rate * 1000 / 8
+        bare_s = bare_stream_s(MACHINE, int(mb * 1e6))
         rows.append({"link_gbit": rate, "transfer": transfer, "folder": str(result.folder), "up_s": up_s,
                      "succeeded": result.summary["succeeded"], "migrations": result.summary["migrations"],
                      "broken": result.summary["connections_broken"], "client_errors": result.summary["client_errors"],
                      "gap_ms": {"median": gap["median"], "p95": gap["p95"]},
-                     "transfer_s": transfer_s, "transfer_mb": mb, "transfer_mb_s": mb_s,
+                     "transfer_s": transfer_s, "transfer_mb": mb, "transfer_mb_s": mb_s, "bare_s": bare_s,
                      "ratio": {"gap_over_same_machine": gap["median"] / same_gap_ms,
-                               "transfer_over_link": mb_s / link_mb_s,
+                               "transfer_over_link": mb_s / link_mb_s, "transfer_over_bare": transfer_s / bare_s,
+                               "bare_over_link": mb / bare_s / link_mb_s,
                                "extra_gap_over_wire_time": (gap["median"] - same_gap_ms) / 1000 / (mb / link_mb_s)}})
     emulated.remove(MACHINE)
     return rows
+
+
+def bare_stream_s(machine: str, nbytes: int, repeats: int = 5) -> float:
+    """Median seconds of a bare TCP stream of `nbytes` from here into emulated `machine`."""
+    from image_transfer import bare_stream
+    from p4cf_kit.config import MachineConfig
+    from p4cf_kit.machines.registry import open_machine
+    from p4cf_kit.machines.remote import RemoteMachine
+    m = open_machine(MachineConfig(machine, emulated=True))
+    assert isinstance(m, RemoteMachine)
+    try:
+        return statistics.median(bare_stream(m, nbytes) for _ in range(repeats))
+    finally:
+        m.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,7 +292,8 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     if args.machines == 2:
         print("\nacross machines (h2 here <-> h4 on an emulated machine), beside the same-machine case:")
         print(f"{'link':>9} {'via':>4} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'/same':>6} "
-              f"{'transfer':>9} {'in':>6} {'MB/s':>7} {'/link':>6} {'extra/wire':>10} {'up':>6}")
+              f"{'transfer':>9} {'in':>6} {'MB/s':>7} {'/link':>6} {'extra/wire':>10} {'up':>6} "
+              f"{'bare':>7} {'/bare':>6}")
         print(f"{'same':>9} {'-':>4} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
               f"{gap['median']:>6.0f}ms {gap['p95']:>6.0f}ms {1:>6.2f}")
         for row in out["across_machines"]:
@@ -283,7 +304,8 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
                   f"{rr['gap_over_same_machine']:>6.2f} "
                   f"{row['transfer_mb']:>5.1f} MB {row['transfer_s'] * 1000:>4.0f}ms "
                   f"{row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
-                  f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s")
+                  f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s "
+                  f"{row['bare_s'] * 1000:>5.1f}ms {rr['transfer_over_bare']:>6.2f}")
 
 
 if __name__ == "__main__":
