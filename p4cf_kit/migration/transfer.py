@@ -77,7 +77,7 @@ def _local_members(folder: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
 def _stream_members(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
     with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
         for info in tar:
-            if info.isfile() and os.path.basename(info.name) != SENT:   # the sender's exit says it
+            if info.isfile() and os.path.basename(info.name) != SENT:   # not an image: its exit is checked
                 data = tar.extractfile(info)
                 assert data is not None
                 yield info, data
@@ -299,14 +299,14 @@ class ImageStream:
         if self.dst_conn is not None:
             self.dst_conn.shutdown(socket.SHUT_WR)
             try:
-                if recv_exact(self.dst_conn, len(DONE)) == DONE:   # its `tar` exited 0: all landed
+                if recv_exact(self.dst_conn, len(DONE)) == DONE:   # it wrote everything: all landed
                     return
             except OSError:
                 if dog.stalled:
                     raise
             _check(self.writer, what, self.dst, self.dst_dir)       # the receiver's own words
-            raise TransferError(f"{what}: the receiver ended without saying that its tar unpacked "
-                                "the whole archive")
+            raise TransferError(f"{what}: the receiver ended without saying that it unpacked the "
+                                "whole archive")
         if self.writer.stdin is not None:
             self.writer.stdin.close()
         _check(self.writer, what, self.dst, self.dst_dir)
