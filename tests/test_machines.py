@@ -208,8 +208,9 @@ def _receiving_end() -> list[int]:
             continue
         if args[0] == b"tar" and b"-C" in args[:-1] and args[args.index(b"-C") + 1].startswith(landing):
             found.append(int(entry))
-        elif args[0] == b"python3" and args[3:4] == [b"recv"] and args[5:6] and args[5].startswith(landing):
-            found.append(int(entry))
+        elif (os.path.basename(args[0]).startswith(b"python") and args[1:2] == [b"-c"]
+              and args[3:4] == [b"recv"] and args[5:6] and args[5].startswith(landing)):
+            found.append(int(entry))      # whichever python3 the machine's shell found (pyenv's here)
     return found
 
 
