@@ -18,20 +18,30 @@ analysis/bystanders.py says why not the gap between replies).
 Goal: median client gap <= 300 ms, p95 <= 400 ms, 0 drops in 20 migrations; untouched
 connections p95 <= 5 ms above their normal reply time.
 
-With --machines 2 the same run adds, per --link-gbit rate, the same experiment on a lab whose
-h4 lives on an emulated second machine (`p4cf machine emulate`, link rate-limited with tbf),
-so every migration crosses machines, and prints them beside the same-machine case:
+With --machines 2 the same run adds, per --link-gbit rate and --transfer way, a lab of five
+hosts whose h5 lives on an emulated second machine (`p4cf machine emulate`, link rate-limited
+with tbf) and h4 is a spare here. The backend follows the route h2 -> h4 -> h5 -> h4 -> h2 ...
+(ExperimentOptions.route), so same-machine migrations (h2 <-> h4) and cross-machine ones
+(h4 -> h5, h5 -> h4, both directions equally) alternate under the same traffic, in the same
+lab and the same minutes: 2 x --migrations in all, --migrations of each kind. The baseline
+of every ratio below is the same-machine kind of that lab, not the standalone run above (on a
+busy machine the same-machine median moves between runs by as much as the 1 Gbit/s wire time).
+Printed per case:
+  same / cross median, p95    client gap of each kind (the records' machines tell them apart)
   gap / same-machine gap      (goal at 10 Gbit/s: <= 1.3)
   transfer MB/s / link rate   (goal: >= 0.70; per migration the images' bytes, the sizes of
                               their files, over the transfer phase's seconds; the median)
-  extra gap / wire time       (goal at 1 Gbit/s: within 20 %; the median gap minus the
-                              same-machine median, over the median images' bytes at the link
+  extra gap / wire time       (goal at 1 Gbit/s: within 20 %, i.e. <= 1.2; cross median gap
+                              minus same median gap, over the median images' bytes at the link
                               rate, headers of TCP/IP and tar not counted: a strict measure)
   two-machine bring-up        (goal: <= 15 s)
   transfer / bare stream      the transfer phase's median over a bare TCP stream of as many bytes
                               over the same link in the same run, once the lab is down
                               (image_transfer.bare_stream): what this machine's CPUs and the
                               link allow any stream at best
+and both kinds' phase medians side by side (prepare, checkpoint, rewrite, transfer, restore,
+switch, cleanup, total; cross also per direction), with cross - same: the goal's "nothing else
+grows" is read there.
 
     .venv/bin/python benchmarks/migration_downtime.py [--migrations 20] [--lab NAME] [--json]
                                                       [--target embedded|bmv2|embedded,bmv2]
@@ -99,50 +109,86 @@ def median(values: list[float | None]) -> float:
 
 
 MACHINE = "bm"
+ROUTE = ("h2", "h4", "h5", "h4")   # home -> local spare -> remote -> local spare -> home: same, cross, cross, same
+PHASE_KEYS = ("prepare", "checkpoint", "rewrite", "transfer", "restore", "switch", "cleanup", "total")
 
 
-def across_machines(args: argparse.Namespace, same_gap_ms: float) -> list[dict[str, Any]]:
-    """The experiment once per link rate on a lab with h4 on an emulated machine."""
+def kind_of(record: Any) -> str:
+    """'same', 'out' (to the emulated machine) or 'back' (from it), from the record's machines."""
+    src, _, dst = record.machines.partition("->")
+    if not record.machines or src == dst:
+        return "same"
+    return "out" if dst == MACHINE else "back"
+
+
+def kind_stats(records: list[Any], downtimes: Any) -> dict[str, Any]:
+    """Client gap (over the migrated connections that survived), drops and phase medians (ms) of
+    one kind of migration of an interleaved run."""
+    ok = [r for r in records if r.ok]
+    numbers = {r.migration for r in records}
+    moved = downtimes[downtimes["migration"].isin(numbers) & downtimes["migrated"].astype(bool)]
+    gap = an.describe(moved.loc[moved["survived"].astype(bool), "downtime_ms"])
+    phases = {p: median([(r.total_s if p == "total" else getattr(r.timings, p)) for r in ok]) * 1000
+              for p in PHASE_KEYS}
+    return {"migrations": len(records), "succeeded": len(ok),
+            "broken": int((~moved["survived"].astype(bool)).sum()),
+            "gap_ms": {"median": gap["median"], "p95": gap["p95"], "n": gap["n"]}, "phase_median_ms": phases}
+
+
+def across_machines(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per link rate and transfer way, one lab with h4 a spare here and h5 on an emulated machine;
+    the backend follows ROUTE, so same-machine and cross-machine migrations alternate under the same
+    traffic: 2 x --migrations in all, --migrations of each kind."""
+    import pandas as pd
+
     from p4cf_kit.config import MachineConfig
     from p4cf_kit.machines import emulated
     from p4cf_kit.machines.images import push_images
     from p4cf_kit.machines.registry import open_machine
+    from p4cf_kit.migration.experiment import DOWNTIME_CSV
     rows = []
     cases = [(float(r), t) for r in args.link_gbit.split(",") for t in args.transfer.split(",")]
     for rate, transfer in cases:
         emulated.emulate(MACHINE, link_gbit=rate)
         push_images(open_machine(MachineConfig(MACHINE, emulated=True)))
         octet = OCTET + 1
-        lab = Lab(parse_config({"lab": {"name": "benchx", "hosts": 4, "vip": f"10.{octet}.0.100",
+        lab = Lab(parse_config({"lab": {"name": "benchx", "hosts": 5, "vip": f"10.{octet}.0.100",
                                         "subnet_pattern": f"10.{octet}.{{n}}.0/24"},
                                 "machines": {MACHINE: {"emulated": True, "transfer": transfer}},
-                                "hosts": {"h4": {"machine": MACHINE}}}))
+                                "hosts": {"h5": {"machine": MACHINE}}}))
         t0 = time.monotonic()
         lab.up()
         up_s = time.monotonic() - t0
         try:
-            opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval,
+            opts = ExperimentOptions(migrations=2 * args.migrations, interval_s=args.interval,
                                      connections=args.connections, rto_min_ms=args.rto_min or None,
-                                     what=f"migration-downtime-{rate:g}gbit-{transfer}")
+                                     route=ROUTE, what=f"migration-downtime-{rate:g}gbit-{transfer}")
             result = run_experiment(lab, opts, out=args.out, progress=lambda line: print(line, file=sys.stderr))
         finally:
             lab.down()
-        ok = [r for r in result.records if r.ok]
-        gap = result.summary["gap_ms"]
-        transfer_s = median([r.timings.transfer for r in ok])
+        downtimes = pd.read_csv(Path(result.folder) / "raw" / DOWNTIME_CSV)
+        kinds = {k: [r for r in result.records if kind_of(r) in k.split("+")] for k in ("same", "out+back")}
+        same = kind_stats(kinds["same"], downtimes)
+        cross = kind_stats(kinds["out+back"], downtimes)
+        directions = {k: kind_stats([r for r in result.records if kind_of(r) == k], downtimes)
+                      for k in ("out", "back")}
+        ok = [r for r in kinds["out+back"] if r.ok]
         mb = median([r.transfer_bytes / 1e6 for r in ok])
         mb_s = median([r.transfer_mb_s for r in ok])
         link_mb_s = rate * 1000 / 8
-        bare_s = bare_stream_s(MACHINE, int(mb * 1e6))
+        wire_ms = mb / link_mb_s * 1000
+        bare_ms = bare_stream_s(MACHINE, int(mb * 1e6)) * 1000
+        same_ms, cross_ms = same["gap_ms"]["median"], cross["gap_ms"]["median"]
         rows.append({"link_gbit": rate, "transfer": transfer, "folder": str(result.folder), "up_s": up_s,
-                     "succeeded": result.summary["succeeded"], "migrations": result.summary["migrations"],
-                     "broken": result.summary["connections_broken"], "client_errors": result.summary["client_errors"],
-                     "gap_ms": {"median": gap["median"], "p95": gap["p95"]},
-                     "transfer_s": transfer_s, "transfer_mb": mb, "transfer_mb_s": mb_s, "bare_s": bare_s,
-                     "ratio": {"gap_over_same_machine": gap["median"] / same_gap_ms,
-                               "transfer_over_link": mb_s / link_mb_s, "transfer_over_bare": transfer_s / bare_s,
-                               "bare_over_link": mb / bare_s / link_mb_s,
-                               "extra_gap_over_wire_time": (gap["median"] - same_gap_ms) / 1000 / (mb / link_mb_s)}})
+                     "route": "->".join(ROUTE), "same_machine": same, "cross_machine": cross,
+                     "cross_directions": directions,
+                     "broken": same["broken"] + cross["broken"], "client_errors": result.summary["client_errors"],
+                     "transfer_ms": cross["phase_median_ms"]["transfer"], "transfer_mb": mb, "transfer_mb_s": mb_s,
+                     "wire_ms": wire_ms, "bare_ms": bare_ms,
+                     "ratio": {"gap_over_same_machine": cross_ms / same_ms,
+                               "transfer_over_link": mb_s / link_mb_s,
+                               "transfer_over_bare": cross["phase_median_ms"]["transfer"] / bare_ms,
+                               "extra_gap_over_wire_time": (cross_ms - same_ms) / wire_ms}})
     emulated.remove(MACHINE)
     return rows
 
@@ -163,7 +209,8 @@ def bare_stream_s(machine: str, nbytes: int, repeats: int = 5) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--migrations", type=int, default=20)
+    parser.add_argument("--migrations", type=int, default=20,
+                        help="per case; with --machines 2 also of each kind (same, cross) in each interleaved lab")
     parser.add_argument("--interval", type=float, default=2.5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--floor-repeats", type=int, default=5)
@@ -260,7 +307,7 @@ def run_case(args: argparse.Namespace, target: str) -> dict[str, Any]:
         "untouched_goal_met": bool(extra["n"] and extra["p95"] <= GOAL_BYSTANDER_P95_MS),
     }
     if args.machines == 2:
-        out["across_machines"] = across_machines(args, gap["median"])
+        out["across_machines"] = across_machines(args)
     return out
 
 
@@ -290,23 +337,49 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     print(f"ratios: total/floor {r['total_over_floor']:.2f}, gap/floor {r['gap_over_floor']:.2f}, "
           f"total/CRIU {r['total_over_criu']:.2f}")
     if args.machines == 2:
-        print("\nacross machines (h2 here <-> h4 on an emulated machine), beside the same-machine case:")
-        print(f"{'link':>9} {'via':>4} {'ok':>6} {'broken':>6} {'gap med':>8} {'gap p95':>8} {'/same':>6} "
-              f"{'transfer':>9} {'in':>6} {'MB/s':>7} {'/link':>6} {'extra/wire':>10} {'up':>6} "
-              f"{'bare':>7} {'/bare':>6}")
-        print(f"{'same':>9} {'-':>4} {out['succeeded']:>3}/{out['migrations']:<2} {out['connections_broken']:>6} "
-              f"{gap['median']:>6.0f}ms {gap['p95']:>6.0f}ms {1:>6.2f}")
-        for row in out["across_machines"]:
-            rr = row["ratio"]
-            print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {row['succeeded']:>3}/{row['migrations']:<2} "
-                  f"{row['broken']:>6} "
-                  f"{row['gap_ms']['median']:>6.0f}ms {row['gap_ms']['p95']:>6.0f}ms "
-                  f"{rr['gap_over_same_machine']:>6.2f} "
-                  f"{row['transfer_mb']:>5.1f} MB {row['transfer_s'] * 1000:>4.0f}ms "
-                  f"{row['transfer_mb_s']:>7.1f} {rr['transfer_over_link']:>6.2f} "
-                  f"{rr['extra_gap_over_wire_time']:>10.1f} {row['up_s']:>5.1f}s "
-                  f"{row['bare_s'] * 1000:>5.1f}ms {rr['transfer_over_bare']:>6.2f}")
+        report_across(out["across_machines"])
 
+
+def report_across(rows: list[dict[str, Any]]) -> None:
+    """The cross-machine cases: each beside the same-machine migrations interleaved with it in its lab,
+    then both kinds' phase medians side by side (which phase grows besides transfer)."""
+    if not rows:
+        return
+    print(f"\nacross machines, interleaved ({rows[0]['route']}: h4 a spare here, h5 on the emulated machine; "
+          "same = h2<->h4, cross = h4<->h5, same lab, same traffic):")
+    print(f"{'link':>9} {'via':>4} {'ok':>7} {'broken':>6} {'same med':>8} {'p95':>6} {'cross med':>9} {'p95':>6} "
+          f"{'/same':>6} {'images':>7} {'transfer':>8} {'MB/s':>7} {'/link':>6} {'wire':>6} {'extra/wire':>10} "
+          f"{'up':>6} {'bare':>7} {'/bare':>6}")
+    for row in rows:
+        rr, sm, cr = row["ratio"], row["same_machine"], row["cross_machine"]
+        ok = sm["succeeded"] + cr["succeeded"]
+        n = sm["migrations"] + cr["migrations"]
+        print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {ok:>3}/{n:<3} {row['broken']:>6} "
+              f"{sm['gap_ms']['median']:>6.0f}ms {sm['gap_ms']['p95']:>4.0f}ms "
+              f"{cr['gap_ms']['median']:>7.0f}ms {cr['gap_ms']['p95']:>4.0f}ms {rr['gap_over_same_machine']:>6.2f} "
+              f"{row['transfer_mb']:>4.1f} MB {row['transfer_ms']:>6.0f}ms {row['transfer_mb_s']:>7.1f} "
+              f"{rr['transfer_over_link']:>6.2f} {row['wire_ms']:>4.0f}ms {rr['extra_gap_over_wire_time']:>10.2f} "
+              f"{row['up_s']:>5.1f}s {row['bare_ms']:>5.1f}ms {rr['transfer_over_bare']:>6.2f}")
+    print("\nphase medians (ms) of both kinds, same lab and minutes; cross-same: what grows besides transfer")
+    print(f"{'link':>9} {'via':>4} {'kind':>10} " + " ".join(f"{p:>10}" for p in PHASE_KEYS) + f" {'gap':>7}")
+    for row in rows:
+        kinds = [("same", row["same_machine"]), ("cross", row["cross_machine"]),
+                 ("cross out", row["cross_directions"]["out"]), ("cross back", row["cross_directions"]["back"])]
+        for name, k in kinds:
+            print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {name:>10} "
+                  + " ".join(f"{k['phase_median_ms'][p]:>10.0f}" for p in PHASE_KEYS)
+                  + f" {k['gap_ms']['median']:>7.0f}")
+        sm, cr = row["same_machine"], row["cross_machine"]
+        print(f"{row['link_gbit']:>5g}Gb/s {row['transfer']:>4} {'cross-same':>10} "
+              + " ".join(f"{_delta(cr['phase_median_ms'][p], sm['phase_median_ms'][p]):>10}" for p in PHASE_KEYS)
+              + f" {cr['gap_ms']['median'] - sm['gap_ms']['median']:>+7.0f}")
+
+
+def _delta(cross: float, same: float) -> str:
+    """cross - same in ms; a phase only one kind has counts as 0 in the other."""
+    if cross != cross and same != same:
+        return "-"
+    return f"{(cross if cross == cross else 0.0) - (same if same == same else 0.0):+.0f}"
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,8 +2,9 @@
 
 Brings the lab up when it is not (from --config), starts the client, migrates the
 first backend back and forth between its home and the first idle host every
---interval seconds, and writes raw/ (client.csv, migrations.json/.csv with the
-phase timings, downtime.csv per connection, migration_downtime.csv per migration,
+--interval seconds (or along --route, a cycle of hosts such as h2,h4,h5,h4),
+and writes raw/ (client.csv, migrations.json/.csv with the phase timings,
+downtime.csv per connection, migration_downtime.csv per migration,
 switch_counters.csv, server logs), config.toml, versions.json (tools, packages,
 kernel) and the figures (`p4cf plot DIR` redraws them). `--mode` says how every
 migration of this experiment moves memory (default: the config's migration.mode);
@@ -50,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
     from p4cf_kit.migration.experiment import ExperimentOptions, run_experiment
 
     opts = ExperimentOptions(migrations=args.migrations, interval_s=args.interval, connections=args.connections,
-                             rate=args.rate, rto_min_ms=args.rto_min or None, fail_at=args.fail_at, mode=args.mode)
+                             rate=args.rate, rto_min_ms=args.rto_min or None, fail_at=args.fail_at, mode=args.mode,
+                             route=tuple(args.route.split(",")) if args.route is not None else None)
     lab, started = _lab(args)
     try:
         result = run_experiment(lab, opts, out=args.out,
@@ -90,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--rate", type=float, default=50.0, help="requests/s per connection (default 50)")
     p.add_argument("--rto-min", type=int, default=DEFAULT_RTO_MIN_MS, metavar="MS",
                    help=f"rto_min on the pods' routes (default {DEFAULT_RTO_MIN_MS}; 0 leaves the kernel's 200 ms)")
+    p.add_argument("--route", metavar="H,H[,H...]",
+                   help="hosts the backend visits in turn, as a cycle starting at the one serving it (e.g. "
+                        "h2,h4,h5,h4: h2->h4->h5->h4->h2...); default: its home and the first idle host")
     p.add_argument("--fail-at", choices=PHASES, help="inject a failure after this phase in every migration")
     p.add_argument("--workload", choices=KINDS,
                    help="what the backends run when this command brings the lab up (default: the config's); "

@@ -20,6 +20,11 @@ Order, and what differs from a migration within one machine (migrate.py):
                  of the images is on this machine (so not when both ends are other machines).
   5. cleanup     the source's record (and with it its images) goes only now, then CRIU's lock
                  on the source pod is lifted.
+From prepare to the switch the kit's side of the migration runs on a CPU of its own and the
+lab's other workloads on this machine on the rest, the restore here at normal priority, as
+within one machine (cpu_split.py): without it the interleaved benchmark's cross-machine
+migrations took longer than its same-machine ones in checkpoint and restore too, not only by
+the transfer (benchmarks/migration_downtime.py --machines 2).
 
 Rollback (any phase): the source container is restored in place from its own images first
 (the backend serves again before anything waits on a destination that may be gone), then a
@@ -40,13 +45,14 @@ from p4cf_kit.children import settle
 from p4cf_kit.errors import KitError, MigrationError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.remote import RemoteMachine
+from p4cf_kit.migration import cpu_split, phases
 from p4cf_kit.migration import nudge as nudging
-from p4cf_kit.migration import phases
 from p4cf_kit.migration.dump_watch import DumpWatch
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import LabLike, MigrationPlan, container_state
 from p4cf_kit.migration.record import MigrationRecord
 from p4cf_kit.migration.transfer import ImageStream, remove_images
+from p4cf_kit.podman.idle_cpu import conmon_of
 from p4cf_kit.podman.remote_gate import RemoteGate
 from p4cf_kit.podman.runner import finish
 
@@ -56,12 +62,12 @@ End = Callable[[MigrationRecord, str, float], None]
 class _Landing:
     """The destination container, its restore staged behind the gate on whichever machine."""
 
-    def __init__(self, lab: LabLike, plan: MigrationPlan) -> None:
+    def __init__(self, lab: LabLike, plan: MigrationPlan, idle_restore: bool = True) -> None:
         self.machine: Machine = plan.dst_machine
         if isinstance(self.machine, RemoteMachine):
             self.staged = phases.prepare_remote(lab, plan, self.machine)
         else:
-            self.staged = phases.prepare(lab, plan)
+            self.staged = phases.prepare(lab, plan, idle_restore=idle_restore)
         self.container = self.staged.container_id
         self.images = self.staged.images
         self.stream: ImageStream | None = None
@@ -136,12 +142,16 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
     landing: _Landing | None = None
     watch: DumpWatch | None = None
     dump: subprocess.Popen[str] | None = None
+    cpus: cpu_split.CpuSplit | None = None
     phase = "prepare"
     try:
         started(phase)
         t0 = time.monotonic()
+        if src_m.is_local or dst_m.is_local:
+            cpus = cpu_split.split(cpu_split.lab_workloads(lab.names.lab_label, lab.names.state,
+                                                           plan.src_pid if src_m.is_local else 0))
         watch = DumpWatch(src_m, plan.src_pid)
-        landing = _Landing(lab, plan)
+        landing = _Landing(lab, plan, idle_restore=cpus is None)
         direct = any(m.transfer == "tcp" for m in (src_m, dst_m) if not m.is_local)
         stream = landing.stream = ImageStream(src_m, plan.src_images, dst_m, landing.images, direct=direct)
         record.transfer_via = "tcp" if direct else "ssh"
@@ -151,6 +161,8 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         started(phase)
         t_start = t0 = time.monotonic()
         record.t_start_ns = time.time_ns()
+        if cpus is not None and src_m.is_local:
+            cpus.join(conmon_of(plan.src_pid))
         dump = watch.start(plan.src_container)
         watch.wait(dump, timeout)
         end(record, phase, t0)
@@ -170,6 +182,8 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
 
         phase = "switch"
         switch_phase(lab, plan, record, raw, clients, started, end, t_start)
+        if cpus is not None:
+            cpus.release(cpu_split.container_processes(plan.dst_container) if dst_m.is_local else ())
 
         phase = "cleanup"
         started(phase)
@@ -181,8 +195,12 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         release_lock(plan.src_pod.netns_path, src_m)
         end(record, phase, t0)
     except (KitError, OSError, KeyboardInterrupt) as exc:
+        if cpus is not None:
+            cpus.release()
         _roll_back(lab, plan, record, landing, phase, exc, dump=dump, timeout=timeout)
     finally:
+        if cpus is not None:
+            cpus.release()
         if watch is not None:
             watch.close()
         if raw is not None:

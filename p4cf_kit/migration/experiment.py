@@ -6,7 +6,11 @@ one run and written in the layout of p4cf_kit.results, which `p4cf plot` redraws
 
 The backend that moves is the lab's first backend (its home, e.g. h2); it
 alternates between home and the first idle host (h4): h2→h4, h4→h2, ...
-(starting from wherever it runs now). Before
+(starting from wherever it runs now). A `route` instead names the hosts it visits in
+turn, as a cycle (h2,h4,h5,h4: h2→h4→h5→h4→h2→...), so one run can interleave kinds
+of migration, e.g. same-machine and cross-machine ones under the same traffic and in
+the same minutes (benchmarks/migration_downtime.py --machines 2 takes its baseline
+so). Before
 traffic starts, every pod's gateway routes get a small `rto_min` (tuning) so a
 connection resumes right after the restore instead of at the next backoff step.
 Switch counters are read between migrations (the P4Runtime session of this
@@ -33,7 +37,7 @@ from p4cf_kit import analysis as an
 from p4cf_kit import results
 from p4cf_kit.apps import bulk
 from p4cf_kit.apps.datacheck import DataLossError
-from p4cf_kit.config import config_to_dict
+from p4cf_kit.config import LabConfig, config_to_dict
 from p4cf_kit.errors import ConfigError, MigrationError
 from p4cf_kit.lablock import lab_lock
 from p4cf_kit.migration import modes
@@ -64,6 +68,7 @@ class ExperimentOptions:
     what: str = "migration"
     fail_at: str | None = None
     mode: str | None = None        # how every migration moves memory (default: the config's migration.mode)
+    route: tuple[str, ...] | None = None   # hosts the backend visits in turn, a cycle (instead of backend/spare)
 
 
 @dataclass
@@ -75,13 +80,51 @@ class ExperimentResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _hosts(lab: LabLike, opts: ExperimentOptions) -> tuple[str, str]:
-    cfg = lab.config
+def _hosts(cfg: LabConfig, opts: ExperimentOptions) -> tuple[str, str]:
     home = opts.backend or cfg.backends[0].name
     spare = opts.spare or next((h.name for h in cfg.idle), None)
     if spare is None:
         raise ConfigError(f"lab {cfg.name} has no idle host to migrate to; use 4 hosts (h4 idle) or pass spare")
     return home, spare
+
+
+def route_of(cfg: LabConfig, opts: ExperimentOptions, pool: list[str]) -> tuple[str, ...]:
+    """The hosts the moving backend visits in turn, starting where it runs now (one of them
+    serves it; the others are free). ConfigError, naming the host and the fix, for a route
+    that cannot run: fewer than 2 hosts, an unknown host, the client, the same host twice in a
+    row, a host that serves another backend, or no host of the route serving one."""
+    if opts.route is None:
+        home, spare = _hosts(cfg, opts)
+        if home not in pool and spare in pool:   # a previous run left it away from home
+            home, spare = spare, home
+        return home, spare
+    route = tuple(opts.route)
+    if opts.backend or opts.spare:
+        raise ConfigError("give either route or backend/spare, not both: the route's first serving host is the "
+                          "backend that moves")
+    if len(route) < 2:
+        raise ConfigError(f"route {','.join(route) or '(empty)'} has {len(route)} host(s): name at least 2, "
+                          f"e.g. h2,h4 (the backend's host first, then where it goes)")
+    names = [h.name for h in cfg.hosts]
+    for host in route:
+        if host not in names:
+            raise ConfigError(f"route names unknown host {host!r}: this lab has {', '.join(names)}")
+        if cfg.host(host).role == "client":
+            raise ConfigError(f"route names {host}, the client; a backend cannot move there")
+    for a, b in zip(route, route[1:] + route[:1], strict=True):
+        if a == b:
+            raise ConfigError(f"route {','.join(route)} goes from {a} to {a} (it is a cycle: the last host "
+                              f"leads back to the first); put another host between them")
+    serving = sorted({h for h in route if h in pool}, key=route.index)
+    if not serving:
+        raise ConfigError(f"no host of route {','.join(route)} serves a backend (serving: {', '.join(pool)}); "
+                          f"start the route at the backend that moves, e.g. {pool[0] if pool else 'h2'}")
+    if len(serving) > 1:
+        raise ConfigError(f"route {','.join(route)}: host {serving[1]} is not free, it serves a backend as "
+                          f"{serving[0]} does; a route moves one backend, so its other hosts must be idle "
+                          f"(`p4cf status` lists them)")
+    start = route.index(serving[0])
+    return route[start:] + route[:start]
 
 
 def _read_counters(lab: Any, where: dict[str, str], reads: list[tuple[int, pd.DataFrame]]) -> None:
@@ -124,16 +167,16 @@ def run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None = N
 
 def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
                     progress: Callable[[str], None]) -> ExperimentResult:
-    home, spare = _hosts(lab, opts)
-    if home not in lab.pool() and spare in lab.pool():   # a previous run left it away from home
-        home, spare = spare, home
+    route = route_of(lab.config, opts, lab.pool())
     mode = opts.mode or lab.config.migration.mode
     resolved = config_to_dict(lab.config)
     config = {**{k: v for k, v in resolved.items() if k != "hosts"},
               "hosts": {h["name"]: h for h in resolved["hosts"]},
-              "experiment": {k: v for k, v in asdict(opts).items() if v is not None} | {"mode": mode}}
+              "experiment": {k: list(v) if isinstance(v, tuple) else v
+                             for k, v in asdict(opts).items() if v is not None} | {"mode": mode}}
     folder = results.ResultsFolder.create(opts.what, config=config, parent=out,
-                                          notes=f"{opts.migrations} {mode} migrations {home}<->{spare}")
+                                          notes=f"{opts.migrations} {mode} migrations "
+                                                + ("<->".join(route) if len(route) == 2 else "->".join(route)))
     if opts.rto_min_ms:
         tune_routes(lab, opts.rto_min_ms)
     where = {h: backend_id(lab.names.server(h), lab.machine_of(h)) for h in lab.pool()}   # location -> backend id
@@ -144,7 +187,7 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
         run.wait_rows(opts.connections)
         _wait(lab, opts.warmup_s, where, reads)
         for k in range(1, opts.migrations + 1):
-            src, dst = (home, spare) if k % 2 else (spare, home)
+            src, dst = route[(k - 1) % len(route)], route[k % len(route)]
             try:
                 rec = migrate(lab, src, dst, migration=k, fail_at=opts.fail_at, mode=mode)
                 where[dst] = where.pop(src, rec.backend)
@@ -163,7 +206,7 @@ def _run_experiment(lab: Any, opts: ExperimentOptions, out: str | Path | None,
     finally:
         run.stop()
     if not records:
-        raise ConfigError(f"no migration could run ({home} <-> {spare}); see `p4cf status`")
+        raise ConfigError(f"no migration could run (route {','.join(route)}); see `p4cf status`")
     _write_raw(lab, folder, records, reads)
     summary = summarize(folder)
     folder.finish(migrations=len(records), ok=sum(r.ok for r in records), summary=summary)
