@@ -76,25 +76,6 @@ def test_a_late_process_joins_the_migration(monkeypatch: pytest.MonkeyPatch, wor
         os.sched_setaffinity(0, ALLOWED)
 
 
-@needs_two_cpus
-def test_the_transfer_widens_to_every_cpu_for_its_phase_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Across machines the transfer's thread may use every CPU while the images cross, then it is
-    back on the migration's CPU; after a release it stays on every CPU."""
-    monkeypatch.delenv(cpu_split.ENV, raising=False)
-    split = cpu_split.split([])
-    try:
-        assert split is not None
-        with split.widened():
-            assert os.sched_getaffinity(0) == ALLOWED
-        assert os.sched_getaffinity(0) == split.migration
-        split.release()
-        with split.widened():
-            assert os.sched_getaffinity(0) == ALLOWED
-        assert os.sched_getaffinity(0) == ALLOWED
-    finally:
-        os.sched_setaffinity(0, ALLOWED)
-
-
 def test_turned_off_or_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(cpu_split.ENV, "0")
     assert cpu_split.split([os.getpid()]) is None
