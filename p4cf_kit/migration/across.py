@@ -170,11 +170,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         phase = "transfer"
         started(phase)
         t0 = time.monotonic()
-        if cpus is not None:
-            with cpus.widened():
-                report = stream.run(str(plan.src.ip), str(plan.dst.ip))
-        else:
-            report = stream.run(str(plan.src.ip), str(plan.dst.ip))
+        report = stream.run(str(plan.src.ip), str(plan.dst.ip))
         record.set_transfer(report)
         end(record, phase, t0 + report.rewrite_s)
 

@@ -21,8 +21,7 @@ README, "Connections a migration does not move". With one CPU nothing changes;
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,22 +82,6 @@ class CpuSplit:
     @property
     def every(self) -> set[int]:
         return self.migration | self.others
-
-    @contextmanager
-    def widened(self) -> Iterator[None]:
-        """Every CPU for the calling thread for a while: the images' transfer, whose sending or
-        receiving end is the kit's thread (with the kernel's network path of this machine's end)
-        and which otherwise shares the migration's CPU with the dump's tail (Podman, runc and
-        CRIU finishing); at nice -10 (migration/tar_stream.ahead) for those few milliseconds."""
-        if self.released:
-            yield
-            return
-        os.sched_setaffinity(0, self.every)
-        try:
-            yield
-        finally:
-            if not self.released:
-                os.sched_setaffinity(0, self.migration)
 
     def join(self, pid: int | None) -> None:
         """Put one more process of the migration (a conmon started earlier) on its CPUs."""
