@@ -87,11 +87,13 @@ def machine_checks(machine: RemoteMachine, mc: MachineConfig,
             "use a kernel with network namespaces, veth, nftables and userfaultfd")
 
     def tools() -> tuple[bool, str, str]:
-        # tar: both ends of the images' transfer (migration/tar_stream.py)
-        p = sh("for t in ip nft ethtool nsenter tar; do command -v $t >/dev/null || echo missing:$t; done")
+        # tar and python3 (os.splice: >= 3.10): the ends of the images' transfer (migration/tar_stream.py)
+        p = sh("for t in ip nft ethtool nsenter tar; do command -v $t >/dev/null || echo missing:$t; done; "
+               "python3 -c 'import os; os.splice' 2>/dev/null || echo 'missing:python3>=3.10'")
         missing = [w.split(":", 1)[1] for w in p.stdout.split() if w.startswith("missing:")]
-        return not missing, "ip, nft, ethtool, nsenter, tar" if not missing else f"missing: {', '.join(missing)}", (
-            "apt-get install iproute2 nftables ethtool util-linux tar")
+        return not missing, ("ip, nft, ethtool, nsenter, tar, python3 >= 3.10" if not missing
+                             else f"missing: {', '.join(missing)}"), (
+            "apt-get install iproute2 nftables ethtool util-linux tar python3 (3.10 or later)")
 
     def images() -> tuple[bool, str, str]:
         missing = [ref for ref in PUSHED_BY_DEFAULT
