@@ -1,12 +1,14 @@
-"""The image stream's ends: a tar stream sent with sendfile, received by `tar -x` on the socket.
+"""The image stream's ends: a tar stream sent with sendfile, received by splicing it into files.
 
 Why this way: the images should cost the CPU as little as the wire does. The sender writes
 the tar headers itself and hands each file's bytes to the kernel (`os.sendfile`: no copy
-through Python); the receiver is GNU tar reading the connection itself, writing into the
-landing folder (no Python in between, no fsync: the restore reads the page cache). On
+through Python); the receiver reads each header and splices the file's bytes from the
+connection through a pipe into the landing folder (`unpack`: no copy through a process's
+memory, no fsync: the restore reads the page cache). On
 another machine this file runs as `python3 -c` with its own text (standard library only,
-nothing of the kit installed there): `recv FOLDER HOST` listens, takes one connection that
-starts with the transfer's token (read from stdin) and runs `tar -x` on it; `send FOLDER`
+nothing of the kit installed there, Python >= 3.10 for `os.splice`): `recv FOLDER HOST`
+listens, takes one connection that starts with the transfer's token (read from stdin) and
+unpacks it; `send FOLDER`
 connects to "HOST PORT TOKEN" (from stdin), sends the token and waits for the kit's "go"
 byte on the same connection, then sends the folder. Both are started, and connected, during
 the migration's prepare phase, so the downtime holds the bytes alone.
