@@ -151,9 +151,10 @@ def test_two_machine_lab_up_traffic_isolation_down(machine: RemoteMachine) -> No
 
 @pytest.mark.parametrize("transfer", ["ssh", "tcp"])
 def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transfer: str) -> None:
-    """Both directions under traffic with a timed transfer (over SSH, or a direct TCP stream),
-    then a transfer that fails (injected after the stream) rolls back: the backend serves at the
-    source, nothing is left at the destination, and no connection breaks or loses a reply."""
+    """Both directions under traffic with a timed transfer (over SSH, or a direct TCP stream
+    whose images leave as CRIU finishes them), then a transfer that fails (injected after the
+    stream) rolls back: the backend serves at the source, nothing is left at the destination,
+    and no connection breaks or loses a reply."""
     cfg = parse_config(two_machine_config("tg", 208, transfer=transfer))
     lab = Lab(cfg)
     cleanup.down("tg")
@@ -164,6 +165,8 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         out = lab.migrate("h2", "h4")                      # this machine -> the other
         assert out.ok and out.machines == f"local->{MACHINE}" and out.transfer_via == transfer, out
         assert out.timings.transfer and out.transfer_bytes > 1_000_000 and out.transfer_mb_s
+        # over a direct stream the images CRIU finished leave during the dump (the pages, first)
+        assert (out.transfer_early_bytes > 0) == (transfer == "tcp"), out.transfer_early_bytes
         assert out.sockets_rewritten >= 1                  # the connections hashed to h2
         assert out.nudged >= 1                             # from the sender in h4's pod there
         assert machine.podman("container", "inspect", "--format", "{{.State.Status}}",
@@ -175,6 +178,7 @@ def test_migrations_across_machines_under_traffic(machine: RemoteMachine, transf
         back = lab.migrate("h4", "h2")                     # and back
         assert back.ok and back.machines == f"{MACHINE}->local", back
         assert back.nudged >= 1                            # the local side nudges the clients
+        assert (back.transfer_early_bytes > 0) == (transfer == "tcp"), back.transfer_early_bytes
         time.sleep(1.5)
         with pytest.raises(MigrationError) as failed:
             lab.migrate("h2", "h4", fail_at="transfer")

@@ -18,7 +18,20 @@ import pytest
 
 from p4cf_kit.migration import direct
 from p4cf_kit.migration.stall import Watchdog
-from p4cf_kit.migration.tar_stream import DONE, GO, SENT, STATS_DUMP, TAR_X, parse_sent, recv_exact, send_tar, unpack
+from p4cf_kit.migration.tar_stream import (
+    DONE,
+    FIN,
+    GO,
+    SENT,
+    STATS_DUMP,
+    TAR_X,
+    ClosedFiles,
+    Sender,
+    parse_sent,
+    recv_exact,
+    send_tar,
+    unpack,
+)
 
 
 @pytest.fixture
@@ -79,7 +92,10 @@ def test_a_stream_cut_midway_fails_the_receiving_tar(images: Path, tmp_path: Pat
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    a.sendall(os.read(r, 1_000_000))     # part of the stream, then the sender's machine is gone
+    part = b""
+    while len(part) < 100_000:           # inside pages-1.img: the small files come first
+        part += os.read(r, 100_000 - len(part))
+    a.sendall(part)                      # part of the stream, then the sender's machine is gone
     a.close()
     assert tar.wait(timeout=30) != 0
     os.close(r)
@@ -176,8 +192,9 @@ def test_unpack_refuses_a_stream_cut_short_and_a_member_with_a_path(images: Path
 
 
 def test_the_remote_sender_waits_for_go_on_its_connection(images: Path, tmp_path: Path) -> None:
-    """`send` as another machine runs it: connects back, sends the token, waits for "go"; its
-    archive ends with the SENT member (files and bytes), its word that every file went out."""
+    """`send` as another machine runs it: connects back, sends the token, waits for "go" (the
+    dump started) and "fin" (it ended: files written before "go" leave now); its archive ends
+    with the SENT member (files and bytes), its word that every file went out."""
     dst = tmp_path / "dst"
     dst.mkdir()
     token = direct.new_token()
@@ -194,8 +211,13 @@ def test_the_remote_sender_waits_for_go_on_its_connection(images: Path, tmp_path
     conn.setblocking(True)
     assert proc.poll() is None
     conn.sendall(GO)
+    conn.settimeout(0.3)
+    with pytest.raises(TimeoutError):                          # nothing closed since "go"
+        conn.recv(1)
+    conn.setblocking(True)
+    conn.sendall(FIN)
     moved: list[int] = []
-    files, total, said = unpack(conn, str(dst), moved.append)
+    files, total, said, busy = unpack(conn, str(dst), moved.append)
     assert proc.wait(timeout=30) == 0
     conn.close()
     listener.close()
@@ -267,3 +289,106 @@ def test_the_ends_run_at_the_transfers_cpu_priority(monkeypatch: pytest.MonkeyPa
     finally:
         proc.kill()
         proc.wait()
+
+
+def _write_slowly(path: Path, data: bytes, pieces: int = 4) -> None:
+    """A file written in pieces with pauses, as CRIU writes an image: open all the while."""
+    with open(path, "wb") as fh:
+        for i in range(pieces):
+            fh.write(data[i * len(data) // pieces:(i + 1) * len(data) // pieces])
+            fh.flush()
+            time.sleep(0.05)
+
+
+def test_files_leave_as_they_are_closed_and_the_rest_at_fin(tmp_path: Path) -> None:
+    """The remote sender in a folder that does not exist yet when it starts (Podman creates the
+    checkpoint folder once the dump runs): each file crosses once it is closed, not while it
+    is written; at FIN whatever did not leave (or changed since it left) goes, then SENT."""
+    parent = tmp_path / "userdata"
+    parent.mkdir()
+    folder = parent / "checkpoint"
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    token = direct.new_token()
+    listener = direct.listen("127.0.0.1")
+    proc = subprocess.Popen([sys.executable, *direct.remote_end("send", str(folder))[1:]],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(f"127.0.0.1 {listener.getsockname()[1]} {token.hex()}\n".encode())
+    proc.stdin.close()
+    conn = direct.accept(listener, token)
+    conn.sendall(GO)
+    landed: list[int] = []
+    result: list[tuple[int, int, tuple[int, int] | None, float]] = []
+    receiver = threading.Thread(target=lambda: result.append(unpack(conn, str(dst), landed.append)))
+    receiver.start()
+    folder.mkdir()
+    pages = os.urandom(2_000_003)
+    _write_slowly(folder / "pages-1.img", pages)
+    (folder / "core-1.img").write_bytes(b"first")
+    deadline = time.monotonic() + 10
+    while sum(landed) < len(pages) + 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(landed) == len(pages) + 5                      # both crossed before FIN
+    assert (dst / "pages-1.img").read_bytes() == pages
+    (folder / "core-1.img").write_bytes(b"second, longer")    # changed after it left
+    with open(folder / "files.img", "wb") as still_open:      # never closed before FIN
+        still_open.write(b"late")
+        still_open.flush()
+        (folder / STATS_DUMP).write_bytes(b"not sent")
+        conn.sendall(FIN)
+        receiver.join(timeout=30)
+    assert proc.wait(timeout=30) == 0
+    files, total, said, busy = result[0]
+    assert said == (files, total) and files == 4               # core-1.img twice
+    assert (dst / "core-1.img").read_bytes() == b"second, longer"
+    assert (dst / "files.img").read_bytes() == b"late"
+    assert not (dst / STATS_DUMP).exists()
+    assert 0 < busy < 10
+    conn.close()
+    listener.close()
+
+
+def test_closed_files_follow_a_folder_made_again(tmp_path: Path) -> None:
+    """A stale checkpoint folder replaced by a new one: only the new one's files count."""
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    closed = ClosedFiles(str(folder))
+    assert closed.fd >= 0
+    (folder / "old.img").write_bytes(b"x")
+    assert closed.take() == ["old.img"]
+    (folder / "old.img").unlink()
+    folder.rmdir()
+    folder.mkdir()
+    time.sleep(0.01)
+    assert closed.take() == []
+    (folder / "new.img").write_bytes(b"y")
+    assert closed.take() == ["new.img"]
+    closed.close()
+
+
+def test_the_local_sender_sends_early_then_the_rest_with_a_replacement(images: Path, tmp_path: Path) -> None:
+    """The kit's own sender (this machine the source): files closed during the dump leave from
+    a thread; files.img is held back for its rewrite and replaced at the end."""
+    dst, a, tar = _receiving_tar(tmp_path)
+    closed = ClosedFiles(str(images))
+    sender = Sender(a.fileno(), str(images), late=("files.img",))
+    stop_r, stop_w = os.pipe()
+    worker = threading.Thread(target=sender.early, args=(closed, stop_r))
+    worker.start()
+    (images / "files.img").write_bytes(b"closed during the dump")
+    (images / "core-9.img").write_bytes(b"late core")
+    deadline = time.monotonic() + 10
+    while "core-9.img" not in sender.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.write(stop_w, b"x")
+    worker.join(timeout=10)
+    assert sender.early_bytes == len(b"late core") and "files.img" not in sender.sent
+    total, files = sender.rest({"files.img": b"rewritten"})
+    a.close()
+    assert tar.wait(timeout=30) == 0
+    assert files == 9 and (dst / "core-9.img").read_bytes() == b"late core"
+    _same(images, dst, files_img=b"rewritten")
+    closed.close()
+    os.close(stop_r)
+    os.close(stop_w)

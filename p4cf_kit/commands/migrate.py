@@ -55,6 +55,9 @@ def _run(args: argparse.Namespace) -> int:
          f"restore {t.restore:.3f}, switch {t.switch:.3f}; before it prepare {t.prepare:.3f}, after it "
          f"cleanup {t.cleanup:.3f}); {rec.checkpoint_bytes / 1e6:.1f} MB, "
          f"{rec.sockets_rewritten} sockets rewritten; now {rec.container}; mode {rec.mode}"
+         + (f"; across machines {rec.machines} via {rec.transfer_via}: transfer {t.transfer or 0:.3f} s after "
+            f"the dump, {rec.transfer_early_bytes / max(rec.transfer_bytes, 1):.0%} of the bytes left during it, "
+            f"{rec.transfer_mb_s or 0:.0f} MB/s while they moved" if rec.machines else "")
          + (f", last page in {rec.pages_done_s:.3f} s after the switch" if rec.pages_done_s is not None else "")
          + (f", {rec.precopy_rounds} pre-copy rounds before it (bytes: {rec.precopy_round_bytes})"
             if rec.precopy_rounds is not None else "")

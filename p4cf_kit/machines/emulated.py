@@ -237,11 +237,13 @@ def _start_sshd(rec: EmulatedMachine) -> int:
     run(["ip", "netns", "exec", rec.netns, "/usr/sbin/sshd", "-f", str(conf),
          "-E", str(d / "sshd.log")])
     deadline = time.monotonic() + 10
-    while not pidfile.exists():
+    while True:   # sshd creates its pid file, then writes it: an empty one is not read yet
+        words = pidfile.read_text().split() if pidfile.exists() else []
+        if words and words[0].isdigit():
+            return int(words[0])
         if time.monotonic() > deadline:
             raise KitError(f"emulated machine {rec.name!r}: sshd did not start; see {d / 'sshd.log'}")
         time.sleep(0.05)
-    return int(pidfile.read_text().split()[0])
 
 
 def emulate(name: str, link_gbit: float | None = None, uplinks: int = 2,

@@ -11,7 +11,8 @@ Order, and what differs from a migration within one machine (migrate.py):
   2. rewrite + transfer
                  one tar stream carries the images from the source's checkpoint folder to the
                  landing container's, with files.img rewritten (transfer.py); its ends were
-                 started and connected in prepare. The
+                 started and connected in prepare, and over a direct stream the images that
+                 CRIU finished already left during the checkpoint (`begin`). The
                  rewrite's own time is `rewrite`; the rest is `transfer`, with bytes and MB/s.
                  The source's images are left untouched: a rollback restores from them.
   3. restore     on the destination machine: the gate opens; the phase ends when CRIU resumed.
@@ -163,6 +164,7 @@ def migrate_across(lab: LabLike, plan: MigrationPlan, record: MigrationRecord, *
         record.t_start_ns = time.time_ns()
         if cpus is not None and src_m.is_local:
             cpus.join(conmon_of(plan.src_pid))
+        stream.begin()               # images leave as CRIU finishes them
         dump = watch.start(plan.src_container)
         watch.wait(dump, timeout)
         end(record, phase, t0)

@@ -21,7 +21,7 @@ from p4cf_kit.errors import PodmanError
 from p4cf_kit.machines.machine import Machine
 from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import phases
-from p4cf_kit.podman.runner import finish, podman_popen
+from p4cf_kit.podman.runner import finish
 
 CHECKPOINT = ("container", "checkpoint", "--tcp-established", "--print-stats")
 WATCHER = """
@@ -55,10 +55,12 @@ class DumpWatch:
                 settle(watcher)
 
     def start(self, container: str) -> subprocess.Popen[str]:
-        """The checkpoint command, running."""
+        """The checkpoint command, running; on this machine at idle CPU priority with its conmon,
+        as within one machine (phases.start_checkpoint): Podman's tidying up after CRIU then
+        gives way to the restore and to the lab's workloads."""
         if isinstance(self.machine, RemoteMachine):
             return self.machine.podman_start(*CHECKPOINT, container)
-        return podman_popen(*CHECKPOINT, container)
+        return phases.start_checkpoint(container, self.pid)
 
     def wait(self, dump: subprocess.Popen[str], timeout: float) -> None:
         """Return once the images are written; PodmanError when the checkpoint fails first."""

@@ -54,7 +54,8 @@ class MigrationRecord:
     total_s: float | None = None
     checkpoint_bytes: int = 0
     transfer_bytes: int = 0        # across machines: what crossed the network (tar stream)
-    transfer_mb_s: float | None = None
+    transfer_mb_s: float | None = None     # the rate while bytes moved (the receiver's busy time)
+    transfer_early_bytes: int = 0  # of those, what left during the dump, before the transfer phase
     machines: str = ""             # across machines: "SRC_MACHINE->DST_MACHINE"
     transfer_via: str = ""         # across machines: "ssh" or "tcp" (a direct stream)
     t_start_ns: int = 0
@@ -102,6 +103,7 @@ class MigrationRecord:
         rate, the sockets moved to the destination's address, the rewrite's own time."""
         self.checkpoint_bytes = self.transfer_bytes = report.bytes
         self.transfer_mb_s = round(report.mb_per_s, 1)
+        self.transfer_early_bytes = report.early_bytes
         self.sockets_rewritten = report.sockets
         self.timings.set("rewrite", report.rewrite_s)
 
@@ -127,7 +129,8 @@ class MigrationRecord:
             "nudged": self.nudged, "criu_dump_s": self.criu_dump_s, "criu_restore_s": self.criu_restore_s,
             "failed_phase": self.failed_phase or "", "error": self.error, "rolled_back": self.rolled_back,
             "rollback_s": self.rollback_s, "transfer_s": t.transfer, "transfer_bytes": self.transfer_bytes,
-            "transfer_mb_s": self.transfer_mb_s, "machines": self.machines, "transfer_via": self.transfer_via,
+            "transfer_mb_s": self.transfer_mb_s, "transfer_early_bytes": self.transfer_early_bytes,
+            "machines": self.machines, "transfer_via": self.transfer_via,
             "data_keys": self.data_keys, "data_missing": self.data_missing, "data_wrong": self.data_wrong,
             "data_ok": self.data_ok, "bulk_keys": self.bulk_keys, "bulk_missing": self.bulk_missing,
             "bulk_wrong": self.bulk_wrong, "bulk_ok": self.bulk_ok,
