@@ -191,20 +191,26 @@ def test_unpack_refuses_a_stream_cut_short_and_a_member_with_a_path(images: Path
     assert not (tmp_path / "escape.img").exists()
 
 
+def _remote_sender(folder: Path) -> tuple[subprocess.Popen[bytes], socket.socket, socket.socket]:
+    """`send FOLDER` as another machine runs it (python3 -c with the file's text), connected back
+    to a listener here on loopback: the process, the listener and its accepted connection."""
+    token = direct.new_token()
+    listener = direct.listen("127.0.0.1")
+    proc = subprocess.Popen([sys.executable, *direct.remote_end("send", str(folder))[1:]],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(f"127.0.0.1 {listener.getsockname()[1]} {token.hex()}\n".encode())
+    proc.stdin.close()
+    return proc, listener, direct.accept(listener, token)
+
+
 def test_the_remote_sender_waits_for_go_on_its_connection(images: Path, tmp_path: Path) -> None:
     """`send` as another machine runs it: connects back, sends the token, waits for "go" (the
     dump started) and "fin" (it ended: files written before "go" leave now); its archive ends
     with the SENT member (files and bytes), its word that every file went out."""
     dst = tmp_path / "dst"
     dst.mkdir()
-    token = direct.new_token()
-    listener = direct.listen("127.0.0.1")
-    proc = subprocess.Popen([sys.executable, *direct.remote_end("send", str(images))[1:]],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(f"127.0.0.1 {listener.getsockname()[1]} {token.hex()}\n".encode())
-    proc.stdin.close()
-    conn = direct.accept(listener, token)
+    proc, listener, conn = _remote_sender(images)
     conn.settimeout(0.3)
     with pytest.raises(TimeoutError):                          # nothing before "go"
         conn.recv(1)
@@ -309,14 +315,7 @@ def test_files_leave_as_they_are_closed_and_the_rest_at_fin(tmp_path: Path) -> N
     folder = parent / "checkpoint"
     dst = tmp_path / "dst"
     dst.mkdir()
-    token = direct.new_token()
-    listener = direct.listen("127.0.0.1")
-    proc = subprocess.Popen([sys.executable, *direct.remote_end("send", str(folder))[1:]],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(f"127.0.0.1 {listener.getsockname()[1]} {token.hex()}\n".encode())
-    proc.stdin.close()
-    conn = direct.accept(listener, token)
+    proc, listener, conn = _remote_sender(folder)
     conn.sendall(GO)
     landed: list[int] = []
     result: list[tuple[int, int, tuple[int, int] | None, float]] = []
