@@ -94,7 +94,7 @@ class ClosedFiles:
 
     def __init__(self, folder: str) -> None:
         self.folder, self.name = folder, os.path.basename(folder)
-        self.fd = self.wd = -1
+        self.fd = self.wd = self.parent = -1
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             self._add = libc.inotify_add_watch

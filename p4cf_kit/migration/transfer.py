@@ -324,10 +324,8 @@ class ImageStream:
             assert self.writer.stdin is not None
             fd = self.writer.stdin.fileno()
         try:
-            sender = Sender(fd, str(self.src_dir), dog.touch)
-            if self.early is not None:
-                sender = self.early.finish()
-                report.early_bytes = sender.early_bytes
+            sender = self.early.finish() if self.early is not None else Sender(fd, str(self.src_dir), dog.touch)
+            report.early_bytes = sender.early_bytes
             report.bytes, report.files = sender.rest(replace)
         except OSError:
             if not dog.stalled:   # the receiver ended (a full disk?): let its own words arrive
