@@ -148,6 +148,21 @@ def await_pages(daemon_poll: Callable[[], int | None], dump: subprocess.Popen[st
         time.sleep(0.005)
 
 
+PIPE_MAX_SIZE = 4 << 20   # bytes: above the 3.2 MiB pipe CRIU's page server asks for
+
+
+def allow_page_pipes(machine: Machine) -> None:
+    """Let CRIU's page server on `machine` have its pipes. It grows one to 819 pages (3.2 MiB:
+    PIPE_MAX_SIZE in CRIU's page-pipe.h) past the kernel's default fs.pipe-max-size (1 MiB),
+    which only CAP_SYS_RESOURCE may exceed. Where root lacks that capability (seen on a VM of
+    ours: CapEff without bit 24), the page server failed at the lazy-pages daemon's first
+    request ("page-pipe: splice: -1: Bad file descriptor") and every lazy migration with it.
+    So the limit is raised to 4 MiB there when it is lower; nothing else changes."""
+    path = "/proc/sys/fs/pipe-max-size"
+    machine.run(["sh", "-c", f"[ ! -w {path} ] || [ $(cat {path}) -ge {PIPE_MAX_SIZE} ] || "
+                 f"echo {PIPE_MAX_SIZE} > {path}"], check=False)
+
+
 @dataclass
 class LazyTransfer:
     """One lazy migration's memory path: source page server, destination daemon, their ends."""
@@ -172,6 +187,7 @@ class LazyTransfer:
 
     def arm(self) -> None:
         """Before anything runs: the source's next checkpoint serves its pages on `port`."""
+        allow_page_pipes(LOCAL)
         self._write_args(self.source_id, "checkpoint", f"--lazy-pages --page-server {ADDRESS}:{self.port}")
 
     def staged(self, staged: phases.StagedRestore) -> None:

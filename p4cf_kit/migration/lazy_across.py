@@ -52,7 +52,7 @@ from p4cf_kit.machines.remote import RemoteMachine
 from p4cf_kit.migration import phases
 from p4cf_kit.migration.across import _raw_sender, resume, switch_phase
 from p4cf_kit.migration.dump_watch import CHECKPOINT
-from p4cf_kit.migration.lazy import PagesLost, await_pages, container_id_of, page_bytes_sent
+from p4cf_kit.migration.lazy import PagesLost, allow_page_pipes, await_pages, container_id_of, page_bytes_sent
 from p4cf_kit.migration.lazy_pages_remote import PageDaemon, PageSource
 from p4cf_kit.migration.netns_lock import release_lock
 from p4cf_kit.migration.plan import BACKEND_LABEL, LOCATION_LABEL, LabLike, MigrationPlan, container_state
@@ -123,6 +123,7 @@ def _start_dump(machine: Machine, container: str) -> subprocess.Popen[str]:
 def _prepare(lab: LabLike, plan: MigrationPlan, run: LazyRun, timeout: float) -> None:
     src_m, dst_m = plan.src_machine, plan.dst_machine
     address = page_address(plan)
+    allow_page_pipes(src_m)
     run.source = PageSource(src_m, container_id_of(plan.src_images), address, timeout)
     run.staged = (phases.prepare_remote(lab, plan, dst_m) if isinstance(dst_m, RemoteMachine)
                   else phases.prepare(lab, plan))
