@@ -68,6 +68,12 @@ class Machine(ABC):
         """Write one /proc/sys value on this machine, if the file exists."""
         self.run(["sh", "-c", f"[ ! -e {path} ] || echo {value} > {path}"], check=False)
 
+    def sysctl_raise(self, path: str, minimum: int) -> None:
+        """Raise one numeric /proc/sys value on this machine to `minimum` where it is lower (a
+        higher one is left as it is), if the file exists and may be written."""
+        self.run(["sh", "-c", f"[ ! -w {path} ] || [ $(cat {path}) -ge {minimum} ] || echo {minimum} > {path}"],
+                 check=False)
+
     def close(self) -> None:  # noqa: B027  (optional hook: only a remote machine holds connections)
         """Release connections this object holds (nothing for the local machine)."""
 

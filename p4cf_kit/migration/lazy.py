@@ -158,9 +158,7 @@ def allow_page_pipes(machine: Machine) -> None:
     ours: CapEff without bit 24), the page server failed at the lazy-pages daemon's first
     request ("page-pipe: splice: -1: Bad file descriptor") and every lazy migration with it.
     So the limit is raised to 4 MiB there when it is lower; nothing else changes."""
-    path = "/proc/sys/fs/pipe-max-size"
-    machine.run(["sh", "-c", f"[ ! -w {path} ] || [ $(cat {path}) -ge {PIPE_MAX_SIZE} ] || "
-                 f"echo {PIPE_MAX_SIZE} > {path}"], check=False)
+    machine.sysctl_raise("/proc/sys/fs/pipe-max-size", PIPE_MAX_SIZE)
 
 
 @dataclass
